@@ -1,0 +1,12 @@
+//! Compiles the `.proto` files with protox (pure Rust, so no `protoc` is
+//! needed on the build host or in the Nix build).
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let files = ["proto/mayastor.proto"];
+    for f in files {
+        println!("cargo:rerun-if-changed={f}");
+    }
+    let fds = protox::compile(files, ["proto"])?;
+    tonic_prost_build::configure().compile_fds(fds)?;
+    Ok(())
+}

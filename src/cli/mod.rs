@@ -1,0 +1,20 @@
+//! One module per subcommand: argument types and a `main` that calls the
+//! library and turns its results into output and an exit status.
+
+pub mod agent;
+pub mod bdev;
+pub mod fio;
+pub mod nvme;
+pub mod run;
+pub mod vm;
+
+/// Logs go to stderr so that stdout stays machine-readable (JSON replies);
+/// `RUST_LOG` picks the level, `info` by default.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -1,0 +1,20 @@
+//! nvmfcheck: end-to-end tests of an NVMe-over-Fabrics target in real VMs.
+//!
+//! The library is the API that check cases are written in; the binary's
+//! subcommands are thin layers over it.
+
+pub mod agent;
+pub mod client;
+pub mod cmd;
+pub mod fio;
+pub mod nvme;
+pub mod suite;
+pub mod vm;
+
+/// Generated protobuf and gRPC code.
+pub mod proto {
+    /// Mayastor's v0 API (package `mayastor`), wire compatible with Mayastor.
+    pub mod mayastor {
+        tonic::include_proto!("mayastor");
+    }
+}
