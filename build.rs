@@ -7,6 +7,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={f}");
     }
     let fds = protox::compile(files, ["proto"])?;
-    tonic_prost_build::configure().compile_fds(fds)?;
+    tonic_prost_build::configure()
+        // The bdev client prints replies as JSON shaped like the messages,
+        // as `mayastor-client` did.
+        .type_attribute(".mayastor", "#[derive(serde::Serialize, serde::Deserialize)]")
+        .compile_fds(fds)?;
     Ok(())
 }

@@ -1,1 +1,195 @@
-//! (being written)
+//! A typed client for a target's `BdevRpc` service (the nvmfcheck agent or
+//! a real Mayastor), with a deadline on connecting and on every call.
+
+use std::time::Duration;
+
+use tonic::transport::{Channel, Endpoint};
+
+use crate::proto::mayastor::{
+    bdev_rpc_client::BdevRpcClient, Bdev, BdevShareRequest, BdevUri, CreateReply, Null,
+};
+
+/// Default deadline for connecting and for each call.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a call to the target failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The target address is not `host:port`.
+    #[error("bad target address {addr:?}: {reason} (expected host:port, e.g. 127.0.0.1:10124)")]
+    Address {
+        /// What was given.
+        addr: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// No gRPC connection could be made in time.
+    #[error("cannot reach the target at {addr} (is the agent running and the port right?)")]
+    Connect {
+        /// The target address.
+        addr: String,
+        /// The transport error.
+        source: tonic::transport::Error,
+    },
+    /// The target answered a call with an error status.
+    #[error("{call} failed: {:?}: {}", .status.code(), .status.message())]
+    Rpc {
+        /// The method, e.g. `BdevRpc.Share`.
+        call: &'static str,
+        /// The status the target returned (or the deadline that passed).
+        status: tonic::Status,
+    },
+}
+
+impl ClientError {
+    /// The gRPC status code, when the target answered with one.
+    pub fn code(&self) -> Option<tonic::Code> {
+        match self {
+            Self::Rpc { status, .. } => Some(status.code()),
+            _ => None,
+        }
+    }
+}
+
+/// A connection to one target's `BdevRpc` service. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Target {
+    addr: String,
+    rpc: BdevRpcClient<Channel>,
+}
+
+impl Target {
+    /// Connects to `host:port`, giving up after `timeout`; each later call
+    /// also gets `timeout` as its deadline.
+    pub async fn connect(addr: &str, timeout: Duration) -> Result<Self, ClientError> {
+        let bad = |reason: &str| ClientError::Address {
+            addr: addr.to_string(),
+            reason: reason.to_string(),
+        };
+        let (host, port) = addr.rsplit_once(':').ok_or_else(|| bad("no port"))?;
+        if host.is_empty() {
+            return Err(bad("no host"));
+        }
+        port.parse::<u16>()
+            .map_err(|_| bad("the port is not a number from 1 to 65535"))?;
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| bad(&e.to_string()))?
+            .connect_timeout(timeout)
+            .timeout(timeout);
+        let channel = tokio::time::timeout(timeout, endpoint.connect())
+            .await
+            .map_err(|_| ClientError::Rpc {
+                call: "connect",
+                status: tonic::Status::deadline_exceeded(format!(
+                    "no connection to {addr} within {}s",
+                    timeout.as_secs_f64()
+                )),
+            })?
+            .map_err(|source| ClientError::Connect {
+                addr: addr.to_string(),
+                source,
+            })?;
+        Ok(Self {
+            addr: addr.to_string(),
+            rpc: BdevRpcClient::new(channel),
+        })
+    }
+
+    /// The address this client talks to.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// `BdevRpc.List`: every bdev on the target.
+    pub async fn list(&self) -> Result<Vec<Bdev>, ClientError> {
+        let reply = self.rpc.clone().list(Null {}).await;
+        Ok(reply.map_err(rpc("BdevRpc.List"))?.into_inner().bdevs)
+    }
+
+    /// `BdevRpc.Create`: creates a bdev from a URI; returns its name.
+    pub async fn create(&self, uri: &str) -> Result<String, ClientError> {
+        let req = BdevUri {
+            uri: uri.to_string(),
+        };
+        let reply = self.rpc.clone().create(req).await;
+        Ok(reply.map_err(rpc("BdevRpc.Create"))?.into_inner().name)
+    }
+
+    /// `BdevRpc.Destroy`: destroys the bdev created from `uri`.
+    pub async fn destroy(&self, uri: &str) -> Result<(), ClientError> {
+        let req = BdevUri {
+            uri: uri.to_string(),
+        };
+        self.rpc
+            .clone()
+            .destroy(req)
+            .await
+            .map_err(rpc("BdevRpc.Destroy"))?;
+        Ok(())
+    }
+
+    /// `BdevRpc.Share`: exports a bdev over `proto` (`nvmf`); returns the
+    /// share URI, e.g. `nvmf://192.168.1.2:8430/nqn.2019-05.io.openebs:<uuid>`.
+    pub async fn share(&self, name: &str, proto: &str) -> Result<String, ClientError> {
+        let req = BdevShareRequest {
+            name: name.to_string(),
+            proto: proto.to_string(),
+        };
+        let reply = self.rpc.clone().share(req).await;
+        Ok(reply.map_err(rpc("BdevRpc.Share"))?.into_inner().uri)
+    }
+
+    /// `BdevRpc.Unshare`: stops exporting a bdev.
+    pub async fn unshare(&self, name: &str) -> Result<(), ClientError> {
+        let req = CreateReply {
+            name: name.to_string(),
+        };
+        self.rpc
+            .clone()
+            .unshare(req)
+            .await
+            .map_err(rpc("BdevRpc.Unshare"))?;
+        Ok(())
+    }
+
+    /// The bdev called `name`, if the target lists one.
+    pub async fn find(&self, name: &str) -> Result<Option<Bdev>, ClientError> {
+        Ok(self.list().await?.into_iter().find(|b| b.name == name))
+    }
+}
+
+fn rpc(call: &'static str) -> impl FnOnce(tonic::Status) -> ClientError {
+    move |status| ClientError::Rpc { call, status }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn rejects_addresses_without_a_port() {
+        for addr in ["localhost", ":10124", "host:notaport", "host:99999"] {
+            let err = Target::connect(addr, Duration::from_millis(100))
+                .await
+                .unwrap_err();
+            assert!(matches!(err, ClientError::Address { .. }), "{addr}: {err}");
+            assert!(err.to_string().contains("host:port"), "{err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_target_fails_within_its_deadline() {
+        // Bind then drop a listener so the port is closed on loopback.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let start = std::time::Instant::now();
+        let err = Target::connect(&format!("127.0.0.1:{port}"), Duration::from_secs(2))
+            .await
+            .unwrap_err();
+        assert!(start.elapsed() < Duration::from_secs(5));
+        assert!(err.to_string().contains("cannot reach"), "{err}");
+    }
+}

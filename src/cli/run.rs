@@ -1,21 +1,99 @@
-//! `nvmfcheck run` and `nvmfcheck list` (being written).
+//! `nvmfcheck run` and `nvmfcheck list`.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+use anyhow::Context;
+use nvmfcheck::client::Target;
+use nvmfcheck::suite::report::{Report, Status};
+use nvmfcheck::suite::{self, Env, RunOptions, Settings};
 
 /// Arguments of `nvmfcheck run`.
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Categories to run, in any order; they run in dependency order.
+    #[arg(required = true)]
+    categories: Vec<String>,
+    /// The target's gRPC address.
+    #[arg(long, default_value = "192.168.1.2:10124", env = "NVMFCHECK_TARGET")]
+    target: String,
+    /// Where report.json and junit.xml are written.
+    #[arg(long, default_value = ".")]
+    report_dir: PathBuf,
+    /// Run only cases whose `category/case` name contains this.
+    #[arg(long)]
+    filter: Option<String>,
+    /// An earlier report.json in which the dependencies of the requested
+    /// categories passed (e.g. basic's, to run io alone).
+    #[arg(long, value_name = "REPORT")]
+    require_passed: Option<PathBuf>,
+    /// The bdev to export.
+    #[arg(long, default_value = "aio:///dev/vdb")]
+    bdev: String,
+    /// The size the bdev must have, in MiB; 0 skips the check.
+    #[arg(long, default_value_t = 512)]
+    expect_size_mb: u64,
+    /// MiB each fio verify job writes and reads back.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=65536))]
+    fio_size_mb: u64,
+    /// The target's NVMe/TCP discovery port.
+    #[arg(long, default_value_t = 8420)]
+    discovery_port: u16,
+}
 
 /// Arguments of `nvmfcheck list`.
 #[derive(clap::Args)]
 pub struct ListArgs {}
 
 /// Runs `nvmfcheck run`.
-pub async fn main(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not written yet")
+pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
+    let prior = args
+        .require_passed
+        .as_deref()
+        .map(Report::load)
+        .transpose()?;
+    let opts = RunOptions {
+        categories: args.categories,
+        filter: args.filter,
+        prior,
+    };
+    let registry = suite::registry();
+    let plan = suite::plan(&registry, &opts)?;
+    let settings = Settings {
+        target: args.target,
+        bdev_uri: args.bdev,
+        expect_size: (args.expect_size_mb > 0).then_some(args.expect_size_mb << 20),
+        discovery_port: args.discovery_port,
+        fio_size: args.fio_size_mb << 20,
+        ..Settings::default()
+    };
+    let target = Target::connect(&settings.target, settings.rpc_timeout)
+        .await
+        .with_context(|| format!("cannot start the run: the target {} does not answer", settings.target))?;
+    let env = Env { settings, target };
+    let report = suite::run(&plan, &env, &opts).await;
+    report.write(&args.report_dir)?;
+    println!("report: {}", args.report_dir.join("report.json").display());
+    Ok(if report.status == Status::Passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Runs `nvmfcheck list`.
 pub fn list(_args: ListArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not written yet")
+    for cat in suite::registry() {
+        let deps = if cat.depends_on.is_empty() {
+            String::new()
+        } else {
+            format!(" (after {})", cat.depends_on.join(", "))
+        };
+        println!("{}{deps}: {}", cat.name, cat.about);
+        for case in &cat.cases {
+            println!("  {}/{}: {}", cat.name, case.name, case.about);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
+

@@ -1,1 +1,57 @@
-//! (being written)
+//! The check suite: categories of cases, each case a sequence of named
+//! steps written with the library API (client, nvme, fio).
+//!
+//! A category declares the categories it depends on; the runner orders them
+//! and skips the dependants of one that failed. The same cases run in the
+//! QEMU runner and in the NixOS checks: both start `nvmfcheck run` on the
+//! initiator.
+
+use std::future::Future;
+use std::pin::Pin;
+
+mod bad_input;
+mod basic;
+mod env;
+pub mod report;
+mod runner;
+mod steps;
+
+pub use env::{Env, Settings};
+pub use runner::{plan, run, RunError, RunOptions};
+pub use steps::{CheckError, Steps};
+
+/// The future a case function returns.
+pub type CaseFuture<'a> = Pin<Box<dyn Future<Output = Result<(), CheckError>> + Send + 'a>>;
+
+/// A case body: runs its steps against the environment, recording each.
+pub type CaseFn = for<'a> fn(&'a Env, &'a mut Steps) -> CaseFuture<'a>;
+
+/// One check case: a named sequence of steps.
+pub struct Case {
+    /// Short name, unique within its category (used by `--filter`).
+    pub name: &'static str,
+    /// What the case proves, for `nvmfcheck list`.
+    pub about: &'static str,
+    /// The steps.
+    pub run: CaseFn,
+    /// Run after `run` whether it passed or not, to leave the target and
+    /// initiator as they were (disconnect, unshare) for the next case.
+    pub cleanup: Option<CaseFn>,
+}
+
+/// A group of cases that runs only when its dependencies passed.
+pub struct Category {
+    /// Name used on the command line, e.g. `basic`.
+    pub name: &'static str,
+    /// What the category proves.
+    pub about: &'static str,
+    /// Categories that must pass first.
+    pub depends_on: &'static [&'static str],
+    /// Its cases, run in order.
+    pub cases: Vec<Case>,
+}
+
+/// Every category nvmfcheck knows, in a valid dependency order.
+pub fn registry() -> Vec<Category> {
+    vec![basic::category()]
+}

@@ -1,0 +1,132 @@
+# NixOS module for the target machine: runs `nvmfcheck agent` (the gRPC
+# control plane over the kernel NVMe target) as the systemd service
+# `nvmfcheck-agent`. Exported by the flake as `nixosModules.target`, which
+# also sets `package` to the flake's build.
+{
+  config,
+  lib,
+  utils,
+  ...
+}:
+let
+  cfg = config.services.nvmfcheck-agent;
+  inherit (lib) mkOption types;
+in
+{
+  options.services.nvmfcheck-agent = {
+    enable = lib.mkEnableOption "the nvmfcheck agent, an NVMe-over-Fabrics target with a Mayastor v0 BdevRpc gRPC service";
+
+    package = mkOption {
+      type = types.package;
+      description = "The nvmfcheck package.";
+    };
+
+    listenAddress = mkOption {
+      type = types.str;
+      default = "0.0.0.0";
+      description = "IPv4 address the gRPC server binds to.";
+    };
+
+    address = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "192.168.1.2";
+      description = ''
+        IPv4 address the NVMe/TCP ports listen on and share URIs name.
+        `null` lets the agent pick the first non-loopback IPv4 address.
+      '';
+    };
+
+    grpcPort = mkOption {
+      type = types.port;
+      default = 10124;
+      description = "TCP port of the gRPC server.";
+    };
+
+    discoveryPort = mkOption {
+      type = types.port;
+      default = 8420;
+      description = "TCP port of the NVMe/TCP discovery service.";
+    };
+
+    ioPort = mkOption {
+      type = types.port;
+      default = 8430;
+      description = "TCP port the shared subsystems are served on.";
+    };
+
+    openFirewall = mkOption {
+      type = types.bool;
+      default = true;
+      description = "Whether to open the gRPC, discovery and I/O ports in the firewall.";
+    };
+
+    create = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+      example = [ "aio:///dev/vdb" ];
+      description = "Bdev URIs to create at start.";
+    };
+
+    share = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+      example = [ "aio:///dev/vdb" ];
+      description = "Bdev names to share over NVMe/TCP at start (an aio bdev is named by its URI).";
+    };
+  };
+
+  config = lib.mkIf cfg.enable {
+    boot.kernelModules = [
+      "nvmet"
+      "nvmet-tcp"
+    ];
+
+    networking.firewall.allowedTCPPorts = lib.mkIf cfg.openFirewall [
+      cfg.grpcPort
+      cfg.discoveryPort
+      cfg.ioPort
+    ];
+
+    systemd.services.nvmfcheck-agent = {
+      description = "nvmfcheck agent (NVMe-oF target, Mayastor v0 BdevRpc)";
+      wantedBy = [ "multi-user.target" ];
+      wants = [ "network-online.target" ];
+      after = [
+        "network-online.target"
+        "systemd-modules-load.service"
+        "sys-kernel-config.mount"
+      ];
+      serviceConfig = {
+        ExecStart = utils.escapeSystemdExecArgs (
+          [
+            "${cfg.package}/bin/nvmfcheck"
+            "agent"
+            "--listen"
+            "${cfg.listenAddress}:${toString cfg.grpcPort}"
+            "--discovery-port"
+            (toString cfg.discoveryPort)
+            "--io-port"
+            (toString cfg.ioPort)
+            "--state-dir"
+            "/var/lib/nvmfcheck"
+          ]
+          ++ lib.optionals (cfg.address != null) [
+            "--address"
+            cfg.address
+          ]
+          ++ lib.concatMap (uri: [
+            "--create"
+            uri
+          ]) cfg.create
+          ++ lib.concatMap (name: [
+            "--share"
+            name
+          ]) cfg.share
+        );
+        StateDirectory = "nvmfcheck";
+        Restart = "on-failure";
+      };
+    };
+  };
+}

@@ -1,0 +1,50 @@
+//! What the cases run against: the target's gRPC client and the settings
+//! that say which bdev to use and how long each kind of step may take.
+
+use std::time::Duration;
+
+use crate::client::Target;
+
+/// Knobs of a run; the defaults match the QEMU runner and the NixOS checks.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The target's gRPC address, `host:port`.
+    pub target: String,
+    /// The bdev the cases export, e.g. `aio:///dev/vdb`.
+    pub bdev_uri: String,
+    /// The size the exported namespace must have, in bytes, if known.
+    pub expect_size: Option<u64>,
+    /// The target's NVMe/TCP discovery port.
+    pub discovery_port: u16,
+    /// Bytes each fio verify job writes and reads back.
+    pub fio_size: u64,
+    /// Deadline of one gRPC call.
+    pub rpc_timeout: Duration,
+    /// Deadline of one nvme-cli operation (discover, connect, disconnect).
+    pub nvme_timeout: Duration,
+    /// Deadline of one fio run.
+    pub fio_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            target: "192.168.1.2:10124".into(),
+            bdev_uri: "aio:///dev/vdb".into(),
+            expect_size: Some(512 << 20),
+            discovery_port: 8420,
+            fio_size: 32 << 20,
+            rpc_timeout: Duration::from_secs(10),
+            nvme_timeout: Duration::from_secs(30),
+            fio_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+/// The environment a case runs in.
+pub struct Env {
+    /// The run's settings.
+    pub settings: Settings,
+    /// The target's bdev API.
+    pub target: Target,
+}

@@ -1,0 +1,137 @@
+//! Recording and printing the steps of a case.
+//!
+//! Each step prints its name when it starts (so a long fio run shows what
+//! is going on) and its time when it ends, like the NixOS test driver did:
+//! `should be able to discover the target ... (0.05 seconds)`.
+
+use std::future::Future;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use crate::client::ClientError;
+use crate::cmd::CmdError;
+use crate::fio::{self, FioError, FioJob, FioSummary};
+use crate::nvme::NvmeError;
+
+use super::report::{Status, StepReport};
+
+/// Why a step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// A gRPC call to the target failed.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// An nvme-cli operation failed.
+    #[error(transparent)]
+    Nvme(#[from] NvmeError),
+    /// fio failed or found a verify error.
+    #[error(transparent)]
+    Fio(#[from] FioError),
+    /// Another program failed.
+    #[error(transparent)]
+    Cmd(#[from] CmdError),
+    /// What the step expected did not hold.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Fails the step with `msg` unless `cond` holds.
+pub fn ensure(cond: bool, msg: impl FnOnce() -> String) -> Result<(), CheckError> {
+    if cond {
+        Ok(())
+    } else {
+        Err(CheckError::Failed(msg()))
+    }
+}
+
+/// The steps of one case, as they run.
+#[derive(Debug, Default)]
+pub struct Steps {
+    records: Vec<StepReport>,
+    prefix: &'static str,
+}
+
+impl Steps {
+    /// An empty record; `prefix` is put before every step name (used for
+    /// cleanup steps).
+    pub fn new(prefix: &'static str) -> Self {
+        Self {
+            records: Vec::new(),
+            prefix,
+        }
+    }
+
+    /// Runs one named step and records its outcome and time.
+    pub async fn run<T, F>(&mut self, name: &str, step: F) -> Result<T, CheckError>
+    where
+        F: Future<Output = Result<T, CheckError>>,
+    {
+        let name = format!("{}{name}", self.prefix);
+        let start = begin(&name);
+        let result = step.await;
+        self.finish(name, start.elapsed(), result.as_ref().err(), None);
+        result
+    }
+
+    /// Runs fio as one named step; its summary goes into the report even
+    /// when verification failed.
+    pub async fn fio(
+        &mut self,
+        name: &str,
+        jobs: &[FioJob],
+        timeout: Duration,
+    ) -> Result<FioSummary, CheckError> {
+        let name = format!("{}{name}", self.prefix);
+        let start = begin(&name);
+        let result = fio::run(jobs, timeout).await;
+        let summary = match &result {
+            Ok(s) => Some(s.clone()),
+            Err(e) => e.summary().cloned(),
+        };
+        let result = result.map_err(CheckError::from);
+        self.finish(name, start.elapsed(), result.as_ref().err(), summary);
+        result
+    }
+
+    fn finish(
+        &mut self,
+        name: String,
+        took: Duration,
+        error: Option<&CheckError>,
+        fio: Option<FioSummary>,
+    ) {
+        let secs = took.as_secs_f64();
+        match error {
+            None => println!(" ({secs:.2} seconds)"),
+            Some(e) => {
+                println!(" FAILED ({secs:.2} seconds)");
+                for line in e.to_string().lines() {
+                    println!("      {line}");
+                }
+            }
+        }
+        self.records.push(StepReport {
+            name,
+            status: if error.is_some() {
+                Status::Failed
+            } else {
+                Status::Passed
+            },
+            duration_secs: secs,
+            error: error.map(ToString::to_string),
+            fio,
+        });
+    }
+
+    /// The recorded steps.
+    pub fn into_records(self) -> Vec<StepReport> {
+        self.records
+    }
+}
+
+fn begin(name: &str) -> Instant {
+    print!("    {name} ...");
+    // The name shows while a long step runs; a failed flush only delays it.
+    let _ = std::io::stdout().flush();
+    Instant::now()
+}
