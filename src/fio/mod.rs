@@ -183,12 +183,14 @@ impl FromStr for Rw {
             "randwrite" => Rw::RandWrite,
             "readwrite" | "rw" => Rw::ReadWrite,
             "randrw" => Rw::RandRw,
-            _ => return Err(FioError::InvalidJob {
-                job: "-".into(),
-                reason: format!(
+            _ => {
+                return Err(FioError::InvalidJob {
+                    job: "-".into(),
+                    reason: format!(
                     "unknown rw `{s}`: use read, write, randread, randwrite, readwrite or randrw"
                 ),
-            }),
+                })
+            }
         })
     }
 }
@@ -233,12 +235,14 @@ impl FromStr for Verify {
             "sha256" => Verify::Sha256,
             _ => match s.strip_prefix("pattern:") {
                 Some(p) => Verify::Pattern(p.to_string()),
-                None => return Err(FioError::InvalidJob {
-                    job: "-".into(),
-                    reason: format!(
+                None => {
+                    return Err(FioError::InvalidJob {
+                        job: "-".into(),
+                        reason: format!(
                         "unknown verify `{s}`: use crc32, crc32c, md5, sha256 or pattern:0x<hex>"
                     ),
-                }),
+                    })
+                }
             },
         };
         v.check().map_err(|reason| FioError::InvalidJob {
@@ -429,7 +433,7 @@ impl FioJob {
 
     fn problem(&self) -> Option<String> {
         let verifies = self.verify.is_some();
-        let checks: [(bool, &dyn Fn() -> String); 14] = [
+        let checks: &[(bool, &dyn Fn() -> String)] = &[
             (
                 self.name.trim().is_empty() || self.name.contains(['\n', '\0']),
                 &|| "the name must be non-empty, on one line".into(),
@@ -485,6 +489,9 @@ impl FioJob {
             }),
             (self.verify_only && !verifies, &|| {
                 "verify_only needs a verify method".into()
+            }),
+            (self.verify_only && !self.do_verify, &|| {
+                "verify_only without do_verify verifies nothing: keep do_verify on".into()
             }),
             (verifies && self.numjobs > 1 && self.writes(), &|| {
                 "numjobs > 1 makes the copies write the same blocks, so verify fails: \
@@ -607,10 +614,41 @@ fn command(jobs: &[FioJob], timeout: Duration) -> Result<Cmd, FioError> {
             }
         }
     }
+    jobs.iter().try_for_each(check_filename)?;
     Ok(Cmd::new("fio")
         .args(["--output-format=json", "--eta=never", "--thread"])
         .args(jobs.iter().flat_map(FioJob::args))
         .timeout(timeout))
+}
+
+/// fio creates a missing file, and missing directories too: refuse the cases
+/// where that is a typo, so a mistyped device does not become a file in /dev.
+fn check_filename(job: &FioJob) -> Result<(), FioError> {
+    let path = &job.filename;
+    if path.exists() {
+        return Ok(());
+    }
+    let reason = if path.starts_with("/dev") {
+        format!(
+            "{} does not exist: fio would create a regular file in /dev instead of using a \
+             device (is the namespace connected?)",
+            path.display()
+        )
+    } else if path
+        .parent()
+        .is_some_and(|dir| !dir.as_os_str().is_empty() && !dir.is_dir())
+    {
+        format!(
+            "the directory of {} does not exist (fio would create it): create it first",
+            path.display()
+        )
+    } else {
+        return Ok(());
+    };
+    Err(FioError::InvalidJob {
+        job: job.name.clone(),
+        reason,
+    })
 }
 
 /// Runs `jobs` at once in one fio process and returns its summary.
@@ -805,6 +843,10 @@ mod tests {
             (
                 FioJob::new("/f", Rw::Read, 4096).verify_only(true),
                 "needs a verify",
+            ),
+            (
+                base().verify_only(true).do_verify(false),
+                "verifies nothing",
             ),
             (FioJob::new("", Rw::Read, 4096), "filename is empty"),
             (FioJob::new("/a:b", Rw::Read, 4096), "list of files"),

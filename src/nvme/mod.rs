@@ -89,10 +89,12 @@ pub enum NvmeError {
     },
     /// nvme-cli could not be run, timed out, or failed (its stderr is in the
     /// message), with a hint at the likely cause when one is known.
-    #[error("{source}{}", .hint.as_deref().map(|h| format!("\nhint: {h}")).unwrap_or_default())]
+    // The message carries the command's own message rather than chaining it as
+    // a source, so that printing the error alone shows nvme-cli's stderr.
+    #[error("{error}{}", .hint.as_deref().map(|h| format!("\nhint: {h}")).unwrap_or_default())]
     Command {
         /// The failed command.
-        source: CmdError,
+        error: CmdError,
         /// The likely cause and fix.
         hint: Option<String>,
     },
@@ -107,12 +109,12 @@ pub enum NvmeError {
         output: String,
     },
     /// Reading sysfs failed.
-    #[error("cannot read {}: {source}", .path.display())]
+    #[error("cannot read {}: {error}", .path.display())]
     Sysfs {
         /// The file or directory.
         path: PathBuf,
         /// The OS error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Reading sysfs did not finish within its deadline.
     #[error("reading the NVMe state from sysfs took longer than {}s", .after.as_secs_f64())]
@@ -316,7 +318,7 @@ pub async fn connection(subnqn: &str, timeout: Duration) -> Result<Option<Connec
         Ok(Ok(result)) => result,
         Ok(Err(join)) => Err(NvmeError::Sysfs {
             path: PathBuf::from("/sys/class/nvme"),
-            source: std::io::Error::other(join),
+            error: std::io::Error::other(join),
         }),
         Err(_) => Err(NvmeError::SysfsTimeout { after: timeout }),
     }
@@ -474,15 +476,15 @@ async fn wait_for_namespaces(
 
 /// Runs nvme-cli; a failure carries its stderr and a hint when one is known.
 async fn run(cmd: &Cmd, t: Option<&Transport>) -> Result<Output, NvmeError> {
-    cmd.run().await.map_err(|source| {
-        let hint = match &source {
+    cmd.run().await.map_err(|error| {
+        let hint = match &error {
             CmdError::Failed { stderr, .. } => output::hint(stderr, t, &Sysfs::host()),
             CmdError::Spawn { .. } => {
                 Some("install nvme-cli (Debian: apt-get install nvme-cli)".into())
             }
             CmdError::Timeout { .. } => None,
         };
-        NvmeError::Command { source, hint }
+        NvmeError::Command { error, hint }
     })
 }
 

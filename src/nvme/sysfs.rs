@@ -213,18 +213,18 @@ fn list_dir(dir: &Path) -> Result<Vec<String>, NvmeError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
+        Err(error) => {
             return Err(NvmeError::Sysfs {
                 path: dir.to_path_buf(),
-                source,
+                error,
             })
         }
     };
     let mut names = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|source| NvmeError::Sysfs {
+        let entry = entry.map_err(|error| NvmeError::Sysfs {
             path: dir.to_path_buf(),
-            source,
+            error,
         })?;
         names.push(entry.file_name().to_string_lossy().into_owned());
     }
@@ -238,9 +238,9 @@ fn read_attr(path: &Path) -> Result<Option<String>, NvmeError> {
     match std::fs::read_to_string(path) {
         Ok(s) => Ok(Some(s.trim().to_string())),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(NvmeError::Sysfs {
+        Err(error) => Err(NvmeError::Sysfs {
             path: path.to_path_buf(),
-            source,
+            error,
         }),
     }
 }
