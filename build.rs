@@ -10,7 +10,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         // The bdev client prints replies as JSON shaped like the messages,
         // as `mayastor-client` did.
-        .type_attribute(".mayastor", "#[derive(serde::Serialize, serde::Deserialize)]")
+        .type_attribute(
+            ".mayastor",
+            "#[derive(serde::Serialize, serde::Deserialize)]",
+        )
         .compile_fds(fds)?;
     Ok(())
 }

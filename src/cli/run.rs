@@ -69,7 +69,12 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
     };
     let target = Target::connect(&settings.target, settings.rpc_timeout)
         .await
-        .with_context(|| format!("cannot start the run: the target {} does not answer", settings.target))?;
+        .with_context(|| {
+            format!(
+                "cannot start the run: the target {} does not answer",
+                settings.target
+            )
+        })?;
     let env = Env { settings, target };
     let report = suite::run(&plan, &env, &opts).await;
     report.write(&args.report_dir)?;
@@ -96,4 +101,3 @@ pub fn list(_args: ListArgs) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
-

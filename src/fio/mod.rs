@@ -121,6 +121,16 @@ pub enum FioError {
     },
 }
 
+impl FioError {
+    /// fio's parsed summary, when it got far enough to print one.
+    pub fn summary(&self) -> Option<&FioSummary> {
+        match self {
+            Self::Failed { summary, .. } => summary.as_deref(),
+            _ => None,
+        }
+    }
+}
+
 fn stderr_tail(stderr: &str) -> String {
     let stderr = stderr.trim();
     if stderr.is_empty() {

@@ -40,27 +40,132 @@ pub(super) struct Row {
 
 /// Every bad input tried.
 pub(super) const ROWS: &[Row] = &[
-    Row { what: "unknown scheme", call: Call::Create("foo:///dev/vdb"), code: Code::InvalidArgument, says: "scheme" },
-    Row { what: "no URI at all", call: Call::Create(""), code: Code::InvalidArgument, says: "URI" },
-    Row { what: "missing path", call: Call::Create("aio:///dev/nvmfcheck-no-such-disk"), code: Code::NotFound, says: "/dev/nvmfcheck-no-such-disk" },
-    Row { what: "path that is a directory", call: Call::Create("aio:///tmp"), code: Code::InvalidArgument, says: "directory" },
-    Row { what: "aio without a path", call: Call::Create("aio://"), code: Code::InvalidArgument, says: "path" },
-    Row { what: "duplicate create", call: Call::CreateExisting, code: Code::AlreadyExists, says: "exists" },
-    Row { what: "malloc name with /", call: Call::Create("malloc:///a/b?size_mb=8"), code: Code::InvalidArgument, says: "name" },
-    Row { what: "malloc name ..", call: Call::Create("malloc:///..?size_mb=8"), code: Code::InvalidArgument, says: "name" },
-    Row { what: "empty malloc name", call: Call::Create("malloc:///?size_mb=8"), code: Code::InvalidArgument, says: "name" },
-    Row { what: "huge malloc name", call: Call::Create(HUGE_NAME_URI), code: Code::InvalidArgument, says: "name" },
-    Row { what: "size_mb missing", call: Call::Create("malloc:///m0"), code: Code::InvalidArgument, says: "size_mb" },
-    Row { what: "size_mb not a number", call: Call::Create("malloc:///m0?size_mb=abc"), code: Code::InvalidArgument, says: "size_mb" },
-    Row { what: "size_mb zero", call: Call::Create("malloc:///m0?size_mb=0"), code: Code::InvalidArgument, says: "size_mb" },
-    Row { what: "size_mb huge", call: Call::Create("malloc:///m0?size_mb=99999999999"), code: Code::InvalidArgument, says: "size_mb" },
-    Row { what: "unknown parameter", call: Call::Create("malloc:///m0?size_mb=8&colour=red"), code: Code::InvalidArgument, says: "colour" },
-    Row { what: "destroy of an unknown bdev", call: Call::Destroy("malloc:///nvmfcheck-unknown?size_mb=8"), code: Code::NotFound, says: "nvmfcheck-unknown" },
-    Row { what: "destroy while shared", call: Call::Destroy(SHARED_MALLOC), code: Code::FailedPrecondition, says: "shared" },
-    Row { what: "share of an unknown name", call: Call::Share("nvmfcheck-unknown", "nvmf"), code: Code::NotFound, says: "nvmfcheck-unknown" },
-    Row { what: "share with an empty name", call: Call::Share("", "nvmf"), code: Code::InvalidArgument, says: "name" },
-    Row { what: "unknown share protocol", call: Call::Share(SHARED_MALLOC_NAME, "iscsi"), code: Code::InvalidArgument, says: "iscsi" },
-    Row { what: "unshare of an unknown name", call: Call::Unshare("nvmfcheck-unknown"), code: Code::NotFound, says: "nvmfcheck-unknown" },
+    Row {
+        what: "unknown scheme",
+        call: Call::Create("foo:///dev/vdb"),
+        code: Code::InvalidArgument,
+        says: "scheme",
+    },
+    Row {
+        what: "no URI at all",
+        call: Call::Create(""),
+        code: Code::InvalidArgument,
+        says: "URI",
+    },
+    Row {
+        what: "missing path",
+        call: Call::Create("aio:///dev/nvmfcheck-no-such-disk"),
+        code: Code::NotFound,
+        says: "/dev/nvmfcheck-no-such-disk",
+    },
+    Row {
+        what: "path that is a directory",
+        call: Call::Create("aio:///tmp"),
+        code: Code::InvalidArgument,
+        says: "directory",
+    },
+    Row {
+        what: "aio without a path",
+        call: Call::Create("aio://"),
+        code: Code::InvalidArgument,
+        says: "path",
+    },
+    Row {
+        what: "duplicate create",
+        call: Call::CreateExisting,
+        code: Code::AlreadyExists,
+        says: "exists",
+    },
+    Row {
+        what: "malloc name with /",
+        call: Call::Create("malloc:///a/b?size_mb=8"),
+        code: Code::InvalidArgument,
+        says: "name",
+    },
+    Row {
+        what: "malloc name ..",
+        call: Call::Create("malloc:///..?size_mb=8"),
+        code: Code::InvalidArgument,
+        says: "name",
+    },
+    Row {
+        what: "empty malloc name",
+        call: Call::Create("malloc:///?size_mb=8"),
+        code: Code::InvalidArgument,
+        says: "name",
+    },
+    Row {
+        what: "huge malloc name",
+        call: Call::Create(HUGE_NAME_URI),
+        code: Code::InvalidArgument,
+        says: "name",
+    },
+    Row {
+        what: "size_mb missing",
+        call: Call::Create("malloc:///m0"),
+        code: Code::InvalidArgument,
+        says: "size_mb",
+    },
+    Row {
+        what: "size_mb not a number",
+        call: Call::Create("malloc:///m0?size_mb=abc"),
+        code: Code::InvalidArgument,
+        says: "size_mb",
+    },
+    Row {
+        what: "size_mb zero",
+        call: Call::Create("malloc:///m0?size_mb=0"),
+        code: Code::InvalidArgument,
+        says: "size_mb",
+    },
+    Row {
+        what: "size_mb huge",
+        call: Call::Create("malloc:///m0?size_mb=99999999999"),
+        code: Code::InvalidArgument,
+        says: "size_mb",
+    },
+    Row {
+        what: "unknown parameter",
+        call: Call::Create("malloc:///m0?size_mb=8&colour=red"),
+        code: Code::InvalidArgument,
+        says: "colour",
+    },
+    Row {
+        what: "destroy of an unknown bdev",
+        call: Call::Destroy("malloc:///nvmfcheck-unknown?size_mb=8"),
+        code: Code::NotFound,
+        says: "nvmfcheck-unknown",
+    },
+    Row {
+        what: "destroy while shared",
+        call: Call::Destroy(SHARED_MALLOC),
+        code: Code::FailedPrecondition,
+        says: "shared",
+    },
+    Row {
+        what: "share of an unknown name",
+        call: Call::Share("nvmfcheck-unknown", "nvmf"),
+        code: Code::NotFound,
+        says: "nvmfcheck-unknown",
+    },
+    Row {
+        what: "share with an empty name",
+        call: Call::Share("", "nvmf"),
+        code: Code::InvalidArgument,
+        says: "name",
+    },
+    Row {
+        what: "unknown share protocol",
+        call: Call::Share(SHARED_MALLOC_NAME, "iscsi"),
+        code: Code::InvalidArgument,
+        says: "iscsi",
+    },
+    Row {
+        what: "unshare of an unknown name",
+        call: Call::Unshare("nvmfcheck-unknown"),
+        code: Code::NotFound,
+        says: "nvmfcheck-unknown",
+    },
 ];
 
 const HUGE_NAME_URI: &str = concat!(
@@ -84,16 +189,19 @@ fn run<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
     Box::pin(async move {
         let t = &env.target;
         steps
-            .run("should have the bdev and a shared malloc bdev to misuse", async {
-                if t.find(&env.settings.bdev_uri).await?.is_none() {
-                    t.create(&env.settings.bdev_uri).await?;
-                }
-                if t.find(SHARED_MALLOC_NAME).await?.is_none() {
-                    t.create(SHARED_MALLOC).await?;
-                }
-                t.share(SHARED_MALLOC_NAME, "nvmf").await?;
-                Ok(())
-            })
+            .run(
+                "should have the bdev and a shared malloc bdev to misuse",
+                async {
+                    if t.find(&env.settings.bdev_uri).await?.is_none() {
+                        t.create(&env.settings.bdev_uri).await?;
+                    }
+                    if t.find(SHARED_MALLOC_NAME).await?.is_none() {
+                        t.create(SHARED_MALLOC).await?;
+                    }
+                    t.share(SHARED_MALLOC_NAME, "nvmf").await?;
+                    Ok(())
+                },
+            )
             .await?;
         let before = t.list().await?;
         for row in ROWS {
@@ -145,7 +253,10 @@ async fn check_grpc(env: &Env, row: &Row) -> Result<(), CheckError> {
         format!("{:?} answered {err}, expected {:?}", row.call, row.code)
     })?;
     ensure(err.to_string().contains(row.says), || {
-        format!("{:?} answered {err:?}; the message should mention {:?}", row.call, row.says)
+        format!(
+            "{:?} answered {err:?}; the message should mention {:?}",
+            row.call, row.says
+        )
     })
 }
 

@@ -42,7 +42,10 @@ fn share_connect_verify<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a
                     None => {
                         env.target.create(&s.bdev_uri).await?;
                         env.target.find(&s.bdev_uri).await?.ok_or_else(|| {
-                            CheckError::Failed(format!("{} was created but is not listed", s.bdev_uri))
+                            CheckError::Failed(format!(
+                                "{} was created but is not listed",
+                                s.bdev_uri
+                            ))
                         })?
                     }
                 };
@@ -79,7 +82,10 @@ fn share_connect_verify<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a
                 let entries = nvme::discover(&discovery, s.nvme_timeout).await?;
                 ensure(entries.iter().any(|e| e.subnqn == share_uri.nqn), || {
                     let seen: Vec<_> = entries.iter().map(|e| e.subnqn.as_str()).collect();
-                    format!("discovery on port {} lists {seen:?}, not {}", s.discovery_port, share_uri.nqn)
+                    format!(
+                        "discovery on port {} lists {seen:?}, not {}",
+                        s.discovery_port, share_uri.nqn
+                    )
                 })
             })
             .await?;
@@ -97,20 +103,31 @@ fn share_connect_verify<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a
             })
             .await?;
         let ns = steps
-            .run("should see the namespace as a block device of the bdev's size and uuid", async {
-                let ns = conn.namespaces.first().ok_or_else(|| {
-                    CheckError::Failed(format!("{} has no namespace", share_uri.nqn))
-                })?;
-                let size = bdev.num_blocks * u64::from(bdev.blk_size);
-                ensure(ns.size_bytes == size, || {
-                    format!("{} has {} bytes, the bdev {size}", ns.device.display(), ns.size_bytes)
-                })?;
-                let uuid = ns.uuid.map(|u| u.to_string());
-                ensure(uuid.as_deref() == Some(bdev.uuid.as_str()), || {
-                    format!("{} carries uuid {uuid:?}, the bdev {}", ns.device.display(), bdev.uuid)
-                })?;
-                Ok(ns.clone())
-            })
+            .run(
+                "should see the namespace as a block device of the bdev's size and uuid",
+                async {
+                    let ns = conn.namespaces.first().ok_or_else(|| {
+                        CheckError::Failed(format!("{} has no namespace", share_uri.nqn))
+                    })?;
+                    let size = bdev.num_blocks * u64::from(bdev.blk_size);
+                    ensure(ns.size_bytes == size, || {
+                        format!(
+                            "{} has {} bytes, the bdev {size}",
+                            ns.device.display(),
+                            ns.size_bytes
+                        )
+                    })?;
+                    let uuid = ns.uuid.map(|u| u.to_string());
+                    ensure(uuid.as_deref() == Some(bdev.uuid.as_str()), || {
+                        format!(
+                            "{} carries uuid {uuid:?}, the bdev {}",
+                            ns.device.display(),
+                            bdev.uuid
+                        )
+                    })?;
+                    Ok(ns.clone())
+                },
+            )
             .await?;
         let job = FioJob::verify_randrw(&ns.device, s.fio_size)
             .bs(4096)
@@ -135,7 +152,10 @@ fn teardown<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
             return Ok(());
         };
         let nqn = format!("{NQN_PREFIX}{}", bdev.uuid);
-        if nvme::connection(&nqn, env.settings.nvme_timeout).await?.is_some() {
+        if nvme::connection(&nqn, env.settings.nvme_timeout)
+            .await?
+            .is_some()
+        {
             disconnect(env, steps, &nqn).await?;
         }
         if bdev.claimed {
@@ -150,7 +170,9 @@ async fn disconnect(env: &Env, steps: &mut Steps, nqn: &str) -> Result<(), Check
     steps
         .run("should be able to disconnect", async {
             let n = nvme::disconnect(nqn, timeout).await?;
-            ensure(n > 0, || format!("disconnect of {nqn} removed no controller"))
+            ensure(n > 0, || {
+                format!("disconnect of {nqn} removed no controller")
+            })
         })
         .await?;
     steps
@@ -199,11 +221,16 @@ fn check_fields(b: &Bdev, expect_size: Option<u64>) -> Result<(), CheckError> {
         format!("{} has blk_size {}", b.name, b.blk_size)
     })?;
     ensure(b.num_blocks > 0, || format!("{} has no blocks", b.name))?;
-    ensure(!b.product_name.is_empty(), || format!("{} has no product_name", b.name))?;
+    ensure(!b.product_name.is_empty(), || {
+        format!("{} has no product_name", b.name)
+    })?;
     if let Some(size) = expect_size {
         let got = b.num_blocks * u64::from(b.blk_size);
         ensure(got == size, || {
-            format!("{} has {} blocks of {} = {got} bytes, expected {size}", b.name, b.num_blocks, b.blk_size)
+            format!(
+                "{} has {} blocks of {} = {got} bytes, expected {size}",
+                b.name, b.num_blocks, b.blk_size
+            )
         })?;
     }
     Ok(())
@@ -225,7 +252,10 @@ impl ShareUri {
         if url.scheme() != "nvmf" {
             return Err(bad("is not nvmf://"));
         }
-        let host = url.host_str().ok_or_else(|| bad("has no host"))?.to_string();
+        let host = url
+            .host_str()
+            .ok_or_else(|| bad("has no host"))?
+            .to_string();
         let port = url.port().ok_or_else(|| bad("has no port"))?;
         let nqn = url.path().trim_start_matches('/').to_string();
         let expected = format!("{NQN_PREFIX}{uuid}");
@@ -253,7 +283,8 @@ mod tests {
 
     #[test]
     fn rejects_a_share_uri_for_another_bdev_or_scheme() {
-        let other = format!("nvmf://192.168.1.2:8430/{NQN_PREFIX}00000000-0000-0000-0000-000000000000");
+        let other =
+            format!("nvmf://192.168.1.2:8430/{NQN_PREFIX}00000000-0000-0000-0000-000000000000");
         assert!(ShareUri::parse(&other, UUID).is_err());
         let iscsi = format!("iscsi://192.168.1.2:8430/{NQN_PREFIX}{UUID}");
         assert!(ShareUri::parse(&iscsi, UUID).is_err());
@@ -273,9 +304,15 @@ mod tests {
         };
         assert!(check_fields(&good, Some(512 << 20)).is_ok());
         assert!(check_fields(&good, Some(256 << 20)).is_err());
-        let no_uuid = Bdev { uuid: "x".into(), ..good.clone() };
+        let no_uuid = Bdev {
+            uuid: "x".into(),
+            ..good.clone()
+        };
         assert!(check_fields(&no_uuid, None).is_err());
-        let odd_block = Bdev { blk_size: 100, ..good };
+        let odd_block = Bdev {
+            blk_size: 100,
+            ..good
+        };
         assert!(check_fields(&odd_block, None).is_err());
     }
 }

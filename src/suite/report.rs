@@ -234,7 +234,11 @@ impl Report {
                     .steps
                     .iter()
                     .map(|s| {
-                        let verdict = if s.status == Status::Passed { "" } else { " FAILED" };
+                        let verdict = if s.status == Status::Passed {
+                            ""
+                        } else {
+                            " FAILED"
+                        };
                         format!("{} ...{verdict} ({:.2} seconds)\n", s.name, s.duration_secs)
                     })
                     .collect();

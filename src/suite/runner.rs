@@ -111,7 +111,11 @@ pub async fn run(plan: &[&Category], env: &Env, opts: &RunOptions) -> Report {
     let mut outcome: HashMap<&str, Status> = HashMap::new();
     if let Some(prior) = &opts.prior {
         for c in &prior.categories {
-            if let Some(cat) = plan.iter().flat_map(|p| p.depends_on).find(|d| **d == c.name) {
+            if let Some(cat) = plan
+                .iter()
+                .flat_map(|p| p.depends_on)
+                .find(|d| **d == c.name)
+            {
                 outcome.insert(cat, c.status);
             }
         }
@@ -260,5 +264,99 @@ async fn versions() -> Versions {
             .unwrap_or_else(|e| format!("unknown ({e})")),
         fio: first_line("fio", "--version").await,
         nvme_cli: first_line("nvme", "version").await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Case, CaseFuture};
+    use super::*;
+    use crate::suite::report::CategoryReport;
+
+    fn nothing<'a>(_: &'a Env, _: &'a mut Steps) -> CaseFuture<'a> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn registry() -> Vec<Category> {
+        let cat = |name, depends_on| Category {
+            name,
+            about: "",
+            depends_on,
+            cases: vec![Case {
+                name: "c",
+                about: "",
+                run: nothing,
+                cleanup: None,
+            }],
+        };
+        vec![cat("basic", &[]), cat("io", &["basic"])]
+    }
+
+    fn opts(categories: &[&str], prior: Option<Status>) -> RunOptions {
+        RunOptions {
+            categories: categories.iter().map(|s| s.to_string()).collect(),
+            filter: None,
+            prior: prior.map(|status| Report {
+                schema: SCHEMA,
+                status,
+                error: None,
+                target: String::new(),
+                started_unix: 0,
+                duration_secs: 0.0,
+                versions: Versions::default(),
+                categories: vec![CategoryReport {
+                    name: "basic".into(),
+                    status,
+                    reason: None,
+                    duration_secs: 0.0,
+                    cases: vec![],
+                }],
+            }),
+        }
+    }
+
+    fn names(plan: &[&Category]) -> Vec<&'static str> {
+        plan.iter().map(|c| c.name).collect()
+    }
+
+    #[test]
+    fn orders_categories_by_dependency_whatever_the_order_given() {
+        let reg = registry();
+        let plan = plan(&reg, &opts(&["io", "basic"], None)).unwrap();
+        assert_eq!(names(&plan), ["basic", "io"]);
+    }
+
+    #[test]
+    fn refuses_a_category_whose_dependency_is_unproven() {
+        let reg = registry();
+        let err = plan(&reg, &opts(&["io"], None)).err().unwrap().to_string();
+        assert!(err.contains("io depends on basic"), "{err}");
+        assert!(err.contains("--require-passed"), "{err}");
+        let err = plan(&reg, &opts(&["io"], Some(Status::Failed)))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("did not pass"), "{err}");
+    }
+
+    #[test]
+    fn accepts_a_dependency_that_passed_in_an_earlier_report() {
+        let reg = registry();
+        let plan = plan(&reg, &opts(&["io"], Some(Status::Passed))).unwrap();
+        assert_eq!(names(&plan), ["io"]);
+    }
+
+    #[test]
+    fn refuses_unknown_and_missing_categories() {
+        let reg = registry();
+        let err = plan(&reg, &opts(&["nope"], None))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("unknown category \"nope\"") && err.contains("basic, io"),
+            "{err}"
+        );
+        assert!(plan(&reg, &opts(&[], None)).is_err());
     }
 }
