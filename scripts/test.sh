@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The project's tests, as CI runs them: installs what a fresh Debian 12 host
+# lacks, then lint, unit and integration tests, the Nix layer's static
+# checks, and the end-to-end run of the `basic` category in two QEMU VMs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+
+bash scripts/setup-host.sh
+bash nix/install-tools.sh
+
+echo "== cargo fmt --check"
+cargo fmt --check
+echo "== cargo clippy"
+cargo clippy --locked --all-targets -- -D warnings
+echo "== cargo test"
+cargo test --locked
+echo "== Nix layer (static)"
+bash tests/nix.sh
+echo "== basic in QEMU VMs"
+cargo build --locked
+target/debug/nvmfcheck vm run basic --out target/nvmfcheck-out
