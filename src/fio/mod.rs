@@ -76,6 +76,7 @@ const TYPED_OPTIONS: &[&str] = &[
     "runtime",
     "time_based",
     "thread",
+    "verify_state_save",
     "output-format",
     "output",
     "eta",
@@ -616,7 +617,14 @@ fn command(jobs: &[FioJob], timeout: Duration) -> Result<Cmd, FioError> {
     }
     jobs.iter().try_for_each(check_filename)?;
     Ok(Cmd::new("fio")
-        .args(["--output-format=json", "--eta=never", "--thread"])
+        // Without verify_state_save=0 a failed verify job leaves
+        // `local-<job>-0-verify.state` in the current directory.
+        .args([
+            "--output-format=json",
+            "--eta=never",
+            "--thread",
+            "--verify_state_save=0",
+        ])
         .args(jobs.iter().flat_map(FioJob::args))
         .timeout(timeout))
 }
@@ -896,7 +904,9 @@ mod tests {
         let cmd = command(&[a, c, d], Duration::from_secs(1)).unwrap();
         let line = cmd.cmdline();
         assert!(
-            line.starts_with("fio --output-format=json --eta=never --thread --name=a "),
+            line.starts_with(
+                "fio --output-format=json --eta=never --thread --verify_state_save=0 --name=a "
+            ),
             "{line}"
         );
         assert_eq!(line.matches("--name=").count(), 3);
