@@ -19,10 +19,22 @@ fn on_any_fs(job: FioJob) -> FioJob {
     job.direct(false).ioengine("psync")
 }
 
+/// Job names unique to this process, so the files fio might leave in the
+/// current directory (see `state_files_left`) cannot be stale ones.
+fn unique(name: &str) -> String {
+    format!("{name}-{}", std::process::id())
+}
+
+/// fio's default (`verify_state_save=1`) writes `local-<job>-<n>-verify.state`
+/// into the current directory after a write phase or a failed verify.
+fn state_files_left(job: &str) -> bool {
+    Path::new(&format!("local-{job}-0-verify.state")).exists()
+}
+
 /// Sequential write of `size` bytes with crc32 headers, without the verify phase.
 fn write_job(path: &Path, size: u64) -> FioJob {
     on_any_fs(FioJob::new(path, Rw::Write, size))
-        .name("write")
+        .name(unique("write"))
         .verify(Verify::Crc32)
         .do_verify(false)
 }
@@ -30,7 +42,7 @@ fn write_job(path: &Path, size: u64) -> FioJob {
 /// Checks what `write_job` wrote, writing nothing.
 fn verify_only_job(path: &Path, size: u64) -> FioJob {
     write_job(path, size)
-        .name("verify")
+        .name(unique("verify"))
         .verify_only(true)
         .do_verify(true)
 }
@@ -109,6 +121,7 @@ async fn corruption_between_write_and_verify_is_caught() {
             "fio reports verify errors as EILSEQ"
         );
     }
+    assert!(!state_files_left(&unique("write")) && !state_files_left(&unique("verify")));
 }
 
 #[tokio::test]

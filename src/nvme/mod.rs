@@ -277,8 +277,9 @@ pub async fn discover(t: &Transport, timeout: Duration) -> Result<Vec<DiscoveryE
 
 /// Connects to subsystem `subnqn` at `t` and waits (polling, within
 /// `opts.timeout`) until the namespaces of the new controller are block
-/// devices that report their size. If they do not appear in time, the new
-/// controller is disconnected again, so a failed connect leaves nothing behind.
+/// devices that report their size. On any failure, controllers of `subnqn`
+/// that appeared during the call are disconnected again, so a failed connect
+/// leaves nothing behind.
 ///
 /// Fails if this path is already connected (nvme-cli refuses); a second path
 /// to the same subsystem (another port) is a new controller.
@@ -289,21 +290,32 @@ pub async fn connect(
 ) -> Result<Connection, NvmeError> {
     let deadline = Instant::now() + opts.timeout;
     let cmd = connect_cmd(t, subnqn, opts)?.timeout(opts.timeout);
-    let out = run(&cmd, Some(t)).await?;
-    let controller =
-        output::parse_connect(&out.stdout).map_err(|reason| output_error(&cmd, reason, &out))?;
-    match wait_for_namespaces(&Sysfs::host(), subnqn, &controller, deadline, opts.timeout).await {
-        Ok(conn) => Ok(conn),
-        Err(e) => {
+    let sys = Sysfs::host();
+    let before = sys.controllers(subnqn)?;
+    let result = match run(&cmd, Some(t)).await {
+        Ok(out) => match output::parse_connect(&out.stdout) {
+            Ok(controller) => {
+                wait_for_namespaces(&sys, subnqn, &controller, deadline, opts.timeout).await
+            }
+            Err(reason) => Err(output_error(&cmd, reason, &out)),
+        },
+        Err(e) => Err(e),
+    };
+    if result.is_err() {
+        // Undo whatever this call created: the controller nvme-cli named, or
+        // one the kernel finished creating after nvme-cli was killed at its
+        // deadline.
+        let after = sys.controllers(subnqn).unwrap_or_default();
+        for controller in after.iter().filter(|c| !before.contains(c)) {
             let undo = Cmd::new("nvme")
-                .args(["disconnect", "-d", &controller])
+                .args(["disconnect", "-d", controller])
                 .timeout(ROLLBACK_TIMEOUT);
             if let Err(undo_err) = undo.run().await {
                 tracing::warn!("could not undo the connect of {controller}: {undo_err}");
             }
-            Err(e)
         }
     }
+    result
 }
 
 /// The controllers and namespaces the host has of subsystem `subnqn`, or

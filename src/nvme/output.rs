@@ -131,9 +131,10 @@ pub(super) fn hint(stderr: &str, t: Option<&Transport>, sys: &Sysfs) -> Option<S
 mod tests {
     use super::*;
 
-    // Shape of nvme-cli v2.3 fabrics.c `json_discovery_log()` (json-c pretty
-    // print), strings from libnvme v1.3 src/nvme/fabrics.c, for a kernel
-    // target port 8420 that lists itself and one subsystem.
+    // Captured from nvme-cli 2.3 (`nvme discover -t tcp -a 127.0.0.1 -s 8420
+    // -o json`) against a Linux 6.1 nvmet port in a QEMU guest; the shape is
+    // that of nvme-cli v2.3 fabrics.c `json_discovery_log()` (json-c pretty
+    // print) with the strings of libnvme v1.3 src/nvme/fabrics.c.
     const DISCOVERY: &str = r#"{
   "genctr":3,
   "records":[
@@ -145,8 +146,8 @@ mod tests {
       "portid":1,
       "trsvcid":"8420",
       "subnqn":"nqn.2014-08.org.nvmexpress.discovery",
-      "traddr":"192.168.1.2",
-      "eflags":"explicit discovery connections, duplicate discovery information",
+      "traddr":"127.0.0.1",
+      "eflags":"none",
       "sectype":"none"
     },
     {
@@ -155,9 +156,9 @@ mod tests {
       "subtype":"nvme subsystem",
       "treq":"not specified, sq flow control disable supported",
       "portid":1,
-      "trsvcid":"8430",
+      "trsvcid":"8420",
       "subnqn":"nqn.2019-05.io.openebs:5e1e6d9e-0000-4000-8000-000000000001",
-      "traddr":"192.168.1.2",
+      "traddr":"127.0.0.1",
       "eflags":"none",
       "sectype":"none"
     }
@@ -173,8 +174,8 @@ mod tests {
         assert_eq!(e.subtype, "nvme subsystem");
         assert_eq!(e.trtype, "tcp");
         assert_eq!(e.adrfam, "ipv4");
-        assert_eq!(e.traddr, "192.168.1.2");
-        assert_eq!(e.trsvcid, "8430");
+        assert_eq!(e.traddr, "127.0.0.1");
+        assert_eq!(e.trsvcid, "8420");
         assert_eq!(e.portid, 1);
         assert_eq!(
             e.subnqn,

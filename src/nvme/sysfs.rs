@@ -267,7 +267,8 @@ mod tests {
     const NQN: &str = "nqn.2019-05.io.openebs:5e1e6d9e-0000-4000-8000-000000000001";
     const UUID: &str = "5e1e6d9e-0000-4000-8000-000000000001";
 
-    /// A fake sysfs tree shaped like Linux 6.1's (see the module doc).
+    /// A fake sysfs tree shaped like Linux 6.1's (see the module doc; the
+    /// layouts were checked in a Debian 6.1 guest with and without multipath).
     struct Tree(tempfile::TempDir);
 
     impl Tree {
@@ -372,6 +373,8 @@ mod tests {
         let tree = Tree::new();
         tree.controller("nvme3", NQN);
         tree.entry("nvme3", "nvme3n1");
+        // The generic char device sits beside it and is not a block device.
+        tree.entry("nvme3", "ng3n1");
         tree.disk("nvme3n1", 2048, None);
         let conn = tree.sysfs().connection(NQN).unwrap().unwrap();
         assert_eq!(conn.controllers, ["nvme3"]);
