@@ -14,7 +14,7 @@ use tokio::process::Command;
 #[derive(Debug, thiserror::Error)]
 pub enum CmdError {
     /// The program could not be started at all.
-    #[error("cannot start `{cmdline}`: {source} (is it installed and on PATH?)")]
+    #[error("cannot start `{cmdline}` (is it installed and on PATH?)")]
     Spawn {
         /// The command line as a person would type it.
         cmdline: String,

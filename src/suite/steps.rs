@@ -101,11 +101,12 @@ impl Steps {
         fio: Option<FioSummary>,
     ) {
         let secs = took.as_secs_f64();
-        match error {
+        let error = error.map(chain);
+        match &error {
             None => println!(" ({secs:.2} seconds)"),
             Some(e) => {
                 println!(" FAILED ({secs:.2} seconds)");
-                for line in e.to_string().lines() {
+                for line in e.lines() {
                     println!("      {line}");
                 }
             }
@@ -118,7 +119,7 @@ impl Steps {
                 Status::Passed
             },
             duration_secs: secs,
-            error: error.map(ToString::to_string),
+            error,
             fio,
         });
     }
@@ -127,6 +128,17 @@ impl Steps {
     pub fn into_records(self) -> Vec<StepReport> {
         self.records
     }
+}
+
+/// An error with its causes, `outer: inner: innermost`.
+fn chain(e: &CheckError) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text = format!("{text}: {c}");
+        cause = c.source();
+    }
+    text
 }
 
 fn begin(name: &str) -> Instant {
