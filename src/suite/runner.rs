@@ -6,6 +6,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use crate::cmd::Cmd;
 
 use super::report::{CaseReport, CategoryReport, Report, Status, Versions, SCHEMA};
+use super::steps::chain;
 use super::{Case, Category, Env, Steps};
 
 /// Why a run cannot start.
@@ -219,13 +220,13 @@ async fn run_case(case: &Case, env: &Env) -> CaseReport {
     let mut steps = Steps::new("");
     let result = (case.run)(env, &mut steps).await;
     let mut records = steps.into_records();
-    let mut error = result.err().map(|e| e.to_string());
+    let mut error = result.err().map(|e| chain(&e));
     if let Some(cleanup) = case.cleanup {
         let mut steps = Steps::new("cleanup: ");
         let cleaned = cleanup(env, &mut steps).await;
         records.extend(steps.into_records());
         if let (None, Err(e)) = (&error, cleaned) {
-            error = Some(format!("cleanup: {e}"));
+            error = Some(format!("cleanup: {}", chain(&e)));
         }
     }
     let status = if error.is_none() {

@@ -131,7 +131,7 @@ impl Steps {
 }
 
 /// An error with its causes, `outer: inner: innermost`.
-fn chain(e: &CheckError) -> String {
+pub(super) fn chain(e: &CheckError) -> String {
     let mut text = e.to_string();
     let mut cause = std::error::Error::source(e);
     while let Some(c) = cause {
