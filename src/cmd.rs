@@ -161,7 +161,10 @@ mod tests {
 
     #[tokio::test]
     async fn captures_output_and_status() {
-        let out = Cmd::new("sh").args(["-c", "echo hi; echo err >&2; exit 3"]).output().await;
+        let out = Cmd::new("sh")
+            .args(["-c", "echo hi; echo err >&2; exit 3"])
+            .output()
+            .await;
         let out = out.unwrap();
         assert_eq!(out.code, Some(3));
         assert_eq!(out.stdout, "hi\n");
@@ -170,7 +173,11 @@ mod tests {
 
     #[tokio::test]
     async fn non_zero_is_an_error_naming_the_command() {
-        let err = Cmd::new("sh").args(["-c", "echo boom >&2; exit 1"]).run().await.unwrap_err();
+        let err = Cmd::new("sh")
+            .args(["-c", "echo boom >&2; exit 1"])
+            .run()
+            .await
+            .unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("sh -c"), "{msg}");
         assert!(msg.contains("boom"), "{msg}");
@@ -191,7 +198,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_missing_program_says_so() {
-        let err = Cmd::new("nvmfcheck-no-such-program").run().await.unwrap_err();
+        let err = Cmd::new("nvmfcheck-no-such-program")
+            .run()
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("is it installed"), "{err}");
     }
 }
