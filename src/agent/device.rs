@@ -303,6 +303,45 @@ mod tests {
         assert_eq!(g.num_blocks() * u64::from(g.blk_size), 8 << 20);
     }
 
+    /// Probes real block devices through the ioctls and compares with
+    /// sysfs. Devices this process may not open (sandboxes) are skipped;
+    /// empty ones (unattached loop devices) still go through the ioctls.
+    #[test]
+    fn block_devices_are_sized_with_ioctls() {
+        let mut probed = 0;
+        for entry in std::fs::read_dir("/sys/block").unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            let sys = Path::new("/sys/block").join(&name);
+            let read = |f: &str| -> u64 {
+                std::fs::read_to_string(sys.join(f))
+                    .unwrap()
+                    .trim()
+                    .parse()
+                    .unwrap()
+            };
+            let dev = Path::new("/dev").join(&name);
+            let (size, blk) = (read("size") * 512, read("queue/logical_block_size"));
+            match probe(&dev) {
+                Ok((backing, g)) => {
+                    assert_eq!(backing, Backing::BlockDevice);
+                    assert_eq!((g.size, u64::from(g.blk_size)), (size, blk), "{name}");
+                }
+                Err(DeviceError::TooSmall {
+                    size: 0, blk_size, ..
+                }) => {
+                    assert_eq!((0, u64::from(blk_size)), (size, blk), "{name}");
+                }
+                Err(DeviceError::Missing { .. }) => continue,
+                Err(DeviceError::Io {
+                    op: "open", source, ..
+                }) if source.kind() == io::ErrorKind::PermissionDenied => continue,
+                Err(e) => panic!("{name}: {e}"),
+            }
+            probed += 1;
+        }
+        assert!(probed > 0, "no block device could be probed");
+    }
+
     #[test]
     fn bad_paths_are_classified() {
         let dir = tempfile::tempdir().unwrap();

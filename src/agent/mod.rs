@@ -123,6 +123,20 @@ impl AgentConfig {
         if self.state_dir.as_os_str().is_empty() || self.configfs.as_os_str().is_empty() {
             return bad("--state-dir and --configfs must not be empty".to_string());
         }
+        // Syntax only, so that a typo fails before the kernel is touched;
+        // whether the device exists is checked at start.
+        for value in &self.create {
+            uri::parse_create(value).map_err(|e| AgentError::Startup {
+                flag: "--create",
+                value: value.clone(),
+                source: e.into(),
+            })?;
+        }
+        for name in &self.share {
+            if name.is_empty() {
+                return bad("--share needs a bdev name, e.g. --share aio:///dev/vdb".to_string());
+            }
+        }
         Ok(())
     }
 

@@ -400,3 +400,308 @@ fn failed(op: &str, path: &Path, source: io::Error) -> NvmetError {
 fn subsystem(uuid: Uuid) -> PathBuf {
     Path::new("subsystems").join(nqn(uuid))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::fake::FakeConfigfs;
+    use nix::errno::Errno;
+
+    const ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+
+    struct Setup {
+        fs: Arc<FakeConfigfs>,
+        nvmet: Nvmet,
+        _dir: tempfile::TempDir,
+        devices: Vec<PathBuf>,
+    }
+
+    fn setup() -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let devices = (0..3)
+            .map(|i| {
+                let p = dir.path().join(format!("disk{i}"));
+                std::fs::write(&p, vec![0u8; 1 << 16]).unwrap();
+                p
+            })
+            .collect();
+        let fs = Arc::new(FakeConfigfs::new());
+        let listener = Listener {
+            address: ADDR,
+            io_port: 8430,
+            discovery_port: 8420,
+        };
+        let nvmet = Nvmet::new(fs.clone(), listener);
+        Setup {
+            fs,
+            nvmet,
+            _dir: dir,
+            devices,
+        }
+    }
+
+    fn export(uuid: Uuid, device: &Path) -> Export<'_> {
+        Export {
+            uuid,
+            device,
+            buffered_io: false,
+        }
+    }
+
+    fn read(fs: &FakeConfigfs, path: &str) -> String {
+        fs.read(Path::new(path)).unwrap().trim_end().to_string()
+    }
+
+    #[test]
+    fn share_builds_subsystem_namespace_and_both_ports() {
+        let s = setup();
+        let uuid = Uuid::new_v4();
+        assert!(s.nvmet.share(&export(uuid, &s.devices[0])).unwrap());
+        let sub = format!("subsystems/{}", nqn(uuid));
+        assert_eq!(read(&s.fs, &format!("{sub}/attr_allow_any_host")), "1");
+        let ns = format!("{sub}/namespaces/1");
+        assert_eq!(read(&s.fs, &format!("{ns}/enable")), "1");
+        assert_eq!(
+            read(&s.fs, &format!("{ns}/device_path")),
+            s.devices[0].to_str().unwrap()
+        );
+        assert_eq!(read(&s.fs, &format!("{ns}/device_uuid")), uuid.to_string());
+        assert_eq!(read(&s.fs, &format!("{ns}/device_nguid")), uuid.to_string());
+        let mut svcs = Vec::new();
+        for id in s.fs.list(Path::new("ports")).unwrap() {
+            let port = format!("ports/{id}");
+            assert_eq!(read(&s.fs, &format!("{port}/addr_trtype")), "tcp");
+            assert_eq!(read(&s.fs, &format!("{port}/addr_adrfam")), "ipv4");
+            assert_eq!(read(&s.fs, &format!("{port}/addr_traddr")), "10.0.0.2");
+            assert!(s
+                .fs
+                .exists(Path::new(&format!("{port}/subsystems/{}", nqn(uuid)))));
+            svcs.push(read(&s.fs, &format!("{port}/addr_trsvcid")));
+        }
+        svcs.sort();
+        assert_eq!(svcs, ["8420", "8430"]);
+        assert!(s.nvmet.is_shared(uuid));
+        assert_eq!(
+            s.nvmet.share_uri(uuid),
+            format!("nvmf://10.0.0.2:8430/nqn.2019-05.io.openebs:{uuid}")
+        );
+    }
+
+    #[test]
+    fn sharing_twice_changes_nothing_and_unshare_restores_the_start() {
+        let s = setup();
+        let empty = s.fs.dump();
+        let uuid = Uuid::new_v4();
+        s.nvmet.share(&export(uuid, &s.devices[0])).unwrap();
+        let shared = s.fs.dump();
+        let before = s.fs.mutations();
+        assert!(!s.nvmet.share(&export(uuid, &s.devices[0])).unwrap());
+        assert_eq!(s.fs.dump(), shared);
+        assert_eq!(s.fs.mutations(), before, "a second share must not write");
+        assert!(s.nvmet.unshare(uuid).unwrap());
+        assert_eq!(s.fs.dump(), empty);
+        assert!(!s.nvmet.unshare(uuid).unwrap());
+        assert!(!s.nvmet.is_shared(uuid));
+    }
+
+    #[test]
+    fn buffered_io_is_set_for_ram_files() {
+        let s = setup();
+        let uuid = Uuid::new_v4();
+        let e = Export {
+            buffered_io: true,
+            ..export(uuid, &s.devices[0])
+        };
+        s.nvmet.share(&e).unwrap();
+        let path = format!("subsystems/{}/namespaces/1/buffered_io", nqn(uuid));
+        assert_eq!(read(&s.fs, &path), "1");
+    }
+
+    /// Fails each mutating step of a share in turn; nothing may remain.
+    fn assert_rollback_at_every_step(s: &Setup, uuid: Uuid, device: &Path) {
+        let before = s.fs.dump();
+        let start = s.fs.mutations();
+        s.nvmet.share(&export(uuid, device)).unwrap();
+        let steps = s.fs.mutations() - start;
+        s.nvmet.unshare(uuid).unwrap();
+        assert_eq!(s.fs.dump(), before);
+        assert!(steps >= 10, "a share takes {steps} steps");
+        for n in 0..steps {
+            s.fs.fail_nth_mutation(n, Errno::EIO);
+            let err = s.nvmet.share(&export(uuid, device)).unwrap_err();
+            assert!(
+                err.to_string().contains("Input/output error"),
+                "step {n}: {err}"
+            );
+            assert_eq!(s.fs.dump(), before, "step {n} left something behind: {err}");
+        }
+    }
+
+    #[test]
+    fn a_failed_share_leaves_nothing_behind() {
+        let s = setup();
+        assert_rollback_at_every_step(&s, Uuid::new_v4(), &s.devices[0]);
+    }
+
+    #[test]
+    fn a_failed_share_keeps_ports_that_other_shares_use() {
+        let s = setup();
+        s.nvmet
+            .share(&export(Uuid::new_v4(), &s.devices[1]))
+            .unwrap();
+        assert_rollback_at_every_step(&s, Uuid::new_v4(), &s.devices[0]);
+    }
+
+    #[test]
+    fn unshare_keeps_ports_other_shares_use() {
+        let s = setup();
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        s.nvmet.share(&export(a, &s.devices[0])).unwrap();
+        let only_a = s.fs.dump();
+        s.nvmet.share(&export(b, &s.devices[1])).unwrap();
+        assert_eq!(
+            s.fs.list(Path::new("ports")).unwrap().len(),
+            2,
+            "ports are shared"
+        );
+        s.nvmet.unshare(b).unwrap();
+        assert_eq!(s.fs.dump(), only_a);
+    }
+
+    #[test]
+    fn an_existing_matching_port_is_reused_and_kept() {
+        let s = setup();
+        s.fs.mkdir(Path::new("ports/7")).unwrap();
+        for (a, v) in [
+            ("trtype", "tcp"),
+            ("adrfam", "ipv4"),
+            ("traddr", "10.0.0.2"),
+            ("trsvcid", "8430"),
+        ] {
+            s.fs.write(&Path::new("ports/7").join(format!("addr_{a}")), v)
+                .unwrap();
+        }
+        let uuid = Uuid::new_v4();
+        s.nvmet.share(&export(uuid, &s.devices[0])).unwrap();
+        assert!(s
+            .fs
+            .exists(&Path::new("ports/7/subsystems").join(nqn(uuid))));
+        assert_eq!(s.fs.list(Path::new("ports")).unwrap(), ["1", "7"]);
+    }
+
+    #[test]
+    fn a_half_made_share_is_completed() {
+        let s = setup();
+        let uuid = Uuid::new_v4();
+        s.nvmet.share(&export(uuid, &s.devices[0])).unwrap();
+        let whole = s.fs.dump();
+        let link = Path::new("ports/1/subsystems").join(nqn(uuid));
+        s.fs.unlink(&link).unwrap();
+        let ns = Path::new("subsystems")
+            .join(nqn(uuid))
+            .join("namespaces/1/enable");
+        s.fs.write(&ns, "0").unwrap();
+        assert!(s.nvmet.share(&export(uuid, &s.devices[0])).unwrap());
+        assert_eq!(s.fs.dump(), whole);
+    }
+
+    #[test]
+    fn a_subsystem_exporting_another_device_is_not_touched() {
+        let s = setup();
+        let uuid = Uuid::new_v4();
+        s.nvmet.share(&export(uuid, &s.devices[0])).unwrap();
+        let before = s.fs.dump();
+        let err = s.nvmet.share(&export(uuid, &s.devices[1])).unwrap_err();
+        assert!(matches!(err, NvmetError::OtherDevice { .. }), "{err}");
+        assert!(err.to_string().contains("unshare"), "{err}");
+        assert_eq!(s.fs.dump(), before);
+    }
+
+    #[test]
+    fn a_taken_address_is_named_and_rolled_back() {
+        let s = setup();
+        // Someone else's port on 0.0.0.0:8430, serving their subsystem.
+        s.fs.mkdir(Path::new("subsystems/nqn.other")).unwrap();
+        s.fs.mkdir(Path::new("ports/3")).unwrap();
+        for (a, v) in [
+            ("trtype", "tcp"),
+            ("adrfam", "ipv4"),
+            ("traddr", "0.0.0.0"),
+            ("trsvcid", "8430"),
+        ] {
+            s.fs.write(&Path::new("ports/3").join(format!("addr_{a}")), v)
+                .unwrap();
+        }
+        s.fs.symlink(
+            Path::new("subsystems/nqn.other"),
+            Path::new("ports/3/subsystems/nqn.other"),
+        )
+        .unwrap();
+        let before = s.fs.dump();
+        let err = s
+            .nvmet
+            .share(&export(Uuid::new_v4(), &s.devices[0]))
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("already listens"), "{msg}");
+        assert_eq!(s.fs.dump(), before);
+    }
+
+    #[test]
+    fn a_failed_enable_points_at_dmesg() {
+        let s = setup();
+        let before = s.fs.dump();
+        s.fs.fail_next_write("enable", Errno::EBUSY);
+        let msg = s
+            .nvmet
+            .share(&export(Uuid::new_v4(), &s.devices[0]))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("enable") && msg.contains("dmesg"), "{msg}");
+        assert_eq!(s.fs.dump(), before);
+    }
+
+    #[test]
+    fn a_failed_rollback_is_reported() {
+        let s = setup();
+        // The enable write (step 7) fails, then so does the first undo
+        // (step 8, removing the namespace), which leaves the subsystem too.
+        s.fs.fail_next_write("enable", Errno::EBUSY);
+        s.fs.fail_nth_mutation(8, Errno::EIO);
+        let err = s
+            .nvmet
+            .share(&export(Uuid::new_v4(), &s.devices[0]))
+            .unwrap_err();
+        assert!(matches!(err, NvmetError::Incomplete { .. }), "{err}");
+        assert!(err.to_string().contains("retry Unshare"), "{err}");
+    }
+
+    #[test]
+    fn scan_finds_our_subsystems_only() {
+        let s = setup();
+        let uuid = Uuid::new_v4();
+        s.nvmet.share(&export(uuid, &s.devices[0])).unwrap();
+        s.fs.mkdir(Path::new("subsystems/nqn.2019-05.io.openebs:not-a-uuid"))
+            .unwrap();
+        s.fs.mkdir(Path::new("subsystems/nqn.someone.else"))
+            .unwrap();
+        let half = Uuid::new_v4();
+        s.fs.mkdir(&Path::new("subsystems").join(nqn(half)))
+            .unwrap();
+        let mut found = s.nvmet.scan().unwrap();
+        found.sort_by_key(|f| f.device.is_none());
+        assert_eq!(
+            found,
+            [
+                FoundShare {
+                    uuid,
+                    device: Some(s.devices[0].clone())
+                },
+                FoundShare {
+                    uuid: half,
+                    device: None
+                }
+            ]
+        );
+    }
+}

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::device::Geometry;
+use super::uri::Backend;
 
 /// Format version written into the file.
 const VERSION: u32 = 1;
@@ -26,27 +27,11 @@ pub struct BdevRecord {
     /// Its uuid.
     pub uuid: Uuid,
     /// Backend and parameters.
-    pub kind: RecordKind,
+    pub backend: Backend,
     /// Size when last probed (used if the device is missing at start).
     pub geometry: Geometry,
     /// Whether it was shared when the file was written.
     pub shared: bool,
-}
-
-/// Backend of a remembered bdev.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum RecordKind {
-    /// Block device or file.
-    Aio {
-        /// Its path.
-        path: PathBuf,
-    },
-    /// RAM file in the malloc directory.
-    Malloc {
-        /// Its size.
-        size_mb: u64,
-    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -143,7 +128,7 @@ mod tests {
             BdevRecord {
                 name: "aio:///dev/vdb".into(),
                 uuid: Uuid::new_v4(),
-                kind: RecordKind::Aio {
+                backend: Backend::Aio {
                     path: "/dev/vdb".into(),
                 },
                 geometry: Geometry {
@@ -155,7 +140,7 @@ mod tests {
             BdevRecord {
                 name: "m0".into(),
                 uuid: Uuid::new_v4(),
-                kind: RecordKind::Malloc { size_mb: 64 },
+                backend: Backend::Malloc { size_mb: 64 },
                 geometry: Geometry {
                     size: 64 << 20,
                     blk_size: 4096,

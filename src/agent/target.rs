@@ -12,8 +12,8 @@ use uuid::Uuid;
 
 use super::device::{self, Backing, DeviceError, Geometry, MallocDir};
 use super::nvmet::{self, Export, FoundShare, Nvmet, NvmetError};
-use super::state::{self, BdevRecord, RecordKind, StateError};
-use super::uri::{self, UriError, UriKind, MAX_URI_LEN};
+use super::state::{self, BdevRecord, StateError};
+use super::uri::{self, Backend, BdevSpec, UriError, MAX_URI_LEN};
 use crate::proto::mayastor as pb;
 
 /// `claimed_by` of a shared bdev (Mayastor's wording).
@@ -71,9 +71,6 @@ pub enum RequestError {
         /// Its bdev.
         other: String,
     },
-    /// Create of a malloc bdev without `size_mb`.
-    #[error(transparent)]
-    MissingSize(UriError),
     /// Destroy of a shared bdev.
     #[error("bdev `{name}` is shared at {uri}; unshare it first")]
     Shared {
@@ -117,7 +114,6 @@ impl RequestError {
     pub fn code(&self) -> Code {
         match self {
             RequestError::Uri(_)
-            | RequestError::MissingSize(_)
             | RequestError::EmptyName
             | RequestError::NameTooLong { .. }
             | RequestError::Protocol { .. } => Code::InvalidArgument,
@@ -147,63 +143,37 @@ impl From<RequestError> for tonic::Status {
 struct Bdev {
     name: String,
     uuid: Uuid,
-    kind: Kind,
+    backend: Backend,
     geometry: Geometry,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-enum Kind {
-    Aio { path: PathBuf },
-    Malloc { size_mb: u64 },
-}
-
 impl Bdev {
-    fn uri_kind(&self) -> UriKind {
-        match &self.kind {
-            Kind::Aio { path } => UriKind::Aio { path: path.clone() },
-            Kind::Malloc { size_mb } => UriKind::Malloc {
-                size_mb: Some(*size_mb),
-            },
-        }
-    }
-
-    /// The URI it was created with, without uuid (Mayastor's alias).
     fn alias(&self) -> String {
-        match &self.kind {
-            Kind::Aio { .. } => self.name.clone(),
-            Kind::Malloc { size_mb } => format!("malloc:///{}?size_mb={size_mb}", self.name),
-        }
+        uri::alias(&self.name, &self.backend)
     }
 
-    /// Its URI with its uuid: creating from it gives the same bdev.
     fn uri(&self) -> String {
-        uri::canonical(&self.name, &self.uri_kind(), self.uuid)
+        uri::canonical(&self.name, &self.backend, self.uuid)
+    }
+
+    fn is_malloc(&self) -> bool {
+        matches!(self.backend, Backend::Malloc { .. })
     }
 
     fn answers_to(&self, name: &str) -> bool {
         self.name == name || self.alias() == name || self.uri() == name
     }
 
-    /// Whether `parsed` describes this bdev (for idempotent `--create`).
-    fn matches(&self, parsed: &uri::ParsedUri) -> bool {
-        let same_kind = match (&self.kind, &parsed.kind) {
-            (Kind::Aio { path }, UriKind::Aio { path: p }) => path == p,
-            (Kind::Malloc { size_mb }, UriKind::Malloc { size_mb: s }) => {
-                s.is_none_or(|s| s == *size_mb)
-            }
-            _ => false,
-        };
-        same_kind && parsed.uuid.is_none_or(|u| u == self.uuid)
+    /// Whether `spec` describes this bdev (for idempotent `--create`).
+    fn matches(&self, spec: &BdevSpec) -> bool {
+        self.backend == spec.backend && spec.uuid.is_none_or(|u| u == self.uuid)
     }
 
     fn record(&self, shared: bool) -> BdevRecord {
         BdevRecord {
             name: self.name.clone(),
             uuid: self.uuid,
-            kind: match &self.kind {
-                Kind::Aio { path } => RecordKind::Aio { path: path.clone() },
-                Kind::Malloc { size_mb } => RecordKind::Malloc { size_mb: *size_mb },
-            },
+            backend: self.backend.clone(),
             geometry: self.geometry,
             shared,
         }
@@ -263,21 +233,19 @@ impl Target {
     fn restore(&mut self, record: BdevRecord, found: &[FoundShare]) {
         let name = record.name;
         let in_kernel = found.iter().any(|f| f.uuid == record.uuid);
-        let (kind, geometry) = match record.kind {
-            RecordKind::Aio { path } => match device::probe(&path) {
-                Ok((_, geometry)) => (Kind::Aio { path }, geometry),
-                Err(e) => {
-                    warn!("bdev {name}: {e}; keeping it with its recorded size");
-                    (Kind::Aio { path }, record.geometry)
-                }
-            },
-            RecordKind::Malloc { size_mb } => match device::probe(&self.malloc.path(&name)) {
-                Ok((_, geometry)) => (Kind::Malloc { size_mb }, geometry),
-                Err(e) => {
-                    warn!("malloc bdev {name} lost its RAM file ({e}), most likely in a reboot; it is gone");
-                    return;
-                }
-            },
+        let geometry = match (
+            &record.backend,
+            device::probe(&self.backend_path(&name, &record.backend)),
+        ) {
+            (_, Ok((_, geometry))) => geometry,
+            (Backend::Aio { .. }, Err(e)) => {
+                warn!("bdev {name}: {e}; keeping it with its recorded size");
+                record.geometry
+            }
+            (Backend::Malloc { .. }, Err(e)) => {
+                warn!("malloc bdev {name} lost its RAM file ({e}), most likely in a reboot; it is gone");
+                return;
+            }
         };
         if record.shared && !in_kernel {
             warn!(
@@ -290,7 +258,7 @@ impl Target {
         self.bdevs.push(Bdev {
             name,
             uuid: record.uuid,
-            kind,
+            backend: record.backend,
             geometry,
         });
     }
@@ -339,11 +307,11 @@ impl Target {
                 return;
             }
         };
-        let kind = match malloc_name {
-            Some(_) => Kind::Malloc {
+        let backend = match malloc_name {
+            Some(_) => Backend::Malloc {
                 size_mb: geometry.size >> 20,
             },
-            None => Kind::Aio {
+            None => Backend::Aio {
                 path: device.clone(),
             },
         };
@@ -354,7 +322,7 @@ impl Target {
         self.bdevs.push(Bdev {
             name,
             uuid: share.uuid,
-            kind,
+            backend,
             geometry,
         });
     }
@@ -379,10 +347,7 @@ impl Target {
         };
         for name in names {
             let path = self.malloc.path(&name);
-            let used = self
-                .bdevs
-                .iter()
-                .any(|b| b.name == name && matches!(b.kind, Kind::Malloc { .. }))
+            let used = self.bdevs.iter().any(|b| b.name == name && b.is_malloc())
                 || found
                     .iter()
                     .any(|f| f.device.as_deref() == Some(path.as_path()));
@@ -396,11 +361,15 @@ impl Target {
         }
     }
 
-    fn device(&self, bdev: &Bdev) -> PathBuf {
-        match &bdev.kind {
-            Kind::Aio { path } => path.clone(),
-            Kind::Malloc { .. } => self.malloc.path(&bdev.name),
+    fn backend_path(&self, name: &str, backend: &Backend) -> PathBuf {
+        match backend {
+            Backend::Aio { path } => path.clone(),
+            Backend::Malloc { .. } => self.malloc.path(name),
         }
+    }
+
+    fn device(&self, bdev: &Bdev) -> PathBuf {
+        self.backend_path(&bdev.name, &bdev.backend)
     }
 
     /// Shares `bdev` (idempotent); returns whether configfs changed.
@@ -413,8 +382,7 @@ impl Target {
         let export = Export {
             uuid: bdev.uuid,
             device: &device,
-            buffered_io: matches!(backing, Backing::File { in_ram: true })
-                || matches!(bdev.kind, Kind::Malloc { .. }),
+            buffered_io: matches!(backing, Backing::File { in_ram: true }) || bdev.is_malloc(),
         };
         Ok(self.nvmet.share(&export)?)
     }
@@ -466,9 +434,10 @@ impl Target {
                     claimed_by: if shared { CLAIMED_BY_TARGET } else { UNCLAIMED }.to_string(),
                     aliases: b.alias(),
                     uri: b.uri(),
-                    product_name: match b.kind {
-                        Kind::Aio { .. } => "AIO disk",
-                        Kind::Malloc { .. } => "Malloc disk",
+                    product_name: if b.is_malloc() {
+                        "Malloc disk"
+                    } else {
+                        "AIO disk"
                     }
                     .to_string(),
                     share_uri: if shared {
@@ -483,12 +452,15 @@ impl Target {
 
     /// `Create`: returns the new bdev's name.
     pub fn create(&mut self, uri: &str) -> Result<String, RequestError> {
-        let parsed = uri::parse(uri)?;
-        let name = parsed.name;
+        let BdevSpec {
+            name,
+            backend,
+            uuid,
+        } = uri::parse_create(uri)?;
         if let Some(b) = self.bdevs.iter().find(|b| b.name == name) {
             return Err(RequestError::Exists { name, uri: b.uri() });
         }
-        if let Some(u) = parsed.uuid {
+        if let Some(u) = uuid {
             if let Some(b) = self.bdevs.iter().find(|b| b.uuid == u) {
                 return Err(RequestError::UuidTaken {
                     uuid: u,
@@ -496,25 +468,16 @@ impl Target {
                 });
             }
         }
-        let uuid = parsed.uuid.unwrap_or_else(Uuid::new_v4);
-        let (kind, geometry) = match parsed.kind {
-            UriKind::Aio { path } => {
-                let (_, geometry) = device::probe(&path)?;
-                self.check_unused(&path)?;
-                (Kind::Aio { path }, geometry)
+        let geometry = match &backend {
+            Backend::Aio { path } => {
+                let (_, geometry) = device::probe(path)?;
+                self.check_unused(path)?;
+                geometry
             }
-            UriKind::Malloc { size_mb: None } => {
-                return Err(RequestError::MissingSize(UriError::MissingSizeMb {
-                    uri: uri.to_string(),
-                    name,
-                }))
-            }
-            UriKind::Malloc {
-                size_mb: Some(size_mb),
-            } => {
-                let path = self.malloc.create(&name, size_mb)?;
+            Backend::Malloc { size_mb } => {
+                let path = self.malloc.create(&name, *size_mb)?;
                 match device::probe(&path) {
-                    Ok((_, geometry)) => (Kind::Malloc { size_mb }, geometry),
+                    Ok((_, geometry)) => geometry,
                     Err(e) => {
                         let _ = self.malloc.remove(&name);
                         return Err(e.into());
@@ -524,17 +487,14 @@ impl Target {
         };
         let bdev = Bdev {
             name: name.clone(),
-            uuid,
-            kind,
+            uuid: uuid.unwrap_or_else(Uuid::new_v4),
+            backend,
             geometry,
         };
+        let uuid = bdev.uuid;
         self.bdevs.push(bdev);
         if let Err(e) = self.save() {
-            if let Some(Bdev {
-                kind: Kind::Malloc { .. },
-                ..
-            }) = self.bdevs.pop()
-            {
+            if self.bdevs.pop().is_some_and(|b| b.is_malloc()) {
                 let _ = self.malloc.remove(&name);
             }
             return Err(e.into());
@@ -549,9 +509,9 @@ impl Target {
 
     /// `Create` that accepts an existing identical bdev (for `--create`).
     pub fn ensure_created(&mut self, uri: &str) -> Result<String, RequestError> {
-        let parsed = uri::parse(uri)?;
-        match self.bdevs.iter().find(|b| b.name == parsed.name) {
-            Some(b) if b.matches(&parsed) => {
+        let spec = uri::parse_create(uri)?;
+        match self.bdevs.iter().find(|b| b.name == spec.name) {
+            Some(b) if b.matches(&spec) => {
                 info!("bdev {} already exists", b.name);
                 Ok(b.name.clone())
             }
@@ -563,7 +523,7 @@ impl Target {
     fn check_unused(&self, path: &Path) -> Result<(), RequestError> {
         let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
         for b in &self.bdevs {
-            if let Kind::Aio { path: other } = &b.kind {
+            if let Backend::Aio { path: other } = &b.backend {
                 if std::fs::canonicalize(other).is_ok_and(|o| o == real) {
                     return Err(RequestError::SameDevice {
                         path: path.to_path_buf(),
@@ -597,7 +557,7 @@ impl Target {
             self.bdevs.insert(index, bdev);
             return Err(e.into());
         }
-        if let Kind::Malloc { .. } = bdev.kind {
+        if bdev.is_malloc() {
             if let Err(e) = self.malloc.remove(&bdev.name) {
                 warn!("{e}; the next start removes it");
             }
@@ -637,5 +597,367 @@ impl Target {
             info!("bdev {} was not shared", bdev.name);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::configfs::Configfs;
+    use crate::agent::fake::FakeConfigfs;
+    use crate::agent::nvmet::Listener;
+    use nix::errno::Errno;
+    use std::net::Ipv4Addr;
+    use std::sync::Arc;
+
+    struct Setup {
+        dir: tempfile::TempDir,
+        fs: Arc<FakeConfigfs>,
+    }
+
+    impl Setup {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            for (name, size) in [("disk0", 8 << 20), ("disk1", 4 << 20)] {
+                std::fs::File::create(dir.path().join(name))
+                    .unwrap()
+                    .set_len(size)
+                    .unwrap();
+            }
+            Self {
+                dir,
+                fs: Arc::new(FakeConfigfs::new()),
+            }
+        }
+
+        fn disk(&self, n: usize) -> String {
+            format!("aio://{}/disk{n}", self.dir.path().display())
+        }
+
+        fn malloc_dir(&self) -> PathBuf {
+            self.dir.path().join("state/malloc")
+        }
+
+        fn state(&self) -> PathBuf {
+            self.dir.path().join("state/state.json")
+        }
+
+        fn open(&self) -> Target {
+            let listener = Listener {
+                address: Ipv4Addr::new(192, 168, 1, 2),
+                io_port: 8430,
+                discovery_port: 8420,
+            };
+            let nvmet = Nvmet::new(self.fs.clone(), listener);
+            let malloc = MallocDir::open(self.malloc_dir()).unwrap();
+            Target::open(nvmet, malloc, self.state()).unwrap()
+        }
+    }
+
+    fn code<T: std::fmt::Debug>(r: Result<T, RequestError>) -> (Code, String) {
+        let e = r.unwrap_err();
+        (e.code(), e.to_string())
+    }
+
+    fn by_name(t: &Target, name: &str) -> pb::Bdev {
+        t.list().into_iter().find(|b| b.name == name).unwrap()
+    }
+
+    #[test]
+    fn create_share_unshare_destroy_aio() {
+        let s = Setup::new();
+        let mut t = s.open();
+        let uri = s.disk(0);
+        assert_eq!(t.create(&uri).unwrap(), uri);
+        let b = by_name(&t, &uri);
+        assert_eq!(b.num_blocks * u64::from(b.blk_size), 8 << 20);
+        assert!(!b.claimed);
+        assert_eq!(b.claimed_by, "Orphaned");
+        assert_eq!(b.product_name, "AIO disk");
+        assert_eq!(b.aliases, uri);
+        assert_eq!(b.uri, format!("{uri}?uuid={}", b.uuid));
+        assert_eq!(b.share_uri, "");
+
+        let share = t.share(&uri, "nvmf").unwrap();
+        assert_eq!(
+            share,
+            format!("nvmf://192.168.1.2:8430/nqn.2019-05.io.openebs:{}", b.uuid)
+        );
+        assert_eq!(
+            t.share(&uri, "nvmf").unwrap(),
+            share,
+            "sharing twice gives the same URI"
+        );
+        let b = by_name(&t, &uri);
+        assert!(b.claimed);
+        assert_eq!(b.claimed_by, "NVMe-oF Target");
+        assert_eq!(b.share_uri, share);
+
+        let (c, msg) = code(t.destroy(&uri));
+        assert_eq!(c, Code::FailedPrecondition);
+        assert!(
+            msg.contains("unshare it first") && msg.contains(&share),
+            "{msg}"
+        );
+
+        t.unshare(&uri).unwrap();
+        t.unshare(&uri).unwrap();
+        assert!(!by_name(&t, &uri).claimed);
+        t.destroy(&uri).unwrap();
+        assert!(t.list().is_empty());
+        assert_eq!(s.fs.dump(), FakeConfigfs::new().dump());
+    }
+
+    #[test]
+    fn malloc_bdevs_live_in_the_malloc_dir() {
+        let s = Setup::new();
+        let mut t = s.open();
+        assert_eq!(t.create("malloc:///m0?size_mb=4").unwrap(), "m0");
+        let file = s.malloc_dir().join("m0");
+        assert_eq!(std::fs::metadata(&file).unwrap().len(), 4 << 20);
+        let b = by_name(&t, "m0");
+        assert_eq!(b.product_name, "Malloc disk");
+        assert_eq!(b.aliases, "malloc:///m0?size_mb=4");
+        assert_eq!(b.num_blocks * u64::from(b.blk_size), 4 << 20);
+        // Share and Unshare accept the alias and the URI as well as the name.
+        t.share("malloc:///m0?size_mb=4", "nvmf").unwrap();
+        let ns = Path::new("subsystems")
+            .join(nvmet::nqn(b.uuid.parse().unwrap()))
+            .join("namespaces/1");
+        assert_eq!(s.fs.read(&ns.join("buffered_io")).unwrap(), "1\n");
+        assert_eq!(
+            s.fs.read(&ns.join("device_path")).unwrap().trim_end(),
+            file.to_str().unwrap()
+        );
+        t.unshare(&b.uri).unwrap();
+        t.destroy("malloc:///m0").unwrap();
+        assert!(!file.exists(), "destroy frees the RAM");
+    }
+
+    #[test]
+    fn bad_create_requests() {
+        let s = Setup::new();
+        let mut t = s.open();
+        let dir = format!("aio://{}", s.dir.path().display());
+        let missing = format!("aio://{}/nope", s.dir.path().display());
+        let cases: &[(&str, Code, &str)] = &[
+            ("", Code::InvalidArgument, "empty"),
+            ("nvmf:///x", Code::InvalidArgument, "unsupported scheme"),
+            (&missing, Code::NotFound, "does not exist"),
+            (&dir, Code::InvalidArgument, "is a directory"),
+            ("aio:///dev/null", Code::InvalidArgument, "character device"),
+            ("malloc:///m0", Code::InvalidArgument, "lacks size_mb"),
+            (
+                "malloc:///m0?size_mb=x",
+                Code::InvalidArgument,
+                "not a whole number",
+            ),
+            (
+                "malloc:///m0?size_mb=0",
+                Code::InvalidArgument,
+                "at least 1 MiB",
+            ),
+            (
+                "malloc:///m0?size_mb=99999999",
+                Code::InvalidArgument,
+                "largest",
+            ),
+            ("malloc:///../m0?size_mb=1", Code::InvalidArgument, "`..`"),
+            (
+                "malloc:///a/b?size_mb=1",
+                Code::InvalidArgument,
+                "contains `/`",
+            ),
+            (
+                "malloc:///m0?size_mb=1&x=1",
+                Code::InvalidArgument,
+                "unknown parameter",
+            ),
+        ];
+        for (uri, want, text) in cases {
+            let (c, msg) = code(t.create(uri));
+            assert_eq!(c, *want, "{uri}: {msg}");
+            assert!(msg.contains(text), "{uri}: {msg}");
+        }
+        assert!(t.list().is_empty());
+        assert!(std::fs::read_dir(s.malloc_dir()).unwrap().next().is_none());
+    }
+
+    #[test]
+    fn duplicates_are_refused() {
+        let s = Setup::new();
+        let mut t = s.open();
+        t.create(&s.disk(0)).unwrap();
+        let (c, msg) = code(t.create(&s.disk(0)));
+        assert_eq!(c, Code::AlreadyExists);
+        assert!(msg.contains("already exists"), "{msg}");
+        // The same file under another name.
+        let link = s.dir.path().join("link");
+        std::os::unix::fs::symlink(s.dir.path().join("disk0"), &link).unwrap();
+        let (c, msg) = code(t.create(&format!("aio://{}", link.display())));
+        assert_eq!(c, Code::AlreadyExists, "{msg}");
+        // Another bdev's uuid.
+        let uuid = by_name(&t, &s.disk(0)).uuid;
+        let (c, msg) = code(t.create(&format!("malloc:///m1?size_mb=1&uuid={uuid}")));
+        assert_eq!(c, Code::AlreadyExists, "{msg}");
+        t.create("malloc:///m1?size_mb=1").unwrap();
+        let (c, _) = code(t.create("malloc:///m1?size_mb=2"));
+        assert_eq!(c, Code::AlreadyExists);
+        assert_eq!(t.list().len(), 2);
+    }
+
+    #[test]
+    fn bad_share_unshare_destroy_requests() {
+        let s = Setup::new();
+        let mut t = s.open();
+        t.create("malloc:///m0?size_mb=1").unwrap();
+        let long = "x".repeat(MAX_URI_LEN + 1);
+        for (r, want) in [
+            (t.share("", "nvmf"), Code::InvalidArgument),
+            (t.share(&long, "nvmf"), Code::InvalidArgument),
+            (t.share("m9", "nvmf"), Code::NotFound),
+            (t.share("m0", "iscsi"), Code::InvalidArgument),
+            (t.share("m0", ""), Code::InvalidArgument),
+        ] {
+            assert_eq!(code(r).0, want);
+        }
+        assert_eq!(code(t.unshare("")).0, Code::InvalidArgument);
+        assert_eq!(code(t.unshare("m9")).0, Code::NotFound);
+        assert_eq!(code(t.destroy("malloc:///m9")).0, Code::NotFound);
+        assert_eq!(code(t.destroy("m0")).0, Code::InvalidArgument);
+        assert!(!by_name(&t, "m0").claimed);
+        let msg = code(t.share("m0", "iscsi")).1;
+        assert!(msg.contains("\"iscsi\"") && msg.contains("nvmf"), "{msg}");
+    }
+
+    #[test]
+    fn a_failed_share_leaves_the_bdev_unclaimed() {
+        let s = Setup::new();
+        let mut t = s.open();
+        t.create(&s.disk(0)).unwrap();
+        let before = s.fs.dump();
+        s.fs.fail_next_write("enable", Errno::EBUSY);
+        let (c, msg) = code(t.share(&s.disk(0), "nvmf"));
+        assert_eq!(c, Code::Internal);
+        assert!(msg.contains("dmesg"), "{msg}");
+        assert_eq!(s.fs.dump(), before);
+        assert!(!by_name(&t, &s.disk(0)).claimed);
+        // The next try works.
+        t.share(&s.disk(0), "nvmf").unwrap();
+    }
+
+    #[test]
+    fn a_state_file_that_cannot_be_written_undoes_create() {
+        let s = Setup::new();
+        let mut t = s.open();
+        std::fs::create_dir(s.state().with_extension("json.tmp")).unwrap();
+        let (c, msg) = code(t.create("malloc:///m0?size_mb=1"));
+        assert_eq!(c, Code::Internal);
+        assert!(msg.contains("state file"), "{msg}");
+        assert!(t.list().is_empty());
+        assert!(!s.malloc_dir().join("m0").exists());
+    }
+
+    #[test]
+    fn a_restart_keeps_bdevs_uuids_and_shares() {
+        let s = Setup::new();
+        let mut t = s.open();
+        t.create(&s.disk(0)).unwrap();
+        t.create("malloc:///m0?size_mb=2").unwrap();
+        t.create(&s.disk(1)).unwrap();
+        t.share(&s.disk(0), "nvmf").unwrap();
+        t.share("m0", "nvmf").unwrap();
+        let before = t.list();
+        let tree = s.fs.dump();
+        drop(t);
+        let t = s.open();
+        assert_eq!(t.list(), before);
+        assert_eq!(s.fs.dump(), tree);
+    }
+
+    #[test]
+    fn a_restart_recovers_shares_the_state_file_lost() {
+        let s = Setup::new();
+        let mut t = s.open();
+        t.create(&s.disk(0)).unwrap();
+        t.create("malloc:///m0?size_mb=2").unwrap();
+        t.create(&s.disk(1)).unwrap();
+        t.share(&s.disk(0), "nvmf").unwrap();
+        t.share("m0", "nvmf").unwrap();
+        let mut before: Vec<_> = t.list().into_iter().filter(|b| b.claimed).collect();
+        drop(t);
+        std::fs::remove_file(s.state()).unwrap();
+        let mut after = s.open().list();
+        before.sort_by(|a, b| a.name.cmp(&b.name));
+        after.sort_by(|a, b| a.name.cmp(&b.name));
+        assert_eq!(after, before, "the shared ones come back from configfs");
+    }
+
+    #[test]
+    fn a_restart_forgets_shares_the_kernel_lost() {
+        let s = Setup::new();
+        let mut t = s.open();
+        t.create(&s.disk(0)).unwrap();
+        t.share(&s.disk(0), "nvmf").unwrap();
+        let uuid: Uuid = by_name(&t, &s.disk(0)).uuid.parse().unwrap();
+        drop(t);
+        // As after a reboot, or someone else's cleanup.
+        Nvmet::new(
+            s.fs.clone(),
+            Listener {
+                address: Ipv4Addr::new(192, 168, 1, 2),
+                io_port: 8430,
+                discovery_port: 8420,
+            },
+        )
+        .unshare(uuid)
+        .unwrap();
+        let t = s.open();
+        let b = by_name(&t, &s.disk(0));
+        assert!(!b.claimed);
+        assert_eq!(b.uuid, uuid.to_string());
+        let text = std::fs::read_to_string(s.state()).unwrap();
+        assert!(text.contains("\"shared\": false"), "{text}");
+    }
+
+    #[test]
+    fn a_restart_completes_a_half_made_share_and_drops_lost_ram() {
+        let s = Setup::new();
+        let mut t = s.open();
+        t.create(&s.disk(0)).unwrap();
+        t.create("malloc:///gone?size_mb=1").unwrap();
+        t.share(&s.disk(0), "nvmf").unwrap();
+        let whole = s.fs.dump();
+        let uuid: Uuid = by_name(&t, &s.disk(0)).uuid.parse().unwrap();
+        drop(t);
+        s.fs.unlink(&Path::new("ports/2/subsystems").join(nvmet::nqn(uuid)))
+            .unwrap();
+        std::fs::remove_file(s.malloc_dir().join("gone")).unwrap();
+        std::fs::write(s.malloc_dir().join("stray"), b"x").unwrap();
+        let t = s.open();
+        assert_eq!(s.fs.dump(), whole);
+        let names: Vec<String> = t.list().into_iter().map(|b| b.name).collect();
+        assert_eq!(names, [s.disk(0)]);
+        assert!(
+            !s.malloc_dir().join("stray").exists(),
+            "unused RAM files are removed"
+        );
+    }
+
+    #[test]
+    fn ensure_created_accepts_the_same_bdev_only() {
+        let s = Setup::new();
+        let mut t = s.open();
+        t.ensure_created("malloc:///m0?size_mb=1").unwrap();
+        let uuid = by_name(&t, "m0").uuid;
+        t.ensure_created("malloc:///m0?size_mb=1").unwrap();
+        t.ensure_created(&format!("malloc:///m0?size_mb=1&uuid={uuid}"))
+            .unwrap();
+        assert_eq!(
+            code(t.ensure_created("malloc:///m0?size_mb=2")).0,
+            Code::AlreadyExists
+        );
+        assert_eq!(t.list().len(), 1);
+        assert_eq!(by_name(&t, "m0").uuid, uuid);
     }
 }

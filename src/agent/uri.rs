@@ -33,7 +33,34 @@ pub struct ParsedUri {
     pub uuid: Option<Uuid>,
 }
 
-/// The backend a URI names.
+/// What a Create URI asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BdevSpec {
+    /// The bdev's name (see [`ParsedUri::name`]).
+    pub name: String,
+    /// Backend and parameters.
+    pub backend: Backend,
+    /// The `uuid=` parameter, if given.
+    pub uuid: Option<Uuid>,
+}
+
+/// The backend of a bdev.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Backend {
+    /// A block device or regular file.
+    Aio {
+        /// Absolute path.
+        path: PathBuf,
+    },
+    /// A RAM disk of `size_mb` MiB.
+    Malloc {
+        /// Its size.
+        size_mb: u64,
+    },
+}
+
+/// The backend a URI names, with `size_mb` optional.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UriKind {
     /// A block device or regular file.
@@ -285,18 +312,42 @@ pub fn parse(uri: &str) -> Result<ParsedUri, UriError> {
     Ok(parsed)
 }
 
-/// The URI a bdev is listed with (Mayastor's `uri` field): its create URI
-/// with the uuid it was given, so that creating from it yields the same bdev.
-pub fn canonical(name: &str, kind: &UriKind, uuid: Uuid) -> String {
-    match kind {
-        UriKind::Aio { .. } => format!("{name}?uuid={uuid}"),
-        UriKind::Malloc { size_mb } => {
-            format!(
-                "malloc:///{name}?size_mb={}&uuid={uuid}",
-                size_mb.unwrap_or(0)
-            )
+/// Parses a Create URI: [`parse`], and a malloc URI must give `size_mb`.
+pub fn parse_create(uri: &str) -> Result<BdevSpec, UriError> {
+    let ParsedUri { name, kind, uuid } = parse(uri)?;
+    let backend = match kind {
+        UriKind::Aio { path } => Backend::Aio { path },
+        UriKind::Malloc {
+            size_mb: Some(size_mb),
+        } => Backend::Malloc { size_mb },
+        UriKind::Malloc { size_mb: None } => {
+            return Err(UriError::MissingSizeMb {
+                uri: uri.to_string(),
+                name,
+            })
         }
+    };
+    Ok(BdevSpec {
+        name,
+        backend,
+        uuid,
+    })
+}
+
+/// The URI a bdev was created with, without uuid (Mayastor's alias).
+pub fn alias(name: &str, backend: &Backend) -> String {
+    match backend {
+        Backend::Aio { .. } => name.to_string(),
+        Backend::Malloc { size_mb } => format!("malloc:///{name}?size_mb={size_mb}"),
     }
+}
+
+/// The URI a bdev is listed with (Mayastor's `uri` field): its alias with
+/// the uuid it was given, so that creating from it yields the same bdev.
+pub fn canonical(name: &str, backend: &Backend, uuid: Uuid) -> String {
+    let alias = alias(name, backend);
+    let sep = if alias.contains('?') { '&' } else { '?' };
+    format!("{alias}{sep}uuid={uuid}")
 }
 
 /// The aio bdev name for a file path (recovering a share from configfs).
@@ -488,12 +539,23 @@ mod tests {
     fn canonical_uris_parse_back_to_the_same_bdev() {
         let u = Uuid::new_v4();
         for uri in ["aio:///dev/vdb", "malloc:///m0?size_mb=8"] {
-            let p = ok(uri);
-            let again = ok(&canonical(&p.name, &p.kind, u));
-            assert_eq!(again.name, p.name);
-            assert_eq!(again.kind, p.kind);
+            let spec = parse_create(uri).unwrap();
+            assert_eq!(alias(&spec.name, &spec.backend), uri);
+            let again = parse_create(&canonical(&spec.name, &spec.backend, u)).unwrap();
+            assert_eq!(again.name, spec.name);
+            assert_eq!(again.backend, spec.backend);
             assert_eq!(again.uuid, Some(u));
         }
+    }
+
+    #[test]
+    fn create_needs_a_size() {
+        let msg = parse_create("malloc:///m0").unwrap_err().to_string();
+        assert!(msg.contains("size_mb=<MiB>"), "{msg}");
+        assert_eq!(
+            parse_create("malloc:///m0?size_mb=3").unwrap().backend,
+            Backend::Malloc { size_mb: 3 }
+        );
     }
 
     #[test]
