@@ -91,22 +91,22 @@ pub enum DeviceError {
         free_mb: u64,
     },
     /// Any other system error (gRPC `INTERNAL`).
-    #[error("cannot {op} {}: {source}", .path.display())]
+    #[error("cannot {op} {}: {cause}", .path.display())]
     Io {
         /// What was being done.
         op: &'static str,
         /// The path.
         path: PathBuf,
         /// The OS error.
-        source: io::Error,
+        cause: io::Error,
     },
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> DeviceError + 'a {
-    move |source| DeviceError::Io {
+    move |cause| DeviceError::Io {
         op,
         path: path.to_path_buf(),
-        source,
+        cause,
     }
 }
 
@@ -333,8 +333,8 @@ mod tests {
                 }
                 Err(DeviceError::Missing { .. }) => continue,
                 Err(DeviceError::Io {
-                    op: "open", source, ..
-                }) if source.kind() == io::ErrorKind::PermissionDenied => continue,
+                    op: "open", cause, ..
+                }) if cause.kind() == io::ErrorKind::PermissionDenied => continue,
                 Err(e) => panic!("{name}: {e}"),
             }
             probed += 1;

@@ -24,22 +24,22 @@ pub enum KernelError {
         path: PathBuf,
     },
     /// A mount failed.
-    #[error("cannot mount {what} on {}: {source} (the agent must run as root)", .path.display())]
+    #[error("cannot mount {what} on {}: {cause} (the agent must run as root)", .path.display())]
     Mount {
         /// `configfs` or `tmpfs`.
         what: &'static str,
         /// The mount point.
         path: PathBuf,
         /// The OS error.
-        source: nix::Error,
+        cause: nix::Error,
     },
     /// A directory cannot be created.
-    #[error("cannot create directory {}: {source}", .path.display())]
+    #[error("cannot create directory {}: {cause}", .path.display())]
     CreateDir {
         /// The directory.
         path: PathBuf,
         /// The OS error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// No address to serve on.
     #[error("no network interface that is up has an IPv4 address other than loopback; give one with --address")]
@@ -60,7 +60,7 @@ pub async fn prepare_target(configfs: &Path) -> Result<(), KernelError> {
         }
     }
     let nvmet = configfs.join("nvmet");
-    if !nvmet.is_dir() && !is_fs(configfs, CONFIGFS_MAGIC) {
+    if !nvmet.is_dir() && configfs.is_dir() && !is_fs(configfs, CONFIGFS_MAGIC) {
         mount(
             Some("configfs"),
             configfs,
@@ -68,10 +68,10 @@ pub async fn prepare_target(configfs: &Path) -> Result<(), KernelError> {
             MsFlags::empty(),
             None::<&str>,
         )
-        .map_err(|source| KernelError::Mount {
+        .map_err(|cause| KernelError::Mount {
             what: "configfs",
             path: configfs.to_path_buf(),
-            source,
+            cause,
         })?;
         info!("mounted configfs on {}", configfs.display());
     }
@@ -85,9 +85,9 @@ pub async fn prepare_target(configfs: &Path) -> Result<(), KernelError> {
 /// Mounts a tmpfs on `dir` unless it already is on tmpfs or ramfs, so that
 /// malloc bdevs live in RAM. The mount outlives the agent, as the shares do.
 pub fn ensure_tmpfs(dir: &Path) -> Result<(), KernelError> {
-    std::fs::create_dir_all(dir).map_err(|source| KernelError::CreateDir {
+    std::fs::create_dir_all(dir).map_err(|cause| KernelError::CreateDir {
         path: dir.to_path_buf(),
-        source,
+        cause,
     })?;
     if super::device::in_ram(dir).unwrap_or(false) {
         return Ok(());
@@ -99,10 +99,10 @@ pub fn ensure_tmpfs(dir: &Path) -> Result<(), KernelError> {
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
         Some("mode=0700"),
     )
-    .map_err(|source| KernelError::Mount {
+    .map_err(|cause| KernelError::Mount {
         what: "tmpfs",
         path: dir.to_path_buf(),
-        source,
+        cause,
     })?;
     info!("mounted a tmpfs on {} for malloc bdevs", dir.display());
     Ok(())

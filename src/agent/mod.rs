@@ -129,7 +129,7 @@ impl AgentConfig {
             uri::parse_create(value).map_err(|e| AgentError::Startup {
                 flag: "--create",
                 value: value.clone(),
-                source: e.into(),
+                cause: e.into(),
             })?;
         }
         for name in &self.share {
@@ -165,26 +165,26 @@ pub enum AgentError {
     #[error("cannot start: {0}")]
     Open(RequestError),
     /// A `--create` or `--share` failed.
-    #[error("{flag} {value}: {source}")]
+    #[error("{flag} {value}: {cause}")]
     Startup {
         /// `--create` or `--share`.
         flag: &'static str,
         /// Its value.
         value: String,
         /// Why.
-        source: RequestError,
+        cause: RequestError,
     },
     /// The gRPC port is taken or not ours.
-    #[error("cannot listen on {addr}: {source}; is another agent running? Pick another --listen")]
+    #[error("cannot listen on {addr}: {cause}; is another agent running? Pick another --listen")]
     Bind {
         /// The address.
         addr: SocketAddr,
         /// The OS error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The gRPC server failed.
     #[error("the gRPC server failed: {0}")]
-    Server(#[from] tonic::transport::Error),
+    Server(tonic::transport::Error),
     /// Startup work was cancelled.
     #[error("startup was interrupted: {0}")]
     Interrupted(String),
@@ -208,19 +208,19 @@ impl Agent {
         for uri in &config.create {
             target
                 .ensure_created(uri)
-                .map_err(|source| AgentError::Startup {
+                .map_err(|cause| AgentError::Startup {
                     flag: "--create",
                     value: uri.clone(),
-                    source,
+                    cause,
                 })?;
         }
         for name in &config.share {
             target
                 .share(name, PROTOCOL)
-                .map_err(|source| AgentError::Startup {
+                .map_err(|cause| AgentError::Startup {
                     flag: "--share",
                     value: name.clone(),
-                    source,
+                    cause,
                 })?;
         }
         Ok(Agent {
@@ -256,7 +256,7 @@ impl Agent {
             }
         };
         tokio::select! {
-            result = &mut server => result?,
+            result = &mut server => result.map_err(AgentError::Server)?,
             () = grace => warn!(
                 "connections were still open {}s after the shutdown signal; stopping anyway",
                 SHUTDOWN_GRACE.as_secs()
@@ -278,9 +278,9 @@ pub async fn serve(
     config.validate()?;
     let listener = TcpListener::bind(config.listen)
         .await
-        .map_err(|source| AgentError::Bind {
+        .map_err(|cause| AgentError::Bind {
             addr: config.listen,
-            source,
+            cause,
         })?;
     kernel::prepare_target(&config.configfs).await?;
     kernel::ensure_tmpfs(&config.state_dir.join("malloc"))?;

@@ -82,14 +82,14 @@ pub struct FoundShare {
 #[derive(Debug, thiserror::Error)]
 pub enum NvmetError {
     /// One operation on one path.
-    #[error("configfs {op} of nvmet/{} failed: {source}{hint}", .path.display())]
+    #[error("configfs {op} of nvmet/{} failed: {cause}{hint}", .path.display())]
     Op {
         /// `mkdir`, `write 1 to`, `symlink`, ...
         op: String,
         /// Relative to the nvmet directory.
         path: PathBuf,
         /// The kernel's errno.
-        source: io::Error,
+        cause: io::Error,
         /// What probably went wrong, starting with "; " (or empty).
         hint: &'static str,
     },
@@ -107,10 +107,10 @@ pub enum NvmetError {
     #[error("configfs has no free nvmet port id (all 65535 are used)")]
     NoPortId,
     /// A share failed and undoing it failed too.
-    #[error("{source}; undoing the partial share also failed, so configfs still holds {leftover}: retry Unshare, or remove them by hand")]
+    #[error("{cause}; undoing the partial share also failed, so configfs still holds {leftover}: retry Unshare, or remove them by hand")]
     Incomplete {
         /// The first failure.
-        source: Box<NvmetError>,
+        cause: Box<NvmetError>,
         /// What could not be removed.
         leftover: String,
     },
@@ -244,7 +244,7 @@ impl Nvmet {
             first
         } else {
             NvmetError::Incomplete {
-                source: Box::new(first),
+                cause: Box::new(first),
                 leftover: leftover.join(", "),
             }
         }
@@ -387,13 +387,13 @@ impl Nvmet {
     }
 }
 
-fn failed(op: &str, path: &Path, source: io::Error) -> NvmetError {
-    debug!("configfs {op} nvmet/{} failed: {source}", path.display());
+fn failed(op: &str, path: &Path, cause: io::Error) -> NvmetError {
+    debug!("configfs {op} nvmet/{} failed: {cause}", path.display());
     NvmetError::Op {
-        hint: hint_for(op, path, &source),
+        hint: hint_for(op, path, &cause),
         op: op.to_string(),
         path: path.to_path_buf(),
-        source,
+        cause,
     }
 }
 

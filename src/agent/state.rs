@@ -44,14 +44,14 @@ struct StateFile {
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     /// Reading or writing failed.
-    #[error("cannot {op} the state file {}: {source}", .path.display())]
+    #[error("cannot {op} the state file {}: {cause}", .path.display())]
     Io {
         /// What was being done.
         op: &'static str,
         /// The file.
         path: PathBuf,
         /// The OS error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The file is not what this agent writes.
     #[error("the state file {} is unreadable ({reason}); move it away to start afresh (shares in the kernel are recovered from configfs)", .path.display())]
@@ -68,11 +68,11 @@ pub fn load(path: &Path) -> Result<Vec<BdevRecord>, StateError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
+        Err(cause) => {
             return Err(StateError::Io {
                 op: "read",
                 path: path.to_path_buf(),
-                source,
+                cause,
             })
         }
     };
@@ -92,10 +92,10 @@ pub fn load(path: &Path) -> Result<Vec<BdevRecord>, StateError> {
 /// Replaces the file with `bdevs`.
 pub fn save(path: &Path, bdevs: &[BdevRecord]) -> Result<(), StateError> {
     let io = |op| {
-        move |source| StateError::Io {
+        move |cause| StateError::Io {
             op,
             path: path.to_path_buf(),
-            source,
+            cause,
         }
     };
     let file = StateFile {

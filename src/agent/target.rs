@@ -86,12 +86,12 @@ pub enum RequestError {
         proto: String,
     },
     /// Share of a bdev whose device has gone.
-    #[error("bdev `{name}` cannot be shared: {source}; destroy it, or bring the device back")]
+    #[error("bdev `{name}` cannot be shared: {cause}; destroy it, or bring the device back")]
     DeviceGone {
         /// The name.
         name: String,
         /// What probing found.
-        source: DeviceError,
+        cause: DeviceError,
     },
     /// The kernel target refused.
     #[error(transparent)]
@@ -375,9 +375,9 @@ impl Target {
     /// Shares `bdev` (idempotent); returns whether configfs changed.
     fn export(&self, bdev: &Bdev) -> Result<bool, RequestError> {
         let device = self.device(bdev);
-        let (backing, _) = device::probe(&device).map_err(|source| RequestError::DeviceGone {
+        let (backing, _) = device::probe(&device).map_err(|cause| RequestError::DeviceGone {
             name: bdev.name.clone(),
-            source,
+            cause,
         })?;
         let export = Export {
             uuid: bdev.uuid,
