@@ -55,6 +55,13 @@ pub enum DeviceError {
         /// The path.
         path: PathBuf,
     },
+    /// A path or one of its names is longer than Linux allows
+    /// (gRPC `INVALID_ARGUMENT`).
+    #[error("the path {} is too long for Linux (a name may have 255 bytes, a path 4095)", .path.display())]
+    TooLong {
+        /// The path.
+        path: PathBuf,
+    },
     /// A directory (gRPC `INVALID_ARGUMENT`).
     #[error("{} is a directory; give a block device or regular file", .path.display())]
     Directory {
@@ -121,12 +128,19 @@ nix::ioctl_read_bad!(
 pub fn probe(path: &Path) -> Result<(Backing, Geometry), DeviceError> {
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(DeviceError::Missing {
-                path: path.to_path_buf(),
-            })
+        Err(e) => {
+            let path = path.to_path_buf();
+            return Err(
+                match nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)) {
+                    // ENOTDIR: a component is a file, so nothing is at the path.
+                    nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR => {
+                        DeviceError::Missing { path }
+                    }
+                    nix::errno::Errno::ENAMETOOLONG => DeviceError::TooLong { path },
+                    _ => io_err("stat", &path)(e),
+                },
+            );
         }
-        Err(e) => return Err(io_err("stat", path)(e)),
     };
     let ft = meta.file_type();
     let (backing, geometry) = if ft.is_block_device() {

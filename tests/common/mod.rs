@@ -236,6 +236,12 @@ pub fn rows(dir: &Path) -> Vec<Row> {
             "at most 255",
         ),
         row(
+            "huge file name",
+            create(&format!("aio://{d}/{}", "f".repeat(300))),
+            InvalidArgument,
+            "too long for Linux",
+        ),
+        row(
             "huge URI",
             create(&long_uri),
             InvalidArgument,
