@@ -1,1 +1,307 @@
-//! (being written)
+//! The target-side agent: Mayastor's v0 `BdevRpc` gRPC service on the Linux
+//! kernel NVMe target (nvmet), driven through configfs.
+//!
+//! - **Bdevs.** `aio:///<path>` is a block device or regular file, named by
+//!   its URI (`aio:///dev/vdb`). `malloc:///<name>?size_mb=<n>` is a RAM
+//!   disk named `<name>` (as Mayastor names it: the path without its `/`),
+//!   backed by a sparse file `<state dir>/malloc/<name>` on a tmpfs that
+//!   [`serve`] mounts there (unless it already is tmpfs), so it works in a
+//!   minimal VM whatever `/dev/shm` is. Both take `uuid=<uuid>`; otherwise
+//!   a random uuid is assigned, and kept in `<state dir>/state.json`.
+//!   Sizes come from the device (see [`device`] for the block size rule).
+//! - **Shares.** See [`nvmet`]: subsystem `nqn.2019-05.io.openebs:<uuid>`,
+//!   namespace 1, linked to both the I/O port (8430) and the discovery
+//!   port (8420); share URI `nvmf://<address>:8430/<nqn>`.
+//! - **State lives in the kernel.** Shares are configfs objects and outlive
+//!   the agent; a starting agent rebuilds its view from configfs and the
+//!   state file ([`target::Target::open`]) and logs every discrepancy.
+//! - **Requests** are validated before anything changes, run one at a time,
+//!   roll back on failure and map to gRPC codes; `docs/bad-input.md` lists
+//!   each bad input with its code and message. Unshare of a bdev that is
+//!   not shared succeeds (as in Mayastor: nothing to do); a missing aio
+//!   path is `NOT_FOUND`.
+//!
+//! A test starts an agent on a fake kernel with [`Agent::start`] and a
+//! [`fake::FakeConfigfs`], then [`Agent::serve`] on a listener bound to
+//! `127.0.0.1:0`.
+
+pub mod configfs;
+pub mod device;
+pub mod fake;
+pub mod kernel;
+pub mod nvmet;
+pub mod service;
+pub mod state;
+pub mod target;
+pub mod uri;
+
+use std::future::Future;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tonic::transport::server::TcpIncoming;
+use tracing::{info, warn};
+
+use crate::proto::mayastor::bdev_rpc_server::BdevRpcServer;
+use configfs::{Configfs, SysConfigfs};
+use device::{DeviceError, MallocDir};
+use kernel::KernelError;
+use nvmet::{Listener, Nvmet};
+use service::BdevService;
+use target::{RequestError, Target, PROTOCOL};
+
+/// How long open connections get to finish after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// How the agent runs; `nvmfcheck agent`'s flags.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// gRPC listen address (`0.0.0.0:10124`).
+    pub listen: SocketAddr,
+    /// Address of the nvmet ports and in share URIs.
+    pub address: Ipv4Addr,
+    /// TCP port of the discovery service (8420).
+    pub discovery_port: u16,
+    /// TCP port serving I/O (8430).
+    pub io_port: u16,
+    /// Where the state file and malloc files live.
+    pub state_dir: PathBuf,
+    /// The configfs mount point (`/sys/kernel/config`).
+    pub configfs: PathBuf,
+    /// Bdev URIs to create at start (existing identical bdevs are fine).
+    pub create: Vec<String>,
+    /// Bdev names to share at start (shared ones are fine).
+    pub share: Vec<String>,
+}
+
+impl AgentConfig {
+    /// The defaults of `nvmfcheck agent`, serving on `address`.
+    pub fn new(address: Ipv4Addr) -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 10124)),
+            address,
+            discovery_port: 8420,
+            io_port: 8430,
+            state_dir: PathBuf::from("/var/lib/nvmfcheck"),
+            configfs: PathBuf::from("/sys/kernel/config"),
+            create: Vec::new(),
+            share: Vec::new(),
+        }
+    }
+
+    /// Checks what the types do not.
+    pub fn validate(&self) -> Result<(), AgentError> {
+        let bad = |msg: String| Err(AgentError::Config(msg));
+        if self.address.is_unspecified()
+            || self.address.is_broadcast()
+            || self.address.is_multicast()
+        {
+            return bad(format!(
+                "--address {} cannot be connected to; give the IPv4 address initiators reach this machine at",
+                self.address
+            ));
+        }
+        for (flag, port) in [
+            ("--discovery-port", self.discovery_port),
+            ("--io-port", self.io_port),
+        ] {
+            if port == 0 {
+                return bad(format!(
+                    "{flag} 0 is not a TCP port; give one from 1 to 65535"
+                ));
+            }
+        }
+        if self.discovery_port == self.io_port {
+            return bad(format!(
+                "--discovery-port and --io-port are both {}; they must differ (defaults 8420 and 8430)",
+                self.io_port
+            ));
+        }
+        if self.state_dir.as_os_str().is_empty() || self.configfs.as_os_str().is_empty() {
+            return bad("--state-dir and --configfs must not be empty".to_string());
+        }
+        // Syntax only, so that a typo fails before the kernel is touched;
+        // whether the device exists is checked at start.
+        for value in &self.create {
+            uri::parse_create(value).map_err(|e| AgentError::Startup {
+                flag: "--create",
+                value: value.clone(),
+                cause: e.into(),
+            })?;
+        }
+        for name in &self.share {
+            if name.is_empty() {
+                return bad("--share needs a bdev name, e.g. --share aio:///dev/vdb".to_string());
+            }
+        }
+        Ok(())
+    }
+
+    fn listener(&self) -> Listener {
+        Listener {
+            address: self.address,
+            io_port: self.io_port,
+            discovery_port: self.discovery_port,
+        }
+    }
+}
+
+/// Why the agent could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// A flag is wrong.
+    #[error("{0}")]
+    Config(String),
+    /// The host lacks something.
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
+    /// The malloc directory.
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+    /// Rebuilding the view from configfs and the state file failed.
+    #[error("cannot start: {0}")]
+    Open(RequestError),
+    /// A `--create` or `--share` failed.
+    #[error("{flag} {value}: {cause}")]
+    Startup {
+        /// `--create` or `--share`.
+        flag: &'static str,
+        /// Its value.
+        value: String,
+        /// Why.
+        cause: RequestError,
+    },
+    /// The gRPC port is taken or not ours.
+    #[error("cannot listen on {addr}: {cause}; is another agent running? Pick another --listen")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        cause: std::io::Error,
+    },
+    /// The gRPC server failed.
+    #[error("the gRPC server failed: {0}")]
+    Server(tonic::transport::Error),
+    /// Startup work was cancelled.
+    #[error("startup was interrupted: {0}")]
+    Interrupted(String),
+}
+
+/// A started agent: its view of the bdevs, ready to serve.
+pub struct Agent {
+    target: Arc<Mutex<Target>>,
+}
+
+impl Agent {
+    /// Rebuilds the view from configfs (through `configfs`, rooted at the
+    /// `nvmet` directory) and `<state dir>/state.json`, then applies
+    /// `--create` and `--share`. Blocking.
+    pub fn start(config: &AgentConfig, configfs: Arc<dyn Configfs>) -> Result<Agent, AgentError> {
+        config.validate()?;
+        let malloc = MallocDir::open(config.state_dir.join("malloc"))?;
+        let nvmet = Nvmet::new(configfs, config.listener());
+        let mut target = Target::open(nvmet, malloc, config.state_dir.join("state.json"))
+            .map_err(AgentError::Open)?;
+        for uri in &config.create {
+            target
+                .ensure_created(uri)
+                .map_err(|cause| AgentError::Startup {
+                    flag: "--create",
+                    value: uri.clone(),
+                    cause,
+                })?;
+        }
+        for name in &config.share {
+            target
+                .share(name, PROTOCOL)
+                .map_err(|cause| AgentError::Startup {
+                    flag: "--share",
+                    value: name.clone(),
+                    cause,
+                })?;
+        }
+        Ok(Agent {
+            target: Arc::new(Mutex::new(target)),
+        })
+    }
+
+    /// The tonic service, to add to a server of one's own.
+    pub fn service(&self) -> BdevRpcServer<BdevService> {
+        BdevRpcServer::new(BdevService::new(Arc::clone(&self.target)))
+    }
+
+    /// Serves gRPC on `listener` until `shutdown` completes; open
+    /// connections then get [`SHUTDOWN_GRACE`] to finish. Shares stay.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), AgentError> {
+        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tonic::transport::Server::builder()
+            .add_service(self.service())
+            .serve_with_incoming_shutdown(TcpIncoming::from(listener), async move {
+                shutdown.await;
+                let _ = stopping_tx.send(());
+            });
+        tokio::pin!(server);
+        let grace = async {
+            if stopping_rx.await.is_ok() {
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            result = &mut server => result.map_err(AgentError::Server)?,
+            () = grace => warn!(
+                "connections were still open {}s after the shutdown signal; stopping anyway",
+                SHUTDOWN_GRACE.as_secs()
+            ),
+        }
+        info!("agent stopped; shares stay in the kernel");
+        Ok(())
+    }
+}
+
+/// Runs the agent on this machine's kernel target until `shutdown`
+/// completes: checks the flags, binds the gRPC port, loads `nvmet-tcp` and
+/// mounts configfs if needed, mounts the malloc tmpfs, rebuilds the view,
+/// applies `--create`/`--share`, and serves.
+pub async fn serve(
+    config: AgentConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), AgentError> {
+    config.validate()?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|cause| AgentError::Bind {
+            addr: config.listen,
+            cause,
+        })?;
+    kernel::prepare_target(&config.configfs).await?;
+    kernel::ensure_tmpfs(&config.state_dir.join("malloc"))?;
+    let configfs = Arc::new(SysConfigfs::new(config.configfs.join("nvmet")));
+    let start_config = config.clone();
+    let agent = tokio::task::spawn_blocking(move || Agent::start(&start_config, configfs))
+        .await
+        .map_err(|e| AgentError::Interrupted(e.to_string()))??;
+    info!(
+        "agent serving gRPC on {}; shares on {}: discovery port {}, I/O port {}; state in {}",
+        config.listen,
+        config.address,
+        config.discovery_port,
+        config.io_port,
+        config.state_dir.display()
+    );
+    agent.serve(listener, shutdown).await
+}
+
+/// The address shares use by default: the first IPv4 address, other than
+/// loopback, of an interface that is up.
+pub fn default_address() -> Result<Ipv4Addr, AgentError> {
+    Ok(kernel::default_address()?)
+}

@@ -1,12 +1,71 @@
-//! `nvmfcheck agent` (being written).
+//! `nvmfcheck agent`: runs the target agent in the foreground until SIGTERM
+//! or SIGINT. Shares stay in the kernel when it stops.
 
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+use anyhow::Context;
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::info;
+
+use nvmfcheck::agent::{self, AgentConfig};
 
 /// Arguments of `nvmfcheck agent`.
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Address and port of the gRPC server.
+    #[arg(long, value_name = "IP:PORT", default_value = "0.0.0.0:10124")]
+    listen: SocketAddr,
+    /// IPv4 address of the NVMe/TCP ports, used in share URIs [default: the
+    /// first non-loopback IPv4 address of an interface that is up].
+    #[arg(long, value_name = "IPV4")]
+    address: Option<Ipv4Addr>,
+    /// TCP port of the NVMe discovery service.
+    #[arg(long, value_name = "PORT", default_value_t = 8420)]
+    discovery_port: u16,
+    /// TCP port serving shared bdevs.
+    #[arg(long, value_name = "PORT", default_value_t = 8430)]
+    io_port: u16,
+    /// Directory of the state file and of malloc bdevs' tmpfs.
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/nvmfcheck")]
+    state_dir: PathBuf,
+    /// Where configfs is mounted.
+    #[arg(long, value_name = "DIR", default_value = "/sys/kernel/config")]
+    configfs: PathBuf,
+    /// Create this bdev at start, unless it exists (repeatable), e.g.
+    /// aio:///dev/vdb or malloc:///m0?size_mb=64.
+    #[arg(long = "create", value_name = "BDEV_URI")]
+    create: Vec<String>,
+    /// Share this bdev over NVMe/TCP at start, unless shared (repeatable).
+    #[arg(long = "share", value_name = "BDEV_NAME")]
+    share: Vec<String>,
+}
 
 /// Runs `nvmfcheck agent`.
-pub async fn main(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not written yet")
+pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
+    let address = match args.address {
+        Some(a) => a,
+        None => agent::default_address()?,
+    };
+    let config = AgentConfig {
+        listen: args.listen,
+        address,
+        discovery_port: args.discovery_port,
+        io_port: args.io_port,
+        state_dir: args.state_dir,
+        configfs: args.configfs,
+        create: args.create,
+        share: args.share,
+    };
+    let mut term = signal(SignalKind::terminate()).context("cannot watch for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot watch for SIGINT")?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = term.recv() => info!("SIGTERM: shutting down"),
+            _ = int.recv() => info!("SIGINT: shutting down"),
+        }
+    };
+    agent::serve(config, shutdown).await?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,707 @@
+//! Sharing bdevs through the kernel NVMe target (nvmet) configfs tree.
+//!
+//! A share of a bdev with uuid `U` is:
+//! - subsystem `subsystems/nqn.2019-05.io.openebs:U` with
+//!   `attr_allow_any_host=1`;
+//! - namespace `namespaces/1` with `device_path`, `device_uuid` and
+//!   `device_nguid` (both the bdev uuid, so the initiator sees the same
+//!   identity whichever it reads), `buffered_io` for RAM files, `enable=1`;
+//! - two TCP/IPv4 ports on the agent's address, the I/O port (8430) and the
+//!   discovery port (8420), each with a symlink to the subsystem in its
+//!   `subsystems/`.
+//!
+//! Why the subsystem is linked to the discovery port rather than named by a
+//! referral: the log page a host reads from a port lists exactly the
+//! subsystems linked to that port plus that port's referrals
+//! (`nvmet_execute_disc_get_log_page` in `discovery.c`), and a port only
+//! listens while at least one subsystem is linked to it (`nvmet_enable_port`
+//! runs on the first link in `configfs.c`). A referral-only port 8420 would
+//! not even accept connections, and a referral entry names a discovery
+//! controller, not the NQN. Linking to both ports makes 8420 list the NQN
+//! and gives the host two paths to the subsystem (native NVMe multipath).
+//!
+//! Every step is an "ensure" (done only if missing), so sharing twice is a
+//! no-op and a share left half-done by a crash is completed; on failure the
+//! steps this call made are undone in reverse. Unshare unlinks the
+//! subsystem from every port, disables and removes its namespaces, removes
+//! it, then removes the ports it left without subsystems or referrals; it is
+//! idempotent, so a failed unshare is finished by retrying it.
+//!
+//! Every configfs operation is logged at debug level (`RUST_LOG=debug`).
+
+use std::io;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tracing::{debug, warn};
+use uuid::Uuid;
+
+use super::configfs::Configfs;
+
+/// Prefix of the NQN of a shared bdev (Mayastor's); the bdev uuid follows.
+pub const NQN_PREFIX: &str = "nqn.2019-05.io.openebs:";
+
+/// The NQN under which bdev `uuid` is shared.
+pub fn nqn(uuid: Uuid) -> String {
+    format!("{NQN_PREFIX}{}", uuid.hyphenated())
+}
+
+/// Where shares are served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listener {
+    /// IPv4 address of both ports (and of share URIs).
+    pub address: Ipv4Addr,
+    /// Port serving I/O, in share URIs.
+    pub io_port: u16,
+    /// Port a host asks for the discovery log.
+    pub discovery_port: u16,
+}
+
+/// What to export.
+#[derive(Debug, Clone, Copy)]
+pub struct Export<'a> {
+    /// The bdev uuid: NQN, namespace uuid and nguid.
+    pub uuid: Uuid,
+    /// Block device or file.
+    pub device: &'a Path,
+    /// Use the page cache (for tmpfs files, which refuse `O_DIRECT`).
+    pub buffered_io: bool,
+}
+
+/// A subsystem of ours found in configfs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundShare {
+    /// The uuid in its NQN.
+    pub uuid: Uuid,
+    /// `device_path` of namespace 1, if set.
+    pub device: Option<PathBuf>,
+}
+
+/// A configfs operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NvmetError {
+    /// One operation on one path.
+    #[error("configfs {op} of nvmet/{} failed: {cause}{hint}", .path.display())]
+    Op {
+        /// `mkdir`, `write 1 to`, `symlink`, ...
+        op: String,
+        /// Relative to the nvmet directory.
+        path: PathBuf,
+        /// The kernel's errno.
+        cause: io::Error,
+        /// What probably went wrong, starting with "; " (or empty).
+        hint: &'static str,
+    },
+    /// The subsystem exists and exports something else.
+    #[error("subsystem {nqn} already exports {found}, not {}; unshare the bdev and share it again", .wanted.display())]
+    OtherDevice {
+        /// The subsystem.
+        nqn: String,
+        /// Its namespace's device.
+        found: String,
+        /// The bdev's device.
+        wanted: PathBuf,
+    },
+    /// No port id is free.
+    #[error("configfs has no free nvmet port id (all 65535 are used)")]
+    NoPortId,
+    /// A share failed and undoing it failed too.
+    #[error("{cause}; undoing the partial share also failed, so configfs still holds {leftover}: retry Unshare, or remove them by hand")]
+    Incomplete {
+        /// The first failure.
+        cause: Box<NvmetError>,
+        /// What could not be removed.
+        leftover: String,
+    },
+}
+
+fn hint_for(op: &str, path: &Path, e: &io::Error) -> &'static str {
+    let code = e.raw_os_error().map(nix::errno::Errno::from_raw);
+    let file = path
+        .file_name()
+        .and_then(|f| f.to_str())
+        .unwrap_or_default();
+    match (op, code) {
+        (_, Some(nix::errno::Errno::EADDRINUSE)) => {
+            "; another nvmet port or program already listens on that address and port"
+        }
+        ("symlink", _) => "; the port could not be enabled: is the nvmet-tcp module loaded? `dmesg` has the kernel's reason",
+        (_, _) if file == "enable" => "; the kernel could not open the device: `dmesg` has nvmet's reason",
+        ("mkdir", Some(nix::errno::Errno::ENOENT)) => "; is the nvmet module loaded and configfs mounted?",
+        _ => "; `dmesg` may have the kernel's reason",
+    }
+}
+
+enum Undo {
+    Rmdir(PathBuf),
+    Disable(PathBuf),
+    Unlink(PathBuf),
+}
+
+/// The kernel target, driven through a [`Configfs`].
+#[derive(Clone)]
+pub struct Nvmet {
+    fs: Arc<dyn Configfs>,
+    listener: Listener,
+}
+
+impl Nvmet {
+    /// Shares on `listener`'s ports through `fs`.
+    pub fn new(fs: Arc<dyn Configfs>, listener: Listener) -> Self {
+        Self { fs, listener }
+    }
+
+    /// The URI a host connects to for bdev `uuid`.
+    pub fn share_uri(&self, uuid: Uuid) -> String {
+        format!(
+            "nvmf://{}:{}/{}",
+            self.listener.address,
+            self.listener.io_port,
+            nqn(uuid)
+        )
+    }
+
+    /// Whether bdev `uuid` has a subsystem.
+    pub fn is_shared(&self, uuid: Uuid) -> bool {
+        self.fs.exists(&subsystem(uuid))
+    }
+
+    /// Shares bdev `export.uuid`, completing whatever part is missing.
+    /// Returns whether anything changed. On failure nothing this call made
+    /// is left behind.
+    pub fn share(&self, export: &Export<'_>) -> Result<bool, NvmetError> {
+        let mut undo = Vec::new();
+        match self.share_steps(export, &mut undo) {
+            Ok(()) => Ok(!undo.is_empty()),
+            Err(e) => Err(self.roll_back(e, undo)),
+        }
+    }
+
+    fn share_steps(&self, export: &Export<'_>, undo: &mut Vec<Undo>) -> Result<(), NvmetError> {
+        let nqn = nqn(export.uuid);
+        let subsys = subsystem(export.uuid);
+        if !self.fs.exists(&subsys) {
+            self.mkdir(&subsys)?;
+            undo.push(Undo::Rmdir(subsys.clone()));
+        }
+        let any_host = subsys.join("attr_allow_any_host");
+        if self.read(&any_host)? != "1" {
+            self.write(&any_host, "1")?;
+        }
+        let ns = subsys.join("namespaces/1");
+        if !self.fs.exists(&ns) {
+            self.mkdir(&ns)?;
+            undo.push(Undo::Rmdir(ns.clone()));
+        }
+        if self.read(&ns.join("enable"))? == "1" {
+            let found = self.read(&ns.join("device_path"))?;
+            if Path::new(&found) != export.device {
+                return Err(NvmetError::OtherDevice {
+                    nqn,
+                    found,
+                    wanted: export.device.to_path_buf(),
+                });
+            }
+        } else {
+            let id = export.uuid.hyphenated().to_string();
+            self.write(&ns.join("device_path"), &export.device.to_string_lossy())?;
+            self.write(&ns.join("device_uuid"), &id)?;
+            self.write(&ns.join("device_nguid"), &id)?;
+            self.write(
+                &ns.join("buffered_io"),
+                if export.buffered_io { "1" } else { "0" },
+            )?;
+            self.write(&ns.join("enable"), "1")?;
+            undo.push(Undo::Disable(ns));
+        }
+        for svc in [self.listener.io_port, self.listener.discovery_port] {
+            let port = self.ensure_port(svc, undo)?;
+            let link = port.join("subsystems").join(&nqn);
+            if !self.fs.exists(&link) {
+                self.symlink(&subsys, &link)?;
+                undo.push(Undo::Unlink(link));
+            }
+        }
+        Ok(())
+    }
+
+    /// Undoes `undo` in reverse; returns `first`, noting what stayed behind.
+    fn roll_back(&self, first: NvmetError, undo: Vec<Undo>) -> NvmetError {
+        let mut leftover = Vec::new();
+        for step in undo.into_iter().rev() {
+            let (result, path) = match step {
+                Undo::Rmdir(p) => (self.rmdir(&p), p),
+                Undo::Disable(p) => (self.write(&p.join("enable"), "0"), p),
+                Undo::Unlink(p) => (self.unlink(&p), p),
+            };
+            if let Err(e) = result {
+                warn!("rolling back a failed share: {e}");
+                leftover.push(format!("nvmet/{}", path.display()));
+            }
+        }
+        if leftover.is_empty() {
+            first
+        } else {
+            NvmetError::Incomplete {
+                cause: Box::new(first),
+                leftover: leftover.join(", "),
+            }
+        }
+    }
+
+    /// The port serving TCP `svc` on our address, created if missing.
+    fn ensure_port(&self, svc: u16, undo: &mut Vec<Undo>) -> Result<PathBuf, NvmetError> {
+        let ports = self.list(Path::new("ports"))?;
+        for id in &ports {
+            let port = Path::new("ports").join(id);
+            let attr = |a: &str| self.read(&port.join(a));
+            if attr("addr_trtype")? == "tcp"
+                && attr("addr_adrfam")? == "ipv4"
+                && attr("addr_traddr")? == self.listener.address.to_string()
+                && attr("addr_trsvcid")? == svc.to_string()
+            {
+                return Ok(port);
+            }
+        }
+        let used: Vec<u16> = ports.iter().filter_map(|p| p.parse().ok()).collect();
+        let id = (1..=u16::MAX)
+            .find(|n| !used.contains(n))
+            .ok_or(NvmetError::NoPortId)?;
+        let port = Path::new("ports").join(id.to_string());
+        self.mkdir(&port)?;
+        undo.push(Undo::Rmdir(port.clone()));
+        self.write(&port.join("addr_trtype"), "tcp")?;
+        self.write(&port.join("addr_adrfam"), "ipv4")?;
+        self.write(
+            &port.join("addr_traddr"),
+            &self.listener.address.to_string(),
+        )?;
+        self.write(&port.join("addr_trsvcid"), &svc.to_string())?;
+        Ok(port)
+    }
+
+    /// Removes the share of bdev `uuid`; returns whether there was one.
+    pub fn unshare(&self, uuid: Uuid) -> Result<bool, NvmetError> {
+        let nqn = nqn(uuid);
+        let subsys = subsystem(uuid);
+        if !self.fs.exists(&subsys) {
+            return Ok(false);
+        }
+        let mut touched = Vec::new();
+        for id in self.list(Path::new("ports"))? {
+            let port = Path::new("ports").join(id);
+            let link = port.join("subsystems").join(&nqn);
+            if self.fs.exists(&link) {
+                self.unlink(&link)?;
+                touched.push(port);
+            }
+        }
+        let namespaces = subsys.join("namespaces");
+        for id in self.list(&namespaces)? {
+            let ns = namespaces.join(id);
+            if self.read(&ns.join("enable"))? == "1" {
+                self.write(&ns.join("enable"), "0")?;
+            }
+            self.rmdir(&ns)?;
+        }
+        let hosts = subsys.join("allowed_hosts");
+        for host in self.list(&hosts)? {
+            self.unlink(&hosts.join(host))?;
+        }
+        self.rmdir(&subsys)?;
+        for port in touched {
+            if self.list(&port.join("subsystems"))?.is_empty()
+                && self.list(&port.join("referrals"))?.is_empty()
+            {
+                self.rmdir(&port)?;
+            }
+        }
+        Ok(true)
+    }
+
+    /// Our subsystems (those whose NQN has [`NQN_PREFIX`] and a uuid).
+    pub fn scan(&self) -> Result<Vec<FoundShare>, NvmetError> {
+        let mut found = Vec::new();
+        for name in self.list(Path::new("subsystems"))? {
+            let Some(uuid) = name
+                .strip_prefix(NQN_PREFIX)
+                .and_then(|u| Uuid::parse_str(u).ok())
+            else {
+                debug!("configfs subsystem {name} is not one of ours");
+                continue;
+            };
+            let path = subsystem(uuid).join("namespaces/1/device_path");
+            let device = if self.fs.exists(&path) {
+                Some(self.read(&path)?)
+                    .filter(|d| !d.is_empty() && d != "(null)")
+                    .map(PathBuf::from)
+            } else {
+                None
+            };
+            found.push(FoundShare { uuid, device });
+        }
+        Ok(found)
+    }
+
+    fn run(&self, op: &str, path: &Path, result: io::Result<()>) -> Result<(), NvmetError> {
+        result
+            .map(|()| debug!("configfs {op} nvmet/{}", path.display()))
+            .map_err(|e| failed(op, path, e))
+    }
+
+    fn mkdir(&self, path: &Path) -> Result<(), NvmetError> {
+        self.run("mkdir", path, self.fs.mkdir(path))
+    }
+
+    fn rmdir(&self, path: &Path) -> Result<(), NvmetError> {
+        self.run("rmdir", path, self.fs.rmdir(path))
+    }
+
+    fn write(&self, path: &Path, value: &str) -> Result<(), NvmetError> {
+        self.run(
+            &format!("write {value:?} to"),
+            path,
+            self.fs.write(path, value),
+        )
+    }
+
+    fn symlink(&self, target: &Path, link: &Path) -> Result<(), NvmetError> {
+        let result = self.fs.symlink(target, link);
+        self.run("symlink", link, result)
+    }
+
+    fn unlink(&self, link: &Path) -> Result<(), NvmetError> {
+        self.run("unlink", link, self.fs.unlink(link))
+    }
+
+    fn read(&self, path: &Path) -> Result<String, NvmetError> {
+        self.fs
+            .read(path)
+            .map(|v| v.trim_end_matches('\n').to_string())
+            .map_err(|e| failed("read", path, e))
+    }
+
+    fn list(&self, dir: &Path) -> Result<Vec<String>, NvmetError> {
+        self.fs.list(dir).map_err(|e| failed("list", dir, e))
+    }
+}
+
+fn failed(op: &str, path: &Path, cause: io::Error) -> NvmetError {
+    debug!("configfs {op} nvmet/{} failed: {cause}", path.display());
+    NvmetError::Op {
+        hint: hint_for(op, path, &cause),
+        op: op.to_string(),
+        path: path.to_path_buf(),
+        cause,
+    }
+}
+
+fn subsystem(uuid: Uuid) -> PathBuf {
+    Path::new("subsystems").join(nqn(uuid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::fake::FakeConfigfs;
+    use nix::errno::Errno;
+
+    const ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+
+    struct Setup {
+        fs: Arc<FakeConfigfs>,
+        nvmet: Nvmet,
+        _dir: tempfile::TempDir,
+        devices: Vec<PathBuf>,
+    }
+
+    fn setup() -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let devices = (0..3)
+            .map(|i| {
+                let p = dir.path().join(format!("disk{i}"));
+                std::fs::write(&p, vec![0u8; 1 << 16]).unwrap();
+                p
+            })
+            .collect();
+        let fs = Arc::new(FakeConfigfs::new());
+        let listener = Listener {
+            address: ADDR,
+            io_port: 8430,
+            discovery_port: 8420,
+        };
+        let nvmet = Nvmet::new(fs.clone(), listener);
+        Setup {
+            fs,
+            nvmet,
+            _dir: dir,
+            devices,
+        }
+    }
+
+    fn export(uuid: Uuid, device: &Path) -> Export<'_> {
+        Export {
+            uuid,
+            device,
+            buffered_io: false,
+        }
+    }
+
+    fn read(fs: &FakeConfigfs, path: &str) -> String {
+        fs.read(Path::new(path)).unwrap().trim_end().to_string()
+    }
+
+    #[test]
+    fn share_builds_subsystem_namespace_and_both_ports() {
+        let s = setup();
+        let uuid = Uuid::new_v4();
+        assert!(s.nvmet.share(&export(uuid, &s.devices[0])).unwrap());
+        let sub = format!("subsystems/{}", nqn(uuid));
+        assert_eq!(read(&s.fs, &format!("{sub}/attr_allow_any_host")), "1");
+        let ns = format!("{sub}/namespaces/1");
+        assert_eq!(read(&s.fs, &format!("{ns}/enable")), "1");
+        assert_eq!(
+            read(&s.fs, &format!("{ns}/device_path")),
+            s.devices[0].to_str().unwrap()
+        );
+        assert_eq!(read(&s.fs, &format!("{ns}/device_uuid")), uuid.to_string());
+        assert_eq!(read(&s.fs, &format!("{ns}/device_nguid")), uuid.to_string());
+        let mut svcs = Vec::new();
+        for id in s.fs.list(Path::new("ports")).unwrap() {
+            let port = format!("ports/{id}");
+            assert_eq!(read(&s.fs, &format!("{port}/addr_trtype")), "tcp");
+            assert_eq!(read(&s.fs, &format!("{port}/addr_adrfam")), "ipv4");
+            assert_eq!(read(&s.fs, &format!("{port}/addr_traddr")), "10.0.0.2");
+            assert!(s
+                .fs
+                .exists(Path::new(&format!("{port}/subsystems/{}", nqn(uuid)))));
+            svcs.push(read(&s.fs, &format!("{port}/addr_trsvcid")));
+        }
+        svcs.sort();
+        assert_eq!(svcs, ["8420", "8430"]);
+        assert!(s.nvmet.is_shared(uuid));
+        assert_eq!(
+            s.nvmet.share_uri(uuid),
+            format!("nvmf://10.0.0.2:8430/nqn.2019-05.io.openebs:{uuid}")
+        );
+    }
+
+    #[test]
+    fn sharing_twice_changes_nothing_and_unshare_restores_the_start() {
+        let s = setup();
+        let empty = s.fs.dump();
+        let uuid = Uuid::new_v4();
+        s.nvmet.share(&export(uuid, &s.devices[0])).unwrap();
+        let shared = s.fs.dump();
+        let before = s.fs.mutations();
+        assert!(!s.nvmet.share(&export(uuid, &s.devices[0])).unwrap());
+        assert_eq!(s.fs.dump(), shared);
+        assert_eq!(s.fs.mutations(), before, "a second share must not write");
+        assert!(s.nvmet.unshare(uuid).unwrap());
+        assert_eq!(s.fs.dump(), empty);
+        assert!(!s.nvmet.unshare(uuid).unwrap());
+        assert!(!s.nvmet.is_shared(uuid));
+    }
+
+    #[test]
+    fn buffered_io_is_set_for_ram_files() {
+        let s = setup();
+        let uuid = Uuid::new_v4();
+        let e = Export {
+            buffered_io: true,
+            ..export(uuid, &s.devices[0])
+        };
+        s.nvmet.share(&e).unwrap();
+        let path = format!("subsystems/{}/namespaces/1/buffered_io", nqn(uuid));
+        assert_eq!(read(&s.fs, &path), "1");
+    }
+
+    /// Fails each mutating step of a share in turn; nothing may remain.
+    fn assert_rollback_at_every_step(s: &Setup, uuid: Uuid, device: &Path) {
+        let before = s.fs.dump();
+        let start = s.fs.mutations();
+        s.nvmet.share(&export(uuid, device)).unwrap();
+        let steps = s.fs.mutations() - start;
+        s.nvmet.unshare(uuid).unwrap();
+        assert_eq!(s.fs.dump(), before);
+        assert!(steps >= 10, "a share takes {steps} steps");
+        for n in 0..steps {
+            s.fs.fail_nth_mutation(n, Errno::EIO);
+            let err = s.nvmet.share(&export(uuid, device)).unwrap_err();
+            assert!(
+                err.to_string().contains("Input/output error"),
+                "step {n}: {err}"
+            );
+            assert_eq!(s.fs.dump(), before, "step {n} left something behind: {err}");
+        }
+    }
+
+    #[test]
+    fn a_failed_share_leaves_nothing_behind() {
+        let s = setup();
+        assert_rollback_at_every_step(&s, Uuid::new_v4(), &s.devices[0]);
+    }
+
+    #[test]
+    fn a_failed_share_keeps_ports_that_other_shares_use() {
+        let s = setup();
+        s.nvmet
+            .share(&export(Uuid::new_v4(), &s.devices[1]))
+            .unwrap();
+        assert_rollback_at_every_step(&s, Uuid::new_v4(), &s.devices[0]);
+    }
+
+    #[test]
+    fn unshare_keeps_ports_other_shares_use() {
+        let s = setup();
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        s.nvmet.share(&export(a, &s.devices[0])).unwrap();
+        let only_a = s.fs.dump();
+        s.nvmet.share(&export(b, &s.devices[1])).unwrap();
+        assert_eq!(
+            s.fs.list(Path::new("ports")).unwrap().len(),
+            2,
+            "ports are shared"
+        );
+        s.nvmet.unshare(b).unwrap();
+        assert_eq!(s.fs.dump(), only_a);
+    }
+
+    #[test]
+    fn an_existing_matching_port_is_reused_and_kept() {
+        let s = setup();
+        s.fs.mkdir(Path::new("ports/7")).unwrap();
+        for (a, v) in [
+            ("trtype", "tcp"),
+            ("adrfam", "ipv4"),
+            ("traddr", "10.0.0.2"),
+            ("trsvcid", "8430"),
+        ] {
+            s.fs.write(&Path::new("ports/7").join(format!("addr_{a}")), v)
+                .unwrap();
+        }
+        let uuid = Uuid::new_v4();
+        s.nvmet.share(&export(uuid, &s.devices[0])).unwrap();
+        assert!(s
+            .fs
+            .exists(&Path::new("ports/7/subsystems").join(nqn(uuid))));
+        assert_eq!(s.fs.list(Path::new("ports")).unwrap(), ["1", "7"]);
+    }
+
+    #[test]
+    fn a_half_made_share_is_completed() {
+        let s = setup();
+        let uuid = Uuid::new_v4();
+        s.nvmet.share(&export(uuid, &s.devices[0])).unwrap();
+        let whole = s.fs.dump();
+        let link = Path::new("ports/1/subsystems").join(nqn(uuid));
+        s.fs.unlink(&link).unwrap();
+        let ns = Path::new("subsystems")
+            .join(nqn(uuid))
+            .join("namespaces/1/enable");
+        s.fs.write(&ns, "0").unwrap();
+        assert!(s.nvmet.share(&export(uuid, &s.devices[0])).unwrap());
+        assert_eq!(s.fs.dump(), whole);
+    }
+
+    #[test]
+    fn a_subsystem_exporting_another_device_is_not_touched() {
+        let s = setup();
+        let uuid = Uuid::new_v4();
+        s.nvmet.share(&export(uuid, &s.devices[0])).unwrap();
+        let before = s.fs.dump();
+        let err = s.nvmet.share(&export(uuid, &s.devices[1])).unwrap_err();
+        assert!(matches!(err, NvmetError::OtherDevice { .. }), "{err}");
+        assert!(err.to_string().contains("unshare"), "{err}");
+        assert_eq!(s.fs.dump(), before);
+    }
+
+    #[test]
+    fn a_taken_address_is_named_and_rolled_back() {
+        let s = setup();
+        // Someone else's port on 0.0.0.0:8430, serving their subsystem.
+        s.fs.mkdir(Path::new("subsystems/nqn.other")).unwrap();
+        s.fs.mkdir(Path::new("ports/3")).unwrap();
+        for (a, v) in [
+            ("trtype", "tcp"),
+            ("adrfam", "ipv4"),
+            ("traddr", "0.0.0.0"),
+            ("trsvcid", "8430"),
+        ] {
+            s.fs.write(&Path::new("ports/3").join(format!("addr_{a}")), v)
+                .unwrap();
+        }
+        s.fs.symlink(
+            Path::new("subsystems/nqn.other"),
+            Path::new("ports/3/subsystems/nqn.other"),
+        )
+        .unwrap();
+        let before = s.fs.dump();
+        let err = s
+            .nvmet
+            .share(&export(Uuid::new_v4(), &s.devices[0]))
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("already listens"), "{msg}");
+        assert_eq!(s.fs.dump(), before);
+    }
+
+    #[test]
+    fn a_failed_enable_points_at_dmesg() {
+        let s = setup();
+        let before = s.fs.dump();
+        s.fs.fail_next_write("enable", Errno::EBUSY);
+        let msg = s
+            .nvmet
+            .share(&export(Uuid::new_v4(), &s.devices[0]))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("enable") && msg.contains("dmesg"), "{msg}");
+        assert_eq!(s.fs.dump(), before);
+    }
+
+    #[test]
+    fn a_failed_rollback_is_reported() {
+        let s = setup();
+        // The enable write (step 7) fails, then so does the first undo
+        // (step 8, removing the namespace), which leaves the subsystem too.
+        s.fs.fail_next_write("enable", Errno::EBUSY);
+        s.fs.fail_nth_mutation(8, Errno::EIO);
+        let err = s
+            .nvmet
+            .share(&export(Uuid::new_v4(), &s.devices[0]))
+            .unwrap_err();
+        assert!(matches!(err, NvmetError::Incomplete { .. }), "{err}");
+        assert!(err.to_string().contains("retry Unshare"), "{err}");
+    }
+
+    #[test]
+    fn scan_finds_our_subsystems_only() {
+        let s = setup();
+        let uuid = Uuid::new_v4();
+        s.nvmet.share(&export(uuid, &s.devices[0])).unwrap();
+        s.fs.mkdir(Path::new("subsystems/nqn.2019-05.io.openebs:not-a-uuid"))
+            .unwrap();
+        s.fs.mkdir(Path::new("subsystems/nqn.someone.else"))
+            .unwrap();
+        let half = Uuid::new_v4();
+        s.fs.mkdir(&Path::new("subsystems").join(nqn(half)))
+            .unwrap();
+        let mut found = s.nvmet.scan().unwrap();
+        found.sort_by_key(|f| f.device.is_none());
+        assert_eq!(
+            found,
+            [
+                FoundShare {
+                    uuid,
+                    device: Some(s.devices[0].clone())
+                },
+                FoundShare {
+                    uuid: half,
+                    device: None
+                }
+            ]
+        );
+    }
+}

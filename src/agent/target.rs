@@ -1,0 +1,963 @@
+//! The agent's bdevs and their shares: what each `BdevRpc` call does, and
+//! how a starting agent rebuilds its view from configfs and the state file.
+//!
+//! The methods are synchronous; the gRPC service runs each under one mutex
+//! on a blocking thread, so calls that change state never interleave.
+
+use std::path::{Path, PathBuf};
+
+use tonic::Code;
+use tracing::{info, warn};
+use uuid::Uuid;
+
+use super::device::{self, Backing, DeviceError, Geometry, MallocDir};
+use super::nvmet::{self, Export, FoundShare, Nvmet, NvmetError};
+use super::state::{self, BdevRecord, StateError};
+use super::uri::{self, Backend, BdevSpec, UriError, MAX_URI_LEN};
+use crate::proto::mayastor as pb;
+
+/// `claimed_by` of a shared bdev (Mayastor's wording).
+pub const CLAIMED_BY_TARGET: &str = "NVMe-oF Target";
+/// `claimed_by` of a bdev nothing claims (Mayastor's wording).
+pub const UNCLAIMED: &str = "Orphaned";
+/// The only share protocol.
+pub const PROTOCOL: &str = "nvmf";
+
+/// Why a request was refused; [`RequestError::code`] gives its gRPC code.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// A bad bdev URI.
+    #[error(transparent)]
+    Uri(#[from] UriError),
+    /// The path of an aio bdev, or room for a malloc bdev.
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+    /// Share or Unshare without a name.
+    #[error("the bdev name is empty; give a name that List shows, such as aio:///dev/vdb or m0")]
+    EmptyName,
+    /// A name longer than any bdev's.
+    #[error("the bdev name is {len} bytes long; at most {MAX_URI_LEN} are accepted")]
+    NameTooLong {
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// No such bdev.
+    #[error("no bdev is named `{name}`; List shows the bdevs and Create makes one")]
+    UnknownBdev {
+        /// The name asked for, escaped.
+        name: String,
+    },
+    /// Create of a name that exists.
+    #[error("bdev `{name}` already exists ({uri}); destroy it first, or use it as it is")]
+    Exists {
+        /// The name.
+        name: String,
+        /// Its URI.
+        uri: String,
+    },
+    /// Create of an aio bdev on a device another bdev uses.
+    #[error("{} is already used by bdev `{other}`; use that bdev", .path.display())]
+    SameDevice {
+        /// The path given.
+        path: PathBuf,
+        /// The bdev using it.
+        other: String,
+    },
+    /// Create with the uuid of another bdev.
+    #[error("uuid {uuid} belongs to bdev `{other}`; give another uuid, or none")]
+    UuidTaken {
+        /// The uuid.
+        uuid: Uuid,
+        /// Its bdev.
+        other: String,
+    },
+    /// Destroy of a shared bdev.
+    #[error("bdev `{name}` is shared at {uri}; unshare it first")]
+    Shared {
+        /// The name.
+        name: String,
+        /// Its share URI.
+        uri: String,
+    },
+    /// A protocol other than `nvmf`.
+    #[error("share protocol {} is not supported; give \"nvmf\"", describe_protocol(.proto))]
+    Protocol {
+        /// What was asked for.
+        proto: String,
+    },
+    /// Share of a bdev whose device has gone.
+    #[error("bdev `{name}` cannot be shared: {cause}; destroy it, or bring the device back")]
+    DeviceGone {
+        /// The name.
+        name: String,
+        /// What probing found.
+        cause: DeviceError,
+    },
+    /// The kernel target refused.
+    #[error(transparent)]
+    Nvmet(#[from] NvmetError),
+    /// The state file could not be written.
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+fn describe_protocol(proto: &str) -> String {
+    if proto.is_empty() {
+        "\"\" (empty)".to_string()
+    } else {
+        format!("{:?}", proto)
+    }
+}
+
+impl RequestError {
+    /// The gRPC status code for this error.
+    pub fn code(&self) -> Code {
+        match self {
+            RequestError::Uri(_)
+            | RequestError::EmptyName
+            | RequestError::NameTooLong { .. }
+            | RequestError::Protocol { .. } => Code::InvalidArgument,
+            RequestError::Device(DeviceError::Missing { .. })
+            | RequestError::UnknownBdev { .. } => Code::NotFound,
+            RequestError::Device(DeviceError::Io { .. }) => Code::Internal,
+            RequestError::Device(_) => Code::InvalidArgument,
+            RequestError::Exists { .. }
+            | RequestError::SameDevice { .. }
+            | RequestError::UuidTaken { .. } => Code::AlreadyExists,
+            RequestError::Shared { .. } | RequestError::DeviceGone { .. } => {
+                Code::FailedPrecondition
+            }
+            RequestError::Nvmet(_) | RequestError::State(_) => Code::Internal,
+        }
+    }
+}
+
+impl From<RequestError> for tonic::Status {
+    fn from(e: RequestError) -> Self {
+        tonic::Status::new(e.code(), e.to_string())
+    }
+}
+
+/// A bdev the agent made.
+#[derive(Debug, Clone)]
+struct Bdev {
+    name: String,
+    uuid: Uuid,
+    backend: Backend,
+    geometry: Geometry,
+}
+
+impl Bdev {
+    fn alias(&self) -> String {
+        uri::alias(&self.name, &self.backend)
+    }
+
+    fn uri(&self) -> String {
+        uri::canonical(&self.name, &self.backend, self.uuid)
+    }
+
+    fn is_malloc(&self) -> bool {
+        matches!(self.backend, Backend::Malloc { .. })
+    }
+
+    fn answers_to(&self, name: &str) -> bool {
+        self.name == name || self.alias() == name || self.uri() == name
+    }
+
+    /// Whether `spec` describes this bdev (for idempotent `--create`).
+    fn matches(&self, spec: &BdevSpec) -> bool {
+        self.backend == spec.backend && spec.uuid.is_none_or(|u| u == self.uuid)
+    }
+
+    fn record(&self, shared: bool) -> BdevRecord {
+        BdevRecord {
+            name: self.name.clone(),
+            uuid: self.uuid,
+            backend: self.backend.clone(),
+            geometry: self.geometry,
+            shared,
+        }
+    }
+}
+
+/// The bdevs, the kernel target and the state file.
+pub struct Target {
+    nvmet: Nvmet,
+    malloc: MallocDir,
+    state_path: PathBuf,
+    bdevs: Vec<Bdev>,
+}
+
+impl Target {
+    /// Rebuilds the view of a (re)starting agent: the bdevs of the state
+    /// file, checked against their devices and against configfs, plus any
+    /// share of ours that configfs has but the state file lacks. Partial
+    /// shares are completed; RAM files no bdev uses are removed. Every
+    /// discrepancy is logged.
+    pub fn open(
+        nvmet: Nvmet,
+        malloc: MallocDir,
+        state_path: PathBuf,
+    ) -> Result<Self, RequestError> {
+        let records = state::load(&state_path)?;
+        let found = nvmet.scan()?;
+        let mut target = Target {
+            nvmet,
+            malloc,
+            state_path,
+            bdevs: Vec::new(),
+        };
+        for record in records {
+            target.restore(record, &found);
+        }
+        for share in &found {
+            if !target.bdevs.iter().any(|b| b.uuid == share.uuid) {
+                target.recover(share);
+            }
+        }
+        target.complete_shares();
+        target.remove_unused_files(&found);
+        target.save()?;
+        info!(
+            "{} bdev(s), {} shared",
+            target.bdevs.len(),
+            target
+                .bdevs
+                .iter()
+                .filter(|b| target.nvmet.is_shared(b.uuid))
+                .count()
+        );
+        Ok(target)
+    }
+
+    fn restore(&mut self, record: BdevRecord, found: &[FoundShare]) {
+        let name = record.name;
+        let in_kernel = found.iter().any(|f| f.uuid == record.uuid);
+        let geometry = match (
+            &record.backend,
+            device::probe(&self.backend_path(&name, &record.backend)),
+        ) {
+            (_, Ok((_, geometry))) => geometry,
+            (Backend::Aio { .. }, Err(e)) => {
+                warn!("bdev {name}: {e}; keeping it with its recorded size");
+                record.geometry
+            }
+            (Backend::Malloc { .. }, Err(e)) => {
+                warn!("malloc bdev {name} lost its RAM file ({e}), most likely in a reboot; it is gone");
+                return;
+            }
+        };
+        if record.shared && !in_kernel {
+            warn!(
+                "bdev {name} was shared, but configfs has no subsystem {} (a reboot, or someone removed it); it is now unshared",
+                nvmet::nqn(record.uuid)
+            );
+        } else if !record.shared && in_kernel {
+            info!("bdev {name} is shared in the kernel; keeping that share");
+        }
+        self.bdevs.push(Bdev {
+            name,
+            uuid: record.uuid,
+            backend: record.backend,
+            geometry,
+        });
+    }
+
+    /// Adopts a subsystem of ours that the state file does not know.
+    fn recover(&mut self, share: &FoundShare) {
+        let nqn = nvmet::nqn(share.uuid);
+        let Some(device) = &share.device else {
+            warn!(
+                "configfs subsystem {nqn} has no namespace device (a share cut short); removing it"
+            );
+            if let Err(e) = self.nvmet.unshare(share.uuid) {
+                warn!("could not remove subsystem {nqn}: {e}");
+            }
+            return;
+        };
+        let malloc_name = (device.parent() == Some(self.malloc.dir()))
+            .then(|| {
+                device
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .map(str::to_string)
+            })
+            .flatten();
+        let name = match &malloc_name {
+            Some(n) => Some(n.clone()),
+            None => uri::aio_name(device),
+        };
+        let Some(name) = name else {
+            warn!("configfs subsystem {nqn} exports {}, a path this agent cannot name; leaving it alone", device.display());
+            return;
+        };
+        if let Some(other) = self.bdevs.iter().find(|b| b.answers_to(&name)) {
+            warn!(
+                "configfs subsystem {nqn} exports {}, which bdev {} (uuid {}) uses too; leaving the subsystem alone",
+                device.display(),
+                other.name,
+                other.uuid
+            );
+            return;
+        }
+        let geometry = match device::probe(device) {
+            Ok((_, g)) => g,
+            Err(e) => {
+                warn!("configfs subsystem {nqn} exports {}, which is unusable ({e}); leaving it alone", device.display());
+                return;
+            }
+        };
+        let backend = match malloc_name {
+            Some(_) => Backend::Malloc {
+                size_mb: geometry.size >> 20,
+            },
+            None => Backend::Aio {
+                path: device.clone(),
+            },
+        };
+        info!(
+            "recovered bdev {name} (uuid {}) from configfs subsystem {nqn}",
+            share.uuid
+        );
+        self.bdevs.push(Bdev {
+            name,
+            uuid: share.uuid,
+            backend,
+            geometry,
+        });
+    }
+
+    fn complete_shares(&self) {
+        for bdev in self.bdevs.iter().filter(|b| self.nvmet.is_shared(b.uuid)) {
+            match self.export(bdev) {
+                Ok(true) => info!(
+                    "completed the share of bdev {} (configfs lacked part of it)",
+                    bdev.name
+                ),
+                Ok(false) => {}
+                Err(e) => warn!("bdev {} is shared but its share is broken: {e}", bdev.name),
+            }
+        }
+    }
+
+    fn remove_unused_files(&self, found: &[FoundShare]) {
+        let names = match self.malloc.names() {
+            Ok(n) => n,
+            Err(e) => return warn!("{e}"),
+        };
+        for name in names {
+            let path = self.malloc.path(&name);
+            let used = self.bdevs.iter().any(|b| b.name == name && b.is_malloc())
+                || found
+                    .iter()
+                    .any(|f| f.device.as_deref() == Some(path.as_path()));
+            if used {
+                continue;
+            }
+            match self.malloc.remove(&name) {
+                Ok(()) => info!("removed RAM file {} that no bdev uses", path.display()),
+                Err(e) => warn!("{e}"),
+            }
+        }
+    }
+
+    fn backend_path(&self, name: &str, backend: &Backend) -> PathBuf {
+        match backend {
+            Backend::Aio { path } => path.clone(),
+            Backend::Malloc { .. } => self.malloc.path(name),
+        }
+    }
+
+    fn device(&self, bdev: &Bdev) -> PathBuf {
+        self.backend_path(&bdev.name, &bdev.backend)
+    }
+
+    /// Shares `bdev` (idempotent); returns whether configfs changed.
+    fn export(&self, bdev: &Bdev) -> Result<bool, RequestError> {
+        let device = self.device(bdev);
+        let (backing, _) = device::probe(&device).map_err(|cause| RequestError::DeviceGone {
+            name: bdev.name.clone(),
+            cause,
+        })?;
+        let export = Export {
+            uuid: bdev.uuid,
+            device: &device,
+            buffered_io: matches!(backing, Backing::File { in_ram: true }) || bdev.is_malloc(),
+        };
+        Ok(self.nvmet.share(&export)?)
+    }
+
+    fn save(&self) -> Result<(), StateError> {
+        let records: Vec<BdevRecord> = self
+            .bdevs
+            .iter()
+            .map(|b| b.record(self.nvmet.is_shared(b.uuid)))
+            .collect();
+        state::save(&self.state_path, &records)
+    }
+
+    /// Saves after a change the kernel already holds: a failure is logged,
+    /// not returned, since configfs (the truth) has the change.
+    fn save_or_warn(&self) {
+        if let Err(e) = self.save() {
+            warn!("{e}");
+        }
+    }
+
+    fn find(&self, name: &str) -> Result<usize, RequestError> {
+        if name.is_empty() {
+            return Err(RequestError::EmptyName);
+        }
+        if name.len() > MAX_URI_LEN {
+            return Err(RequestError::NameTooLong { len: name.len() });
+        }
+        self.bdevs
+            .iter()
+            .position(|b| b.answers_to(name))
+            .ok_or_else(|| RequestError::UnknownBdev {
+                name: name.escape_debug().to_string(),
+            })
+    }
+
+    /// `List`: every bdev, in creation order.
+    pub fn list(&self) -> Vec<pb::Bdev> {
+        self.bdevs
+            .iter()
+            .map(|b| {
+                let shared = self.nvmet.is_shared(b.uuid);
+                pb::Bdev {
+                    name: b.name.clone(),
+                    uuid: b.uuid.hyphenated().to_string(),
+                    num_blocks: b.geometry.num_blocks(),
+                    blk_size: b.geometry.blk_size,
+                    claimed: shared,
+                    claimed_by: if shared { CLAIMED_BY_TARGET } else { UNCLAIMED }.to_string(),
+                    aliases: b.alias(),
+                    uri: b.uri(),
+                    product_name: if b.is_malloc() {
+                        "Malloc disk"
+                    } else {
+                        "AIO disk"
+                    }
+                    .to_string(),
+                    share_uri: if shared {
+                        self.nvmet.share_uri(b.uuid)
+                    } else {
+                        String::new()
+                    },
+                }
+            })
+            .collect()
+    }
+
+    /// `Create`: returns the new bdev's name.
+    pub fn create(&mut self, uri: &str) -> Result<String, RequestError> {
+        let BdevSpec {
+            name,
+            backend,
+            uuid,
+        } = uri::parse_create(uri)?;
+        if let Some(b) = self.bdevs.iter().find(|b| b.name == name) {
+            return Err(RequestError::Exists { name, uri: b.uri() });
+        }
+        if let Some(u) = uuid {
+            if let Some(b) = self.bdevs.iter().find(|b| b.uuid == u) {
+                return Err(RequestError::UuidTaken {
+                    uuid: u,
+                    other: b.name.clone(),
+                });
+            }
+        }
+        let geometry = match &backend {
+            Backend::Aio { path } => {
+                let (_, geometry) = device::probe(path)?;
+                self.check_unused(path)?;
+                geometry
+            }
+            Backend::Malloc { size_mb } => {
+                let path = self.malloc.create(&name, *size_mb)?;
+                match device::probe(&path) {
+                    Ok((_, geometry)) => geometry,
+                    Err(e) => {
+                        let _ = self.malloc.remove(&name);
+                        return Err(e.into());
+                    }
+                }
+            }
+        };
+        let bdev = Bdev {
+            name: name.clone(),
+            uuid: uuid.unwrap_or_else(Uuid::new_v4),
+            backend,
+            geometry,
+        };
+        let uuid = bdev.uuid;
+        self.bdevs.push(bdev);
+        if let Err(e) = self.save() {
+            if self.bdevs.pop().is_some_and(|b| b.is_malloc()) {
+                let _ = self.malloc.remove(&name);
+            }
+            return Err(e.into());
+        }
+        info!(
+            "created bdev {name} (uuid {uuid}, {} blocks of {} bytes)",
+            geometry.num_blocks(),
+            geometry.blk_size
+        );
+        Ok(name)
+    }
+
+    /// `Create` that accepts an existing identical bdev (for `--create`).
+    pub fn ensure_created(&mut self, uri: &str) -> Result<String, RequestError> {
+        let spec = uri::parse_create(uri)?;
+        match self.bdevs.iter().find(|b| b.name == spec.name) {
+            Some(b) if b.matches(&spec) => {
+                info!("bdev {} already exists", b.name);
+                Ok(b.name.clone())
+            }
+            _ => self.create(uri),
+        }
+    }
+
+    /// Refuses a second aio bdev on the same file or device.
+    fn check_unused(&self, path: &Path) -> Result<(), RequestError> {
+        let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        for b in &self.bdevs {
+            if let Backend::Aio { path: other } = &b.backend {
+                if std::fs::canonicalize(other).is_ok_and(|o| o == real) {
+                    return Err(RequestError::SameDevice {
+                        path: path.to_path_buf(),
+                        other: b.name.clone(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `Destroy`: refused while shared; frees a malloc bdev's RAM.
+    pub fn destroy(&mut self, uri: &str) -> Result<(), RequestError> {
+        let parsed = uri::parse(uri)?;
+        let index = self
+            .bdevs
+            .iter()
+            .position(|b| b.name == parsed.name)
+            .ok_or_else(|| RequestError::UnknownBdev {
+                name: parsed.name.clone(),
+            })?;
+        let uuid = self.bdevs[index].uuid;
+        if self.nvmet.is_shared(uuid) {
+            return Err(RequestError::Shared {
+                name: parsed.name,
+                uri: self.nvmet.share_uri(uuid),
+            });
+        }
+        let bdev = self.bdevs.remove(index);
+        if let Err(e) = self.save() {
+            self.bdevs.insert(index, bdev);
+            return Err(e.into());
+        }
+        if bdev.is_malloc() {
+            if let Err(e) = self.malloc.remove(&bdev.name) {
+                warn!("{e}; the next start removes it");
+            }
+        }
+        info!("destroyed bdev {} (uuid {uuid})", bdev.name);
+        Ok(())
+    }
+
+    /// `Share`: returns the share URI; sharing again returns the same.
+    pub fn share(&mut self, name: &str, proto: &str) -> Result<String, RequestError> {
+        let index = self.find(name)?;
+        if proto != PROTOCOL {
+            return Err(RequestError::Protocol {
+                proto: proto.escape_debug().to_string(),
+            });
+        }
+        let bdev = &self.bdevs[index];
+        let changed = self.export(bdev)?;
+        let uri = self.nvmet.share_uri(bdev.uuid);
+        if changed {
+            info!("shared bdev {} at {uri}", bdev.name);
+            self.save_or_warn();
+        } else {
+            info!("bdev {} was already shared at {uri}", bdev.name);
+        }
+        Ok(uri)
+    }
+
+    /// `Unshare`: removes the share; a bdev that is not shared is fine.
+    pub fn unshare(&mut self, name: &str) -> Result<(), RequestError> {
+        let index = self.find(name)?;
+        let bdev = &self.bdevs[index];
+        if self.nvmet.unshare(bdev.uuid)? {
+            info!("unshared bdev {}", bdev.name);
+            self.save_or_warn();
+        } else {
+            info!("bdev {} was not shared", bdev.name);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::configfs::Configfs;
+    use crate::agent::fake::FakeConfigfs;
+    use crate::agent::nvmet::Listener;
+    use nix::errno::Errno;
+    use std::net::Ipv4Addr;
+    use std::sync::Arc;
+
+    struct Setup {
+        dir: tempfile::TempDir,
+        fs: Arc<FakeConfigfs>,
+    }
+
+    impl Setup {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            for (name, size) in [("disk0", 8 << 20), ("disk1", 4 << 20)] {
+                std::fs::File::create(dir.path().join(name))
+                    .unwrap()
+                    .set_len(size)
+                    .unwrap();
+            }
+            Self {
+                dir,
+                fs: Arc::new(FakeConfigfs::new()),
+            }
+        }
+
+        fn disk(&self, n: usize) -> String {
+            format!("aio://{}/disk{n}", self.dir.path().display())
+        }
+
+        fn malloc_dir(&self) -> PathBuf {
+            self.dir.path().join("state/malloc")
+        }
+
+        fn state(&self) -> PathBuf {
+            self.dir.path().join("state/state.json")
+        }
+
+        fn open(&self) -> Target {
+            let listener = Listener {
+                address: Ipv4Addr::new(192, 168, 1, 2),
+                io_port: 8430,
+                discovery_port: 8420,
+            };
+            let nvmet = Nvmet::new(self.fs.clone(), listener);
+            let malloc = MallocDir::open(self.malloc_dir()).unwrap();
+            Target::open(nvmet, malloc, self.state()).unwrap()
+        }
+    }
+
+    fn code<T: std::fmt::Debug>(r: Result<T, RequestError>) -> (Code, String) {
+        let e = r.unwrap_err();
+        (e.code(), e.to_string())
+    }
+
+    fn by_name(t: &Target, name: &str) -> pb::Bdev {
+        t.list().into_iter().find(|b| b.name == name).unwrap()
+    }
+
+    #[test]
+    fn create_share_unshare_destroy_aio() {
+        let s = Setup::new();
+        let mut t = s.open();
+        let uri = s.disk(0);
+        assert_eq!(t.create(&uri).unwrap(), uri);
+        let b = by_name(&t, &uri);
+        assert_eq!(b.num_blocks * u64::from(b.blk_size), 8 << 20);
+        assert!(!b.claimed);
+        assert_eq!(b.claimed_by, "Orphaned");
+        assert_eq!(b.product_name, "AIO disk");
+        assert_eq!(b.aliases, uri);
+        assert_eq!(b.uri, format!("{uri}?uuid={}", b.uuid));
+        assert_eq!(b.share_uri, "");
+
+        let share = t.share(&uri, "nvmf").unwrap();
+        assert_eq!(
+            share,
+            format!("nvmf://192.168.1.2:8430/nqn.2019-05.io.openebs:{}", b.uuid)
+        );
+        assert_eq!(
+            t.share(&uri, "nvmf").unwrap(),
+            share,
+            "sharing twice gives the same URI"
+        );
+        let b = by_name(&t, &uri);
+        assert!(b.claimed);
+        assert_eq!(b.claimed_by, "NVMe-oF Target");
+        assert_eq!(b.share_uri, share);
+
+        let (c, msg) = code(t.destroy(&uri));
+        assert_eq!(c, Code::FailedPrecondition);
+        assert!(
+            msg.contains("unshare it first") && msg.contains(&share),
+            "{msg}"
+        );
+
+        t.unshare(&uri).unwrap();
+        t.unshare(&uri).unwrap();
+        assert!(!by_name(&t, &uri).claimed);
+        t.destroy(&uri).unwrap();
+        assert!(t.list().is_empty());
+        assert_eq!(s.fs.dump(), FakeConfigfs::new().dump());
+    }
+
+    #[test]
+    fn malloc_bdevs_live_in_the_malloc_dir() {
+        let s = Setup::new();
+        let mut t = s.open();
+        assert_eq!(t.create("malloc:///m0?size_mb=4").unwrap(), "m0");
+        let file = s.malloc_dir().join("m0");
+        assert_eq!(std::fs::metadata(&file).unwrap().len(), 4 << 20);
+        let b = by_name(&t, "m0");
+        assert_eq!(b.product_name, "Malloc disk");
+        assert_eq!(b.aliases, "malloc:///m0?size_mb=4");
+        assert_eq!(b.num_blocks * u64::from(b.blk_size), 4 << 20);
+        // Share and Unshare accept the alias and the URI as well as the name.
+        t.share("malloc:///m0?size_mb=4", "nvmf").unwrap();
+        let ns = Path::new("subsystems")
+            .join(nvmet::nqn(b.uuid.parse().unwrap()))
+            .join("namespaces/1");
+        assert_eq!(s.fs.read(&ns.join("buffered_io")).unwrap(), "1\n");
+        assert_eq!(
+            s.fs.read(&ns.join("device_path")).unwrap().trim_end(),
+            file.to_str().unwrap()
+        );
+        t.unshare(&b.uri).unwrap();
+        t.destroy("malloc:///m0").unwrap();
+        assert!(!file.exists(), "destroy frees the RAM");
+    }
+
+    #[test]
+    fn bad_create_requests() {
+        let s = Setup::new();
+        let mut t = s.open();
+        let dir = format!("aio://{}", s.dir.path().display());
+        let missing = format!("aio://{}/nope", s.dir.path().display());
+        let cases: &[(&str, Code, &str)] = &[
+            ("", Code::InvalidArgument, "empty"),
+            ("nvmf:///x", Code::InvalidArgument, "unsupported scheme"),
+            (&missing, Code::NotFound, "does not exist"),
+            (&dir, Code::InvalidArgument, "is a directory"),
+            ("aio:///dev/null", Code::InvalidArgument, "character device"),
+            ("malloc:///m0", Code::InvalidArgument, "lacks size_mb"),
+            (
+                "malloc:///m0?size_mb=x",
+                Code::InvalidArgument,
+                "not a whole number",
+            ),
+            (
+                "malloc:///m0?size_mb=0",
+                Code::InvalidArgument,
+                "at least 1 MiB",
+            ),
+            (
+                "malloc:///m0?size_mb=99999999",
+                Code::InvalidArgument,
+                "largest",
+            ),
+            ("malloc:///../m0?size_mb=1", Code::InvalidArgument, "`..`"),
+            (
+                "malloc:///a/b?size_mb=1",
+                Code::InvalidArgument,
+                "contains `/`",
+            ),
+            (
+                "malloc:///m0?size_mb=1&x=1",
+                Code::InvalidArgument,
+                "unknown parameter",
+            ),
+        ];
+        for (uri, want, text) in cases {
+            let (c, msg) = code(t.create(uri));
+            assert_eq!(c, *want, "{uri}: {msg}");
+            assert!(msg.contains(text), "{uri}: {msg}");
+        }
+        assert!(t.list().is_empty());
+        assert!(std::fs::read_dir(s.malloc_dir()).unwrap().next().is_none());
+    }
+
+    #[test]
+    fn duplicates_are_refused() {
+        let s = Setup::new();
+        let mut t = s.open();
+        t.create(&s.disk(0)).unwrap();
+        let (c, msg) = code(t.create(&s.disk(0)));
+        assert_eq!(c, Code::AlreadyExists);
+        assert!(msg.contains("already exists"), "{msg}");
+        // The same file under another name.
+        let link = s.dir.path().join("link");
+        std::os::unix::fs::symlink(s.dir.path().join("disk0"), &link).unwrap();
+        let (c, msg) = code(t.create(&format!("aio://{}", link.display())));
+        assert_eq!(c, Code::AlreadyExists, "{msg}");
+        // Another bdev's uuid.
+        let uuid = by_name(&t, &s.disk(0)).uuid;
+        let (c, msg) = code(t.create(&format!("malloc:///m1?size_mb=1&uuid={uuid}")));
+        assert_eq!(c, Code::AlreadyExists, "{msg}");
+        t.create("malloc:///m1?size_mb=1").unwrap();
+        let (c, _) = code(t.create("malloc:///m1?size_mb=2"));
+        assert_eq!(c, Code::AlreadyExists);
+        assert_eq!(t.list().len(), 2);
+    }
+
+    #[test]
+    fn bad_share_unshare_destroy_requests() {
+        let s = Setup::new();
+        let mut t = s.open();
+        t.create("malloc:///m0?size_mb=1").unwrap();
+        let long = "x".repeat(MAX_URI_LEN + 1);
+        for (r, want) in [
+            (t.share("", "nvmf"), Code::InvalidArgument),
+            (t.share(&long, "nvmf"), Code::InvalidArgument),
+            (t.share("m9", "nvmf"), Code::NotFound),
+            (t.share("m0", "iscsi"), Code::InvalidArgument),
+            (t.share("m0", ""), Code::InvalidArgument),
+        ] {
+            assert_eq!(code(r).0, want);
+        }
+        assert_eq!(code(t.unshare("")).0, Code::InvalidArgument);
+        assert_eq!(code(t.unshare("m9")).0, Code::NotFound);
+        assert_eq!(code(t.destroy("malloc:///m9")).0, Code::NotFound);
+        assert_eq!(code(t.destroy("m0")).0, Code::InvalidArgument);
+        assert!(!by_name(&t, "m0").claimed);
+        let msg = code(t.share("m0", "iscsi")).1;
+        assert!(msg.contains("\"iscsi\"") && msg.contains("nvmf"), "{msg}");
+    }
+
+    #[test]
+    fn a_failed_share_leaves_the_bdev_unclaimed() {
+        let s = Setup::new();
+        let mut t = s.open();
+        t.create(&s.disk(0)).unwrap();
+        let before = s.fs.dump();
+        s.fs.fail_next_write("enable", Errno::EBUSY);
+        let (c, msg) = code(t.share(&s.disk(0), "nvmf"));
+        assert_eq!(c, Code::Internal);
+        assert!(msg.contains("dmesg"), "{msg}");
+        assert_eq!(s.fs.dump(), before);
+        assert!(!by_name(&t, &s.disk(0)).claimed);
+        // The next try works.
+        t.share(&s.disk(0), "nvmf").unwrap();
+    }
+
+    #[test]
+    fn a_state_file_that_cannot_be_written_undoes_create() {
+        let s = Setup::new();
+        let mut t = s.open();
+        std::fs::create_dir(s.state().with_extension("json.tmp")).unwrap();
+        let (c, msg) = code(t.create("malloc:///m0?size_mb=1"));
+        assert_eq!(c, Code::Internal);
+        assert!(msg.contains("state file"), "{msg}");
+        assert!(t.list().is_empty());
+        assert!(!s.malloc_dir().join("m0").exists());
+    }
+
+    #[test]
+    fn a_restart_keeps_bdevs_uuids_and_shares() {
+        let s = Setup::new();
+        let mut t = s.open();
+        t.create(&s.disk(0)).unwrap();
+        t.create("malloc:///m0?size_mb=2").unwrap();
+        t.create(&s.disk(1)).unwrap();
+        t.share(&s.disk(0), "nvmf").unwrap();
+        t.share("m0", "nvmf").unwrap();
+        let before = t.list();
+        let tree = s.fs.dump();
+        drop(t);
+        let t = s.open();
+        assert_eq!(t.list(), before);
+        assert_eq!(s.fs.dump(), tree);
+    }
+
+    #[test]
+    fn a_restart_recovers_shares_the_state_file_lost() {
+        let s = Setup::new();
+        let mut t = s.open();
+        t.create(&s.disk(0)).unwrap();
+        t.create("malloc:///m0?size_mb=2").unwrap();
+        t.create(&s.disk(1)).unwrap();
+        t.share(&s.disk(0), "nvmf").unwrap();
+        t.share("m0", "nvmf").unwrap();
+        let mut before: Vec<_> = t.list().into_iter().filter(|b| b.claimed).collect();
+        drop(t);
+        std::fs::remove_file(s.state()).unwrap();
+        let mut after = s.open().list();
+        before.sort_by(|a, b| a.name.cmp(&b.name));
+        after.sort_by(|a, b| a.name.cmp(&b.name));
+        assert_eq!(after, before, "the shared ones come back from configfs");
+    }
+
+    #[test]
+    fn a_restart_forgets_shares_the_kernel_lost() {
+        let s = Setup::new();
+        let mut t = s.open();
+        t.create(&s.disk(0)).unwrap();
+        t.share(&s.disk(0), "nvmf").unwrap();
+        let uuid: Uuid = by_name(&t, &s.disk(0)).uuid.parse().unwrap();
+        drop(t);
+        // As after a reboot, or someone else's cleanup.
+        Nvmet::new(
+            s.fs.clone(),
+            Listener {
+                address: Ipv4Addr::new(192, 168, 1, 2),
+                io_port: 8430,
+                discovery_port: 8420,
+            },
+        )
+        .unshare(uuid)
+        .unwrap();
+        let t = s.open();
+        let b = by_name(&t, &s.disk(0));
+        assert!(!b.claimed);
+        assert_eq!(b.uuid, uuid.to_string());
+        let text = std::fs::read_to_string(s.state()).unwrap();
+        assert!(text.contains("\"shared\": false"), "{text}");
+    }
+
+    #[test]
+    fn a_restart_completes_a_half_made_share_and_drops_lost_ram() {
+        let s = Setup::new();
+        let mut t = s.open();
+        t.create(&s.disk(0)).unwrap();
+        t.create("malloc:///gone?size_mb=1").unwrap();
+        t.share(&s.disk(0), "nvmf").unwrap();
+        let whole = s.fs.dump();
+        let uuid: Uuid = by_name(&t, &s.disk(0)).uuid.parse().unwrap();
+        drop(t);
+        s.fs.unlink(&Path::new("ports/2/subsystems").join(nvmet::nqn(uuid)))
+            .unwrap();
+        std::fs::remove_file(s.malloc_dir().join("gone")).unwrap();
+        std::fs::write(s.malloc_dir().join("stray"), b"x").unwrap();
+        let t = s.open();
+        assert_eq!(s.fs.dump(), whole);
+        let names: Vec<String> = t.list().into_iter().map(|b| b.name).collect();
+        assert_eq!(names, [s.disk(0)]);
+        assert!(
+            !s.malloc_dir().join("stray").exists(),
+            "unused RAM files are removed"
+        );
+    }
+
+    #[test]
+    fn ensure_created_accepts_the_same_bdev_only() {
+        let s = Setup::new();
+        let mut t = s.open();
+        t.ensure_created("malloc:///m0?size_mb=1").unwrap();
+        let uuid = by_name(&t, "m0").uuid;
+        t.ensure_created("malloc:///m0?size_mb=1").unwrap();
+        t.ensure_created(&format!("malloc:///m0?size_mb=1&uuid={uuid}"))
+            .unwrap();
+        assert_eq!(
+            code(t.ensure_created("malloc:///m0?size_mb=2")).0,
+            Code::AlreadyExists
+        );
+        assert_eq!(t.list().len(), 1);
+        assert_eq!(by_name(&t, "m0").uuid, uuid);
+    }
+}

@@ -1,0 +1,719 @@
+//! Bdev URIs: `aio:///<path>` and `malloc:///<name>?size_mb=<n>`.
+//!
+//! Parsing is strict so that every mistake is caught before anything is
+//! touched, and each error says what was wrong and how to write it instead.
+//! The `url` crate does the parsing; a few checks look at the raw text too,
+//! because `url` silently resolves `.` and `..` segments (`malloc:///a/../b`
+//! would otherwise become `malloc:///b`).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use percent_encoding::percent_decode_str;
+use url::Url;
+use uuid::Uuid;
+
+/// Longest URI accepted (Linux's `PATH_MAX`).
+pub const MAX_URI_LEN: usize = 4096;
+/// Longest malloc bdev name (Linux's `NAME_MAX`: the name is a file name).
+pub const MAX_MALLOC_NAME_LEN: usize = 255;
+/// Largest malloc bdev, in MiB (1 TiB); the RAM actually free is checked at
+/// create time as well.
+pub const MAX_SIZE_MB: u64 = 1 << 20;
+
+/// What a bdev URI says, once validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedUri {
+    /// The bdev's name: the URI without its query for `aio`
+    /// (`aio:///dev/vdb`), the path's single segment for `malloc` (`m0`).
+    pub name: String,
+    /// Which backend and its parameters.
+    pub kind: UriKind,
+    /// The `uuid=` parameter, if given.
+    pub uuid: Option<Uuid>,
+}
+
+/// What a Create URI asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BdevSpec {
+    /// The bdev's name (see [`ParsedUri::name`]).
+    pub name: String,
+    /// Backend and parameters.
+    pub backend: Backend,
+    /// The `uuid=` parameter, if given.
+    pub uuid: Option<Uuid>,
+}
+
+/// The backend of a bdev.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Backend {
+    /// A block device or regular file.
+    Aio {
+        /// Absolute path.
+        path: PathBuf,
+    },
+    /// A RAM disk of `size_mb` MiB.
+    Malloc {
+        /// Its size.
+        size_mb: u64,
+    },
+}
+
+/// The backend a URI names, with `size_mb` optional.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UriKind {
+    /// A block device or regular file.
+    Aio {
+        /// Absolute path, percent-decoded.
+        path: PathBuf,
+    },
+    /// A RAM disk.
+    Malloc {
+        /// `size_mb=`; required by Create, optional in Destroy.
+        size_mb: Option<u64>,
+    },
+}
+
+/// A bdev URI that cannot be used; every variant is gRPC `INVALID_ARGUMENT`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UriError {
+    /// Nothing was given.
+    #[error("the bdev URI is empty; give aio:///<path> or malloc:///<name>?size_mb=<n>")]
+    Empty,
+    /// Longer than [`MAX_URI_LEN`].
+    #[error("the bdev URI is {len} bytes long; at most {MAX_URI_LEN} are accepted")]
+    TooLong {
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// Not a URI at all.
+    #[error(
+        "`{uri}` is not a URI ({reason}); write it like aio:///dev/vdb or malloc:///m0?size_mb=64"
+    )]
+    Malformed {
+        /// What was given.
+        uri: String,
+        /// The parser's complaint.
+        reason: String,
+    },
+    /// A scheme other than `aio` and `malloc`.
+    #[error("unsupported scheme `{scheme}` in `{uri}`: this agent creates aio:///<path> (block device or file) and malloc:///<name>?size_mb=<n> (RAM disk)")]
+    UnknownScheme {
+        /// What was given.
+        uri: String,
+        /// Its scheme.
+        scheme: String,
+    },
+    /// A host, user or port between `//` and the path.
+    #[error("`{uri}` names a host (`{authority}`) but bdevs are local: write {scheme}:///<path> with three slashes")]
+    Authority {
+        /// What was given.
+        uri: String,
+        /// Its scheme.
+        scheme: String,
+        /// The part between `//` and the path.
+        authority: String,
+    },
+    /// `aio:/dev/vdb` instead of `aio:///dev/vdb`.
+    #[error(
+        "`{uri}` lacks the `//` after `{scheme}:`; write {scheme}:///<path> with three slashes"
+    )]
+    NoSlashes {
+        /// What was given.
+        uri: String,
+        /// Its scheme.
+        scheme: String,
+    },
+    /// A `#fragment`.
+    #[error("`{uri}` has a fragment (`#...`); remove it")]
+    Fragment {
+        /// What was given.
+        uri: String,
+    },
+    /// A `.` or `..` path segment.
+    #[error("`{uri}` contains a `.` or `..` path segment; give the path without them")]
+    DotSegment {
+        /// What was given.
+        uri: String,
+    },
+    /// The path is not UTF-8 or holds a control character once decoded.
+    #[error("the path in `{uri}` is not valid: {reason}")]
+    BadPath {
+        /// What was given.
+        uri: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// `aio:///` with no file.
+    #[error("`{uri}` names no file; give the device or file path, e.g. aio:///dev/vdb")]
+    NoAioPath {
+        /// What was given.
+        uri: String,
+    },
+    /// `malloc:///?size_mb=1`.
+    #[error("`{uri}` has no bdev name; write malloc:///<name>?size_mb=<n>, e.g. malloc:///m0?size_mb=64")]
+    NoMallocName {
+        /// What was given.
+        uri: String,
+    },
+    /// A malloc name with `/` (also `%2F`).
+    #[error("malloc bdev name `{name}` contains `/`; a malloc name is one word such as m0")]
+    MallocNameSlash {
+        /// The name.
+        name: String,
+    },
+    /// A malloc name with a character that is not allowed.
+    #[error("malloc bdev name `{name}` contains {ch:?}; use letters, digits, `.`, `_` and `-`, starting with a letter or digit")]
+    MallocNameChar {
+        /// The name.
+        name: String,
+        /// The first offending character.
+        ch: char,
+    },
+    /// A malloc name longer than [`MAX_MALLOC_NAME_LEN`].
+    #[error("malloc bdev name is {len} bytes long; at most {MAX_MALLOC_NAME_LEN} are accepted")]
+    MallocNameTooLong {
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// Create of a malloc bdev without `size_mb` (raised by Create).
+    #[error("`{uri}` lacks size_mb; write malloc:///{name}?size_mb=<MiB>, e.g. size_mb=64")]
+    MissingSizeMb {
+        /// What was given.
+        uri: String,
+        /// The bdev name.
+        name: String,
+    },
+    /// `size_mb` is not a whole number.
+    #[error("size_mb=`{value}` is not a whole number of MiB; give e.g. size_mb=64")]
+    BadSizeMb {
+        /// The value given.
+        value: String,
+    },
+    /// `size_mb=0`.
+    #[error("size_mb=0: a malloc bdev needs at least 1 MiB")]
+    ZeroSizeMb,
+    /// `size_mb` above [`MAX_SIZE_MB`].
+    #[error("size_mb={value} is more than the largest malloc bdev, {MAX_SIZE_MB} MiB (1 TiB)")]
+    HugeSizeMb {
+        /// The value given.
+        value: u64,
+    },
+    /// `uuid` is not a UUID, or is the nil UUID.
+    #[error(
+        "uuid=`{value}` is not a usable UUID; give one like 0e1f5bd4-8f32-4b2a-9d5c-6c1c35f2b0a7"
+    )]
+    BadUuid {
+        /// The value given.
+        value: String,
+    },
+    /// The same parameter twice.
+    #[error("parameter `{key}` is given more than once in `{uri}`")]
+    DuplicateParam {
+        /// What was given.
+        uri: String,
+        /// The parameter.
+        key: String,
+    },
+    /// A parameter the scheme does not take.
+    #[error("unknown parameter `{key}` for {scheme} bdevs; allowed: {allowed}")]
+    UnknownParam {
+        /// The scheme.
+        scheme: &'static str,
+        /// The parameter.
+        key: String,
+        /// The parameters the scheme takes.
+        allowed: &'static str,
+    },
+}
+
+/// Parses and validates a bdev URI. `size_mb` is optional here (Destroy
+/// needs only the name); Create refuses a malloc URI without it.
+pub fn parse(uri: &str) -> Result<ParsedUri, UriError> {
+    if uri.is_empty() {
+        return Err(UriError::Empty);
+    }
+    if uri.len() > MAX_URI_LEN {
+        return Err(UriError::TooLong { len: uri.len() });
+    }
+    // The URL parser drops surrounding spaces and any tab or newline without
+    // a word; refuse them instead so that what is used is what was written.
+    if uri.trim() != uri || uri.chars().any(char::is_control) {
+        return Err(UriError::Malformed {
+            uri: uri.escape_debug().to_string(),
+            reason: "it has spaces around it or a control character in it".to_string(),
+        });
+    }
+    let url = Url::parse(uri).map_err(|e| UriError::Malformed {
+        uri: uri.to_string(),
+        reason: e.to_string(),
+    })?;
+    let scheme: &'static str = match url.scheme() {
+        "aio" => "aio",
+        "malloc" => "malloc",
+        other => {
+            return Err(UriError::UnknownScheme {
+                uri: uri.to_string(),
+                scheme: other.to_string(),
+            })
+        }
+    };
+    if url.fragment().is_some() {
+        return Err(UriError::Fragment {
+            uri: uri.to_string(),
+        });
+    }
+    check_authority(uri, scheme, &url)?;
+    if has_dot_segment(uri) {
+        return Err(UriError::DotSegment {
+            uri: uri.to_string(),
+        });
+    }
+    let path = decode_path(uri, url.path())?;
+    let mut params = query_params(uri, &url)?;
+    let uuid = params
+        .remove("uuid")
+        .map(|v| match Uuid::parse_str(&v) {
+            Ok(u) if !u.is_nil() => Ok(u),
+            _ => Err(UriError::BadUuid { value: v }),
+        })
+        .transpose()?;
+    let parsed = match scheme {
+        "aio" => {
+            reject_unknown(params, "aio", "uuid")?;
+            if path == "/" {
+                return Err(UriError::NoAioPath {
+                    uri: uri.to_string(),
+                });
+            }
+            ParsedUri {
+                name: format!("aio://{}", url.path()),
+                kind: UriKind::Aio {
+                    path: PathBuf::from(path),
+                },
+                uuid,
+            }
+        }
+        _ => {
+            let size_mb = params
+                .remove("size_mb")
+                .map(|v| parse_size(&v))
+                .transpose()?;
+            reject_unknown(params, "malloc", "size_mb, uuid")?;
+            let name = malloc_name(uri, &path)?;
+            ParsedUri {
+                name,
+                kind: UriKind::Malloc { size_mb },
+                uuid,
+            }
+        }
+    };
+    Ok(parsed)
+}
+
+/// Parses a Create URI: [`parse`], and a malloc URI must give `size_mb`.
+pub fn parse_create(uri: &str) -> Result<BdevSpec, UriError> {
+    let ParsedUri { name, kind, uuid } = parse(uri)?;
+    let backend = match kind {
+        UriKind::Aio { path } => Backend::Aio { path },
+        UriKind::Malloc {
+            size_mb: Some(size_mb),
+        } => Backend::Malloc { size_mb },
+        UriKind::Malloc { size_mb: None } => {
+            return Err(UriError::MissingSizeMb {
+                uri: uri.to_string(),
+                name,
+            })
+        }
+    };
+    Ok(BdevSpec {
+        name,
+        backend,
+        uuid,
+    })
+}
+
+/// The URI a bdev was created with, without uuid (Mayastor's alias).
+pub fn alias(name: &str, backend: &Backend) -> String {
+    match backend {
+        Backend::Aio { .. } => name.to_string(),
+        Backend::Malloc { size_mb } => format!("malloc:///{name}?size_mb={size_mb}"),
+    }
+}
+
+/// The URI a bdev is listed with (Mayastor's `uri` field): its alias with
+/// the uuid it was given, so that creating from it yields the same bdev.
+pub fn canonical(name: &str, backend: &Backend, uuid: Uuid) -> String {
+    let alias = alias(name, backend);
+    let sep = if alias.contains('?') { '&' } else { '?' };
+    format!("{alias}{sep}uuid={uuid}")
+}
+
+/// The aio bdev name for a file path (recovering a share from configfs).
+pub fn aio_name(path: &std::path::Path) -> Option<String> {
+    let mut url = Url::parse("aio:///").ok()?;
+    url.set_path(path.to_str()?);
+    Some(format!("aio://{}", url.path()))
+}
+
+fn check_authority(uri: &str, scheme: &str, url: &Url) -> Result<(), UriError> {
+    let rest = &uri[scheme.len() + 1..];
+    let Some(after) = rest.strip_prefix("//") else {
+        return Err(UriError::NoSlashes {
+            uri: uri.to_string(),
+            scheme: scheme.to_string(),
+        });
+    };
+    let authority = after.split(['/', '?', '#']).next().unwrap_or_default();
+    if !authority.is_empty() || url.port().is_some() || !url.username().is_empty() {
+        return Err(UriError::Authority {
+            uri: uri.to_string(),
+            scheme: scheme.to_string(),
+            authority: authority.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Whether the raw path has a `.` or `..` segment (also percent-encoded),
+/// which the URL parser would resolve away without telling.
+fn has_dot_segment(uri: &str) -> bool {
+    let path = uri.split(['?', '#']).next().unwrap_or_default();
+    path.split('/').skip(1).any(|segment| {
+        let decoded = percent_decode_str(segment).decode_utf8_lossy();
+        decoded == "." || decoded == ".."
+    })
+}
+
+fn decode_path(uri: &str, encoded: &str) -> Result<String, UriError> {
+    let path = percent_decode_str(encoded)
+        .decode_utf8()
+        .map_err(|_| UriError::BadPath {
+            uri: uri.to_string(),
+            reason: "it is not UTF-8 once percent-decoded",
+        })?;
+    if path.chars().any(char::is_control) {
+        return Err(UriError::BadPath {
+            uri: uri.to_string(),
+            reason: "it contains a control character (such as a newline)",
+        });
+    }
+    Ok(path.into_owned())
+}
+
+fn query_params(uri: &str, url: &Url) -> Result<HashMap<String, String>, UriError> {
+    let mut params = HashMap::new();
+    for (key, value) in url.query_pairs() {
+        let key = key.into_owned();
+        if params.insert(key.clone(), value.into_owned()).is_some() {
+            return Err(UriError::DuplicateParam {
+                uri: uri.to_string(),
+                key,
+            });
+        }
+    }
+    Ok(params)
+}
+
+fn reject_unknown(
+    params: HashMap<String, String>,
+    scheme: &'static str,
+    allowed: &'static str,
+) -> Result<(), UriError> {
+    let mut unknown: Vec<String> = params.into_keys().collect();
+    unknown.sort();
+    match unknown.into_iter().next() {
+        Some(key) => Err(UriError::UnknownParam {
+            scheme,
+            key,
+            allowed,
+        }),
+        None => Ok(()),
+    }
+}
+
+fn parse_size(value: &str) -> Result<u64, UriError> {
+    let bad = || UriError::BadSizeMb {
+        value: value.to_string(),
+    };
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    // All digits: the only way to fail now is overflow, which is "huge".
+    let n: u64 = value.parse().unwrap_or(u64::MAX);
+    match n {
+        0 => Err(UriError::ZeroSizeMb),
+        n if n > MAX_SIZE_MB => Err(UriError::HugeSizeMb { value: n }),
+        n => Ok(n),
+    }
+}
+
+fn malloc_name(uri: &str, path: &str) -> Result<String, UriError> {
+    let name = path.strip_prefix('/').unwrap_or(path);
+    if name.is_empty() {
+        return Err(UriError::NoMallocName {
+            uri: uri.to_string(),
+        });
+    }
+    if name.len() > MAX_MALLOC_NAME_LEN {
+        return Err(UriError::MallocNameTooLong { len: name.len() });
+    }
+    if name.contains('/') {
+        return Err(UriError::MallocNameSlash {
+            name: name.to_string(),
+        });
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    let bad = name
+        .chars()
+        .enumerate()
+        .find(|&(i, c)| !allowed(c) || (i == 0 && !c.is_ascii_alphanumeric()));
+    if let Some((_, ch)) = bad {
+        return Err(UriError::MallocNameChar {
+            name: name.to_string(),
+            ch,
+        });
+    }
+    Ok(name.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(uri: &str) -> ParsedUri {
+        parse(uri).unwrap_or_else(|e| panic!("{uri}: {e}"))
+    }
+
+    fn err(uri: &str) -> UriError {
+        match parse(uri) {
+            Ok(p) => panic!("{uri} was accepted as {p:?}"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn aio_name_is_the_uri_without_query() {
+        let p = ok("aio:///dev/vdb");
+        assert_eq!(p.name, "aio:///dev/vdb");
+        assert_eq!(
+            p.kind,
+            UriKind::Aio {
+                path: "/dev/vdb".into()
+            }
+        );
+        assert_eq!(p.uuid, None);
+        let u = "0e1f5bd4-8f32-4b2a-9d5c-6c1c35f2b0a7";
+        let p = ok(&format!("aio:///dev/vdb?uuid={u}"));
+        assert_eq!(p.name, "aio:///dev/vdb");
+        assert_eq!(p.uuid, Some(Uuid::parse_str(u).unwrap()));
+    }
+
+    #[test]
+    fn aio_paths_are_percent_decoded() {
+        let p = ok("aio:///tmp/a%20b");
+        assert_eq!(
+            p.kind,
+            UriKind::Aio {
+                path: "/tmp/a b".into()
+            }
+        );
+        assert_eq!(p.name, "aio:///tmp/a%20b");
+        assert_eq!(aio_name(std::path::Path::new("/tmp/a b")).unwrap(), p.name);
+        assert_eq!(
+            aio_name(std::path::Path::new("/dev/vdb")).unwrap(),
+            "aio:///dev/vdb"
+        );
+    }
+
+    #[test]
+    fn malloc_name_and_size() {
+        let p = ok("malloc:///m0?size_mb=64");
+        assert_eq!(p.name, "m0");
+        assert_eq!(p.kind, UriKind::Malloc { size_mb: Some(64) });
+        assert_eq!(ok("malloc:///m0").kind, UriKind::Malloc { size_mb: None });
+    }
+
+    #[test]
+    fn canonical_uris_parse_back_to_the_same_bdev() {
+        let u = Uuid::new_v4();
+        for uri in ["aio:///dev/vdb", "malloc:///m0?size_mb=8"] {
+            let spec = parse_create(uri).unwrap();
+            assert_eq!(alias(&spec.name, &spec.backend), uri);
+            let again = parse_create(&canonical(&spec.name, &spec.backend, u)).unwrap();
+            assert_eq!(again.name, spec.name);
+            assert_eq!(again.backend, spec.backend);
+            assert_eq!(again.uuid, Some(u));
+        }
+    }
+
+    #[test]
+    fn create_needs_a_size() {
+        let msg = parse_create("malloc:///m0").unwrap_err().to_string();
+        assert!(msg.contains("size_mb=<MiB>"), "{msg}");
+        assert_eq!(
+            parse_create("malloc:///m0?size_mb=3").unwrap().backend,
+            Backend::Malloc { size_mb: 3 }
+        );
+    }
+
+    #[test]
+    fn scheme_errors() {
+        assert_eq!(err(""), UriError::Empty);
+        assert!(
+            matches!(err("nvmf://1.2.3.4:8430/nqn"), UriError::UnknownScheme { scheme, .. } if scheme == "nvmf")
+        );
+        assert!(matches!(err("bdev:///x"), UriError::UnknownScheme { .. }));
+        assert!(matches!(err("/dev/vdb"), UriError::Malformed { .. }));
+        assert!(matches!(err(" aio:///dev/vdb"), UriError::Malformed { .. }));
+        assert!(matches!(
+            err("aio:///dev/v\ndb"),
+            UriError::Malformed { .. }
+        ));
+        assert!(matches!(err("m0"), UriError::Malformed { .. }));
+        let long = format!("aio:///{}", "a".repeat(MAX_URI_LEN));
+        assert!(matches!(err(&long), UriError::TooLong { .. }));
+    }
+
+    #[test]
+    fn authority_and_slash_errors() {
+        assert!(
+            matches!(err("aio://dev/vdb"), UriError::Authority { authority, .. } if authority == "dev")
+        );
+        assert!(matches!(
+            err("aio://host:1/dev/vdb"),
+            UriError::Authority { .. }
+        ));
+        assert!(matches!(
+            err("aio://u@h/dev/vdb"),
+            UriError::Authority { .. }
+        ));
+        assert!(matches!(err("aio:/dev/vdb"), UriError::NoSlashes { .. }));
+        assert!(matches!(
+            err("malloc:m0?size_mb=1"),
+            UriError::NoSlashes { .. }
+        ));
+        assert!(matches!(err("aio:///dev/vdb#x"), UriError::Fragment { .. }));
+    }
+
+    #[test]
+    fn dot_segments_are_refused_not_resolved() {
+        for uri in [
+            "malloc:///..?size_mb=1",
+            "malloc:///.?size_mb=1",
+            "malloc:///a/../b?size_mb=1",
+            "malloc:///%2e%2e?size_mb=1",
+            "aio:///dev/../etc/passwd",
+            "aio:///dev/./vdb",
+        ] {
+            assert!(matches!(err(uri), UriError::DotSegment { .. }), "{uri}");
+        }
+        // `..` inside a name is just characters.
+        assert_eq!(ok("malloc:///a..b?size_mb=1").name, "a..b");
+    }
+
+    #[test]
+    fn malloc_name_errors() {
+        assert!(matches!(
+            err("malloc:///?size_mb=1"),
+            UriError::NoMallocName { .. }
+        ));
+        assert!(matches!(
+            err("malloc:///a/b?size_mb=1"),
+            UriError::MallocNameSlash { .. }
+        ));
+        assert!(matches!(
+            err("malloc:///a%2Fb?size_mb=1"),
+            UriError::MallocNameSlash { .. }
+        ));
+        assert!(matches!(
+            err("malloc:///a%20b?size_mb=1"),
+            UriError::MallocNameChar { ch: ' ', .. }
+        ));
+        assert!(matches!(
+            err("malloc:///-x?size_mb=1"),
+            UriError::MallocNameChar { ch: '-', .. }
+        ));
+        assert!(matches!(
+            err("malloc:///a%0Ab?size_mb=1"),
+            UriError::BadPath { .. }
+        ));
+        let long = format!(
+            "malloc:///{}?size_mb=1",
+            "m".repeat(MAX_MALLOC_NAME_LEN + 1)
+        );
+        assert!(matches!(err(&long), UriError::MallocNameTooLong { .. }));
+        let max = format!("malloc:///{}?size_mb=1", "m".repeat(MAX_MALLOC_NAME_LEN));
+        assert_eq!(ok(&max).name.len(), MAX_MALLOC_NAME_LEN);
+    }
+
+    #[test]
+    fn size_errors() {
+        for v in ["abc", "-1", "1.5", "", "0x10", " 1", "1e3"] {
+            assert!(
+                matches!(
+                    err(&format!("malloc:///m0?size_mb={v}")),
+                    UriError::BadSizeMb { .. }
+                ),
+                "{v}"
+            );
+        }
+        assert_eq!(err("malloc:///m0?size_mb=0"), UriError::ZeroSizeMb);
+        assert_eq!(err("malloc:///m0?size_mb=00"), UriError::ZeroSizeMb);
+        assert!(matches!(
+            err("malloc:///m0?size_mb=1048577"),
+            UriError::HugeSizeMb { .. }
+        ));
+        assert!(matches!(
+            err("malloc:///m0?size_mb=99999999999999999999999"),
+            UriError::HugeSizeMb { .. }
+        ));
+        assert_eq!(
+            ok("malloc:///m0?size_mb=1048576").kind,
+            UriKind::Malloc {
+                size_mb: Some(MAX_SIZE_MB)
+            }
+        );
+    }
+
+    #[test]
+    fn parameter_errors() {
+        assert!(
+            matches!(err("aio:///dev/vdb?size_mb=1"), UriError::UnknownParam { key, .. } if key == "size_mb")
+        );
+        assert!(matches!(
+            err("aio:///dev/vdb?blk_size=512"),
+            UriError::UnknownParam { .. }
+        ));
+        assert!(
+            matches!(err("malloc:///m0?size_mb=1&foo=2"), UriError::UnknownParam { key, .. } if key == "foo")
+        );
+        assert!(matches!(
+            err("malloc:///m0?size_mb=1&size_mb=2"),
+            UriError::DuplicateParam { .. }
+        ));
+        assert!(matches!(
+            err("aio:///dev/vdb?uuid=nope"),
+            UriError::BadUuid { .. }
+        ));
+        assert!(matches!(
+            err("aio:///dev/vdb?uuid=00000000-0000-0000-0000-000000000000"),
+            UriError::BadUuid { .. }
+        ));
+    }
+
+    #[test]
+    fn messages_name_the_input_and_the_fix() {
+        let msg = err("aio://dev/vdb").to_string();
+        assert!(
+            msg.contains("aio://dev/vdb") && msg.contains("three slashes"),
+            "{msg}"
+        );
+        let msg = err("foo:///x").to_string();
+        assert!(
+            msg.contains("foo") && msg.contains("aio:///<path>"),
+            "{msg}"
+        );
+    }
+}

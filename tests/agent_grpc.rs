@@ -1,0 +1,246 @@
+//! The agent over a real gRPC socket, on the in-memory configfs model: the
+//! generated client talks to `Agent::serve` on 127.0.0.1. The same calls
+//! run against the kernel target in the VM test.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use nvmfcheck::agent::fake::FakeConfigfs;
+use nvmfcheck::agent::{Agent, AgentConfig};
+use nvmfcheck::proto::mayastor::bdev_rpc_client::BdevRpcClient;
+use nvmfcheck::proto::mayastor::{BdevShareRequest, BdevUri, CreateReply, Null};
+use tokio::sync::oneshot;
+use tonic::transport::Channel;
+use tonic::Code;
+
+mod common;
+
+struct Running {
+    client: BdevRpcClient<Channel>,
+    stop: Option<oneshot::Sender<()>>,
+    server: tokio::task::JoinHandle<Result<(), nvmfcheck::agent::AgentError>>,
+    fs: Arc<FakeConfigfs>,
+    _dir: tempfile::TempDir,
+}
+
+fn config(dir: &tempfile::TempDir) -> AgentConfig {
+    let mut c = AgentConfig::new(Ipv4Addr::new(192, 168, 1, 2));
+    c.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    c.state_dir = dir.path().join("state");
+    c
+}
+
+async fn start(config: AgentConfig, fs: Arc<FakeConfigfs>, dir: tempfile::TempDir) -> Running {
+    let agent = Agent::start(&config, fs.clone()).unwrap();
+    let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(agent.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(10))
+        .connect()
+        .await
+        .unwrap();
+    Running {
+        client: BdevRpcClient::new(channel),
+        stop: Some(stop),
+        server,
+        fs,
+        _dir: dir,
+    }
+}
+
+impl Running {
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        drop(self.client);
+        tokio::time::timeout(Duration::from_secs(15), self.server)
+            .await
+            .expect("the agent stops within its grace period")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+fn uri(u: &str) -> BdevUri {
+    BdevUri { uri: u.to_string() }
+}
+
+fn share(name: &str, proto: &str) -> BdevShareRequest {
+    BdevShareRequest {
+        name: name.to_string(),
+        proto: proto.to_string(),
+    }
+}
+
+#[tokio::test]
+async fn the_whole_cycle_over_grpc() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = Arc::new(FakeConfigfs::new());
+    let mut r = start(config(&dir), fs, dir).await;
+    let c = &mut r.client;
+
+    let name = c
+        .create(uri("malloc:///m0?size_mb=8"))
+        .await
+        .unwrap()
+        .into_inner()
+        .name;
+    assert_eq!(name, "m0");
+    let bdevs = c.list(Null {}).await.unwrap().into_inner().bdevs;
+    assert_eq!(bdevs.len(), 1);
+    let b = &bdevs[0];
+    assert_eq!(b.num_blocks * u64::from(b.blk_size), 8 << 20);
+    assert!(!b.claimed);
+    assert_eq!(b.claimed_by, "Orphaned");
+
+    let shared = c.share(share("m0", "nvmf")).await.unwrap().into_inner().uri;
+    assert_eq!(
+        shared,
+        format!("nvmf://192.168.1.2:8430/nqn.2019-05.io.openebs:{}", b.uuid)
+    );
+    let again = c.share(share("m0", "nvmf")).await.unwrap().into_inner().uri;
+    assert_eq!(again, shared);
+    let b = c.list(Null {}).await.unwrap().into_inner().bdevs.remove(0);
+    assert!(b.claimed);
+    assert_eq!(b.claimed_by, "NVMe-oF Target");
+    assert_eq!(b.share_uri, shared);
+
+    let e = c.destroy(uri("malloc:///m0")).await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+    assert!(e.message().contains("unshare it first"), "{}", e.message());
+
+    let unshare = || CreateReply {
+        name: "m0".to_string(),
+    };
+    c.unshare(unshare()).await.unwrap();
+    c.unshare(unshare()).await.unwrap();
+    c.destroy(uri("malloc:///m0?size_mb=8")).await.unwrap();
+    assert!(c.list(Null {}).await.unwrap().into_inner().bdevs.is_empty());
+    assert_eq!(r.fs.dump(), FakeConfigfs::new().dump());
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn bad_input_gets_the_documented_codes_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    let fs = Arc::new(FakeConfigfs::new());
+    let mut r = start(config(&dir), fs.clone(), dir).await;
+    common::prepare(&mut r.client, &work).await;
+    let tree = fs.dump();
+    let bdevs = r.client.list(Null {}).await.unwrap().into_inner().bdevs;
+    let failures = common::check(&mut r.client, &work).await;
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(fs.dump(), tree, "bad input changed configfs");
+    let after = r.client.list(Null {}).await.unwrap().into_inner().bdevs;
+    assert_eq!(after, bdevs, "bad input changed the bdevs");
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_requests_do_not_interleave() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = Arc::new(FakeConfigfs::new());
+    let r = start(config(&dir), fs, dir).await;
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let mut c = r.client.clone();
+        tasks.push(tokio::spawn(async move {
+            let name = format!("m{i}");
+            c.create(uri(&format!("malloc:///{name}?size_mb=1")))
+                .await
+                .unwrap();
+            // Everyone also races for the same name; exactly one wins.
+            let dup = c.create(uri("malloc:///same?size_mb=1")).await;
+            c.share(share(&name, "nvmf")).await.unwrap();
+            if i % 2 == 0 {
+                c.unshare(CreateReply { name }).await.unwrap();
+            }
+            dup.is_ok()
+        }));
+    }
+    let mut winners = 0;
+    for t in tasks {
+        winners += usize::from(t.await.unwrap());
+    }
+    assert_eq!(winners, 1);
+    let mut c = r.client.clone();
+    let bdevs = c.list(Null {}).await.unwrap().into_inner().bdevs;
+    assert_eq!(bdevs.len(), 17);
+    assert_eq!(bdevs.iter().filter(|b| b.claimed).count(), 8);
+    // Two ports, each linking exactly the eight shared subsystems.
+    let fs = r.fs.clone();
+    use nvmfcheck::agent::configfs::Configfs;
+    let ports = fs.list(std::path::Path::new("ports")).unwrap();
+    assert_eq!(ports.len(), 2);
+    for p in ports {
+        let links = fs
+            .list(&std::path::Path::new("ports").join(p).join("subsystems"))
+            .unwrap();
+        assert_eq!(links.len(), 8);
+    }
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn startup_flags_create_and_share_and_a_restart_keeps_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = Arc::new(FakeConfigfs::new());
+    let disk = dir.path().join("disk");
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(16 << 20)
+        .unwrap();
+    let aio = format!("aio://{}", disk.display());
+    let mut cfg = config(&dir);
+    cfg.create = vec![aio.clone(), "malloc:///m0?size_mb=2".into()];
+    cfg.share = vec![aio.clone()];
+
+    let mut r = start(cfg.clone(), fs.clone(), dir).await;
+    let before = r.client.list(Null {}).await.unwrap().into_inner().bdevs;
+    assert_eq!(before.len(), 2);
+    assert!(before.iter().any(|b| b.name == aio && b.claimed));
+    let dir = std::mem::replace(&mut r._dir, tempfile::tempdir().unwrap());
+    r.stop().await;
+
+    // Same flags again: nothing new, nothing lost, the share survived.
+    let tree = fs.dump();
+    let mut r = start(cfg, fs.clone(), dir).await;
+    let after = r.client.list(Null {}).await.unwrap().into_inner().bdevs;
+    assert_eq!(after, before);
+    assert_eq!(fs.dump(), tree);
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn startup_errors_name_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = Arc::new(FakeConfigfs::new());
+    let mut cfg = config(&dir);
+    cfg.share = vec!["m7".into()];
+    let msg = Agent::start(&cfg, fs.clone()).err().unwrap().to_string();
+    assert!(
+        msg.contains("--share m7") && msg.contains("no bdev"),
+        "{msg}"
+    );
+    cfg.share.clear();
+    cfg.create = vec!["malloc:///m7".into()];
+    let msg = Agent::start(&cfg, fs.clone()).err().unwrap().to_string();
+    assert!(
+        msg.contains("--create malloc:///m7") && msg.contains("size_mb"),
+        "{msg}"
+    );
+    cfg.create.clear();
+    cfg.io_port = cfg.discovery_port;
+    let msg = Agent::start(&cfg, fs).err().unwrap().to_string();
+    assert!(msg.contains("must differ"), "{msg}");
+}

@@ -1,0 +1,269 @@
+//! The agent binary on the real kernel NVMe target. It needs root and the
+//! nvmet modules, so it is ignored by default; run it in the target VM:
+//!
+//! ```text
+//! nvmfcheck vm up
+//! nvmfcheck vm exec target -- <path of the agent_kernel test binary> --ignored --nocapture
+//! ```
+//!
+//! `NVMFCHECK_TEST_ADDRESS` sets the address of the nvmet ports (default:
+//! the agent's own default). It uses ports 8420 and 8430 and leaves configfs
+//! as it found it.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nvmfcheck::proto::mayastor::bdev_rpc_client::BdevRpcClient;
+use nvmfcheck::proto::mayastor::{Bdev, BdevShareRequest, BdevUri, CreateReply, Null};
+use tonic::transport::Channel;
+
+mod common;
+
+const NVMET: &str = "/sys/kernel/config/nvmet";
+
+/// Every directory, symlink and readable attribute under nvmet.
+fn snapshot() -> BTreeMap<PathBuf, String> {
+    fn walk(dir: &Path, out: &mut BTreeMap<PathBuf, String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(&path).unwrap_or_default();
+                out.insert(path, format!("-> {}", target.display()));
+            } else if meta.is_dir() {
+                out.insert(path.clone(), "/".into());
+                walk(&path, out);
+            } else if let Ok(value) = std::fs::read_to_string(&path) {
+                // Serial numbers and the like are fixed once made; all
+                // values are compared.
+                out.insert(path, value.trim_end().to_string());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(Path::new(NVMET), &mut out);
+    out
+}
+
+/// Kills and reaps the agent if a test fails half-way.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct AgentProcess {
+    child: Reaped,
+    client: BdevRpcClient<Channel>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn spawn_agent(state: &Path, log: &Path, extra: &[String]) -> AgentProcess {
+    let port = free_port();
+    let address = std::env::var("NVMFCHECK_TEST_ADDRESS")
+        .ok()
+        .map(|a| a.parse::<Ipv4Addr>().unwrap())
+        .unwrap_or_else(|| nvmfcheck::agent::default_address().unwrap());
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    let child = Reaped(
+        Command::new(env!("CARGO_BIN_EXE_nvmfcheck"))
+            .args(["agent", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--address", &address.to_string()])
+            .arg("--state-dir")
+            .arg(state)
+            .args(extra)
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+            .unwrap()
+            .timeout(Duration::from_secs(30));
+        if let Ok(channel) = endpoint.connect().await {
+            let mut client = BdevRpcClient::new(channel);
+            if client.list(Null {}).await.is_ok() {
+                return AgentProcess { child, client };
+            }
+        }
+        if Instant::now() > deadline {
+            drop(child);
+            panic!(
+                "the agent did not answer within 20 s; its log:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+impl AgentProcess {
+    async fn list(&mut self) -> Vec<Bdev> {
+        self.client.list(Null {}).await.unwrap().into_inner().bdevs
+    }
+
+    /// SIGTERM; the agent must exit 0 within 15 s.
+    fn stop(mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.0.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.0.try_wait().unwrap() {
+                assert!(status.success(), "the agent exited with {status}");
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!("the agent did not stop within 15 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn nqn(b: &Bdev) -> String {
+    format!("nqn.2019-05.io.openebs:{}", b.uuid)
+}
+
+/// The kernel's view of a share: enabled namespace on the device, linked
+/// to exactly two ports, 8420 and 8430.
+fn assert_exported(b: &Bdev, device: &Path) {
+    let sub = Path::new(NVMET).join("subsystems").join(nqn(b));
+    let read = |p: PathBuf| std::fs::read_to_string(&p).unwrap().trim_end().to_string();
+    assert_eq!(read(sub.join("attr_allow_any_host")), "1");
+    assert_eq!(read(sub.join("namespaces/1/enable")), "1", "{}", b.name);
+    assert_eq!(
+        read(sub.join("namespaces/1/device_path")),
+        device.to_str().unwrap()
+    );
+    assert_eq!(read(sub.join("namespaces/1/device_uuid")), b.uuid);
+    let mut svcs = Vec::new();
+    for port in std::fs::read_dir(Path::new(NVMET).join("ports")).unwrap() {
+        let port = port.unwrap().path();
+        if port.join("subsystems").join(nqn(b)).exists() {
+            assert_eq!(read(port.join("addr_trtype")), "tcp");
+            svcs.push(read(port.join("addr_trsvcid")));
+        }
+    }
+    svcs.sort();
+    assert_eq!(svcs, ["8420", "8430"], "{}", b.name);
+}
+
+#[tokio::test]
+#[ignore = "needs root and the kernel NVMe target: run it in the target VM"]
+async fn agent_on_the_kernel_target() {
+    assert!(
+        Path::new(NVMET).is_dir(),
+        "{NVMET} is missing: load nvmet-tcp and mount configfs"
+    );
+    let empty = snapshot();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let log = dir.path().join("agent.log");
+    let work = dir.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    let startup = vec![
+        "--create".to_string(),
+        "malloc:///k0?size_mb=16".to_string(),
+        "--share".to_string(),
+        "k0".to_string(),
+    ];
+
+    let mut agent = spawn_agent(&state, &log, &startup).await;
+    let k0 = agent.list().await.remove(0);
+    assert_eq!(k0.name, "k0");
+    assert!(k0.claimed, "--share k0");
+    assert_eq!(k0.num_blocks * u64::from(k0.blk_size), 16 << 20);
+    assert_exported(&k0, &state.join("malloc/k0"));
+
+    // A block device, if the VM has its blank disk.
+    if Path::new("/dev/vdb").exists() {
+        let c = &mut agent.client;
+        c.create(BdevUri {
+            uri: "aio:///dev/vdb".into(),
+        })
+        .await
+        .unwrap();
+        let uri = c
+            .share(BdevShareRequest {
+                name: "aio:///dev/vdb".into(),
+                proto: "nvmf".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .uri;
+        let vdb = agent
+            .list()
+            .await
+            .into_iter()
+            .find(|b| b.name == "aio:///dev/vdb")
+            .unwrap();
+        assert_eq!(uri, vdb.share_uri);
+        assert_eq!(vdb.blk_size, 512);
+        let sectors: u64 = std::fs::read_to_string("/sys/block/vdb/size")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(vdb.num_blocks, sectors);
+        assert_exported(&vdb, Path::new("/dev/vdb"));
+    }
+
+    // Every bad input, against the kernel this time.
+    common::prepare(&mut agent.client, &work).await;
+    let before = snapshot();
+    let failures = common::check(&mut agent.client, &work).await;
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(snapshot(), before, "bad input changed configfs");
+
+    // A restart loses nothing: the kernel keeps the shares.
+    let bdevs = agent.list().await;
+    agent.stop();
+    assert_eq!(snapshot(), before, "stopping the agent changed configfs");
+    let mut agent = spawn_agent(&state, &log, &startup).await;
+    assert_eq!(agent.list().await, bdevs, "a restart changed the bdevs");
+    assert_eq!(snapshot(), before, "a restart changed configfs");
+
+    // Unshare and destroy everything: configfs is as it was.
+    for b in agent.list().await {
+        agent
+            .client
+            .unshare(CreateReply {
+                name: b.name.clone(),
+            })
+            .await
+            .unwrap();
+        let uri = b.uri.split('?').next().unwrap_or_default().to_string();
+        agent.client.destroy(BdevUri { uri }).await.unwrap();
+    }
+    assert!(agent.list().await.is_empty());
+    assert!(!state.join("malloc/k0").exists(), "destroy frees the RAM");
+    agent.stop();
+    assert_eq!(snapshot(), empty, "configfs is not as it was");
+}
