@@ -90,7 +90,17 @@
               }
             );
             fmt = craneLib.cargoFmt { inherit src; };
-            nextest = craneLib.cargoNextest (commonArgs // { inherit cargoArtifacts; });
+            # Some tests run the real fio and nvme-cli (on files, not devices).
+            nextest = craneLib.cargoNextest (
+              commonArgs
+              // {
+                inherit cargoArtifacts;
+                nativeBuildInputs = [
+                  pkgs.fio
+                  pkgs.nvme-cli
+                ];
+              }
+            );
           };
 
           apps = {
