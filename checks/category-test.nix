@@ -8,6 +8,9 @@
   # Extra arguments for `nvmfcheck run` in the check (not in the interactive
   # driver), each with its leading space.
   extraRunArgs ? "",
+  # What the interactive driver runs: the category with the categories it
+  # depends on, since it has no earlier report to vouch for them.
+  interactiveCategories ? category,
   # Seconds `nvmfcheck run` may take.
   runTimeout,
 }:
@@ -21,14 +24,14 @@ let
   # The run's stdout goes to stderr, which the test instrumentation sends to
   # the serial console: the driver logs each step line as it is printed.
   # The reports are copied out before a failed run fails the test.
-  script = runArgs: ''
+  script = categories: runArgs: ''
     start_all()
     target.wait_for_unit("nvmfcheck-agent.service")
     target.wait_for_open_port(${toString grpcPort})
     initiator.wait_for_unit("network-online.target")
 
     status, _ = initiator.execute(
-        "nvmfcheck run ${category} --target ${targetAddress}:${toString grpcPort} --report-dir ${reportDir}${runArgs} >&2",
+        "nvmfcheck run ${categories} --target ${targetAddress}:${toString grpcPort} --report-dir ${reportDir}${runArgs} >&2",
         timeout=${toString runTimeout},
     )
 
@@ -38,7 +41,7 @@ let
 
     if status != 0:
         raise Exception(
-            f"nvmfcheck run ${category} exited with {status}; its steps are above"
+            f"nvmfcheck run ${categories} exited with {status}; its steps are above"
         )
   '';
 in
@@ -71,8 +74,8 @@ pkgs.testers.runNixOSTest {
     };
   };
 
-  testScript = script extraRunArgs;
+  testScript = script category extraRunArgs;
   # The interactive driver runs whatever other checks' results are, so its
-  # script names no other check's output.
-  interactive.testScript = pkgs.lib.mkForce (script "");
+  # script names no other check's output and runs the dependencies itself.
+  interactive.testScript = pkgs.lib.mkForce (script interactiveCategories "");
 }

@@ -9,5 +9,6 @@
 import ./category-test.nix { inherit pkgs nvmfcheck; } {
   category = "io";
   extraRunArgs = " --require-passed ${basic}/report.json";
+  interactiveCategories = "basic io";
   runTimeout = 1800;
 }

@@ -319,10 +319,10 @@ let
       )
     ]
     [
-      "the interactive io driver does not need basic's output"
+      "the interactive io driver does not need basic's output: it runs basic itself"
       (
         !contains checks.basic.outPath ioInteractiveScript
-        && contains "nvmfcheck run io --target" ioInteractiveScript
+        && contains "nvmfcheck run basic io --target" ioInteractiveScript
         && checks.io.module.interactive.testScript.priority == 50
       )
     ]
