@@ -3,13 +3,16 @@
 //! run against the kernel target in the VM test.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use nvmfcheck::agent::fake::FakeConfigfs;
 use nvmfcheck::agent::{Agent, AgentConfig};
+use nvmfcheck::client::Target;
 use nvmfcheck::proto::mayastor::bdev_rpc_client::BdevRpcClient;
 use nvmfcheck::proto::mayastor::{BdevShareRequest, BdevUri, CreateReply, Null};
+use nvmfcheck::suite::bad_input::Fixture;
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
 use tonic::Code;
@@ -18,6 +21,7 @@ mod common;
 
 struct Running {
     client: BdevRpcClient<Channel>,
+    addr: String,
     stop: Option<oneshot::Sender<()>>,
     server: tokio::task::JoinHandle<Result<(), nvmfcheck::agent::AgentError>>,
     fs: Arc<FakeConfigfs>,
@@ -48,6 +52,7 @@ async fn start(config: AgentConfig, fs: Arc<FakeConfigfs>, dir: tempfile::TempDi
         .unwrap();
     Running {
         client: BdevRpcClient::new(channel),
+        addr: addr.to_string(),
         stop: Some(stop),
         server,
         fs,
@@ -128,21 +133,40 @@ async fn the_whole_cycle_over_grpc() {
     r.stop().await;
 }
 
+/// The whole bad-input table, each row through gRPC and through
+/// `nvmfcheck bdev` (the VM run sends only some rows through the CLI).
 #[tokio::test]
 async fn bad_input_gets_the_documented_codes_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let work = dir.path().join("work");
     std::fs::create_dir(&work).unwrap();
     let fs = Arc::new(FakeConfigfs::new());
-    let mut r = start(config(&dir), fs.clone(), dir).await;
-    common::prepare(&mut r.client, &work).await;
+    let r = start(config(&dir), fs.clone(), dir).await;
+    let target = Target::connect(&r.addr, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let fixture = common::prepare(&target, &work).await;
     let tree = fs.dump();
-    let bdevs = r.client.list(Null {}).await.unwrap().into_inner().bdevs;
-    let failures = common::check(&mut r.client, &work).await;
+    let bdevs = target.list().await.unwrap();
+    let cli = Path::new(env!("CARGO_BIN_EXE_nvmfcheck"));
+    let failures = common::check(&target, &fixture, Some(cli)).await;
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // The VM run, which cannot make files on the target, finds an empty
+    // file and a second path to the disk in /proc (Fixture::on_target).
+    let disk = fixture.shared.trim_start_matches("aio://");
+    let via_proc = Fixture {
+        same_file: Some(format!("/proc/self/root{disk}")),
+        empty_file: Some("/proc/version".into()),
+        ..fixture.clone()
+    };
+    let failures = common::check(&target, &via_proc, None).await;
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert_eq!(fs.dump(), tree, "bad input changed configfs");
-    let after = r.client.list(Null {}).await.unwrap().into_inner().bdevs;
-    assert_eq!(after, bdevs, "bad input changed the bdevs");
+    assert_eq!(
+        target.list().await.unwrap(),
+        bdevs,
+        "bad input changed the bdevs"
+    );
     r.stop().await;
 }
 

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use nvmfcheck::client::Target;
 use nvmfcheck::proto::mayastor::bdev_rpc_client::BdevRpcClient;
 use nvmfcheck::proto::mayastor::{Bdev, BdevShareRequest, BdevUri, CreateReply, Null};
 use tonic::transport::Channel;
@@ -66,6 +67,7 @@ impl Drop for Reaped {
 struct AgentProcess {
     child: Reaped,
     client: BdevRpcClient<Channel>,
+    addr: String,
 }
 
 fn free_port() -> u16 {
@@ -109,7 +111,11 @@ async fn spawn_agent(state: &Path, log: &Path, extra: &[String]) -> AgentProcess
         if let Ok(channel) = endpoint.connect().await {
             let mut client = BdevRpcClient::new(channel);
             if client.list(Null {}).await.is_ok() {
-                return AgentProcess { child, client };
+                return AgentProcess {
+                    child,
+                    client,
+                    addr: format!("127.0.0.1:{port}"),
+                };
             }
         }
         if Instant::now() > deadline {
@@ -236,9 +242,12 @@ async fn agent_on_the_kernel_target() {
     }
 
     // Every bad input, against the kernel this time.
-    common::prepare(&mut agent.client, &work).await;
+    let target = Target::connect(&agent.addr, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let fixture = common::prepare(&target, &work).await;
     let before = snapshot();
-    let failures = common::check(&mut agent.client, &work).await;
+    let failures = common::check(&target, &fixture, None).await;
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert_eq!(snapshot(), before, "bad input changed configfs");
 

@@ -282,7 +282,8 @@ pub fn parse(uri: &str) -> Result<ParsedUri, UriError> {
     let parsed = match scheme {
         "aio" => {
             reject_unknown(params, "aio", "uuid")?;
-            if path == "/" {
+            // `aio://` has an empty path, `aio:///` the root: neither names a file.
+            if path.is_empty() || path == "/" {
                 return Err(UriError::NoAioPath {
                     uri: uri.to_string(),
                 });
@@ -595,6 +596,8 @@ mod tests {
             UriError::NoSlashes { .. }
         ));
         assert!(matches!(err("aio:///dev/vdb#x"), UriError::Fragment { .. }));
+        assert!(matches!(err("aio://"), UriError::NoAioPath { .. }));
+        assert!(matches!(err("aio:///"), UriError::NoAioPath { .. }));
     }
 
     #[test]

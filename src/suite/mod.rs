@@ -9,7 +9,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-mod bad_input;
+pub mod bad_input;
 mod basic;
 mod env;
 pub mod report;
