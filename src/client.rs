@@ -31,9 +31,12 @@ pub enum ClientError {
         /// The transport error.
         source: tonic::transport::Error,
     },
-    /// The target answered a call with an error status.
-    #[error("{call} failed: {:?}: {}", .status.code(), .status.message())]
+    /// The target answered a call with an error status, or did not
+    /// answer within the deadline.
+    #[error("{call} to {addr} failed: {:?}: {}{}", .status.code(), .status.message(), hint(.status.code()))]
     Rpc {
+        /// The target address.
+        addr: String,
         /// The method, e.g. `BdevRpc.Share`.
         call: &'static str,
         /// The status the target returned (or the deadline that passed).
@@ -70,8 +73,10 @@ impl Target {
         if host.is_empty() {
             return Err(bad("no host"));
         }
-        port.parse::<u16>()
-            .map_err(|_| bad("the port is not a number from 1 to 65535"))?;
+        match port.parse::<u16>() {
+            Ok(p) if p > 0 => {}
+            _ => return Err(bad("the port is not a number from 1 to 65535")),
+        }
         let endpoint = Endpoint::from_shared(format!("http://{addr}"))
             .map_err(|e| bad(&e.to_string()))?
             .connect_timeout(timeout)
@@ -79,6 +84,7 @@ impl Target {
         let channel = tokio::time::timeout(timeout, endpoint.connect())
             .await
             .map_err(|_| ClientError::Rpc {
+                addr: addr.to_string(),
                 call: "connect",
                 status: tonic::Status::deadline_exceeded(format!(
                     "no connection to {addr} within {}s",
@@ -103,7 +109,7 @@ impl Target {
     /// `BdevRpc.List`: every bdev on the target.
     pub async fn list(&self) -> Result<Vec<Bdev>, ClientError> {
         let reply = self.rpc.clone().list(Null {}).await;
-        Ok(reply.map_err(rpc("BdevRpc.List"))?.into_inner().bdevs)
+        Ok(reply.map_err(self.rpc("BdevRpc.List"))?.into_inner().bdevs)
     }
 
     /// `BdevRpc.Create`: creates a bdev from a URI; returns its name.
@@ -112,7 +118,7 @@ impl Target {
             uri: uri.to_string(),
         };
         let reply = self.rpc.clone().create(req).await;
-        Ok(reply.map_err(rpc("BdevRpc.Create"))?.into_inner().name)
+        Ok(reply.map_err(self.rpc("BdevRpc.Create"))?.into_inner().name)
     }
 
     /// `BdevRpc.Destroy`: destroys the bdev created from `uri`.
@@ -124,7 +130,7 @@ impl Target {
             .clone()
             .destroy(req)
             .await
-            .map_err(rpc("BdevRpc.Destroy"))?;
+            .map_err(self.rpc("BdevRpc.Destroy"))?;
         Ok(())
     }
 
@@ -136,7 +142,7 @@ impl Target {
             proto: proto.to_string(),
         };
         let reply = self.rpc.clone().share(req).await;
-        Ok(reply.map_err(rpc("BdevRpc.Share"))?.into_inner().uri)
+        Ok(reply.map_err(self.rpc("BdevRpc.Share"))?.into_inner().uri)
     }
 
     /// `BdevRpc.Unshare`: stops exporting a bdev.
@@ -148,7 +154,7 @@ impl Target {
             .clone()
             .unshare(req)
             .await
-            .map_err(rpc("BdevRpc.Unshare"))?;
+            .map_err(self.rpc("BdevRpc.Unshare"))?;
         Ok(())
     }
 
@@ -158,8 +164,25 @@ impl Target {
     }
 }
 
-fn rpc(call: &'static str) -> impl FnOnce(tonic::Status) -> ClientError {
-    move |status| ClientError::Rpc { call, status }
+impl Target {
+    fn rpc(&self, call: &'static str) -> impl FnOnce(tonic::Status) -> ClientError + '_ {
+        move |status| ClientError::Rpc {
+            addr: self.addr.clone(),
+            call,
+            status,
+        }
+    }
+}
+
+/// What to do about errors that are not the target's verdict on a request.
+fn hint(code: tonic::Code) -> &'static str {
+    match code {
+        tonic::Code::Cancelled | tonic::Code::DeadlineExceeded => {
+            " (the target did not answer in time: is it overloaded or hung? --timeout gives it longer)"
+        }
+        tonic::Code::Unavailable => " (is the agent still running?)",
+        _ => "",
+    }
 }
 
 #[cfg(test)]
@@ -168,7 +191,13 @@ mod tests {
 
     #[tokio::test]
     async fn rejects_addresses_without_a_port() {
-        for addr in ["localhost", ":10124", "host:notaport", "host:99999"] {
+        for addr in [
+            "localhost",
+            ":10124",
+            "host:notaport",
+            "host:99999",
+            "host:0",
+        ] {
             let err = Target::connect(addr, Duration::from_millis(100))
                 .await
                 .unwrap_err();
