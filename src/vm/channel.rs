@@ -1,0 +1,411 @@
+//! The host↔guest control channel: line-delimited JSON over a virtio-serial
+//! port, which QEMU exposes on the host as a unix socket.
+//!
+//! Host → guest: `{"hello": nonce}` and `{"id", "argv", "env",
+//! "timeout_secs"}`. Guest → host: `{"hello": nonce, "role"}`, then per
+//! command any number of `{"id", "stdout"}` / `{"id", "stderr"}` chunks and
+//! one `{"id", "exit": code}` or `{"id", "error": text}`. Several commands
+//! may run at once. A host connection is a session: lines that arrive before
+//! the answer to this connection's hello are stale and skipped, and the
+//! guest kills a session's commands when the host disconnects.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::OwnedWriteHalf;
+use tokio::net::UnixStream;
+use tokio::sync::mpsc;
+
+use super::{Role, VmError};
+
+/// The virtio-serial port's name (`/sys/class/virtio-ports/*/name`).
+pub const PORT_NAME: &str = "nvmfcheck.ctl";
+
+/// Longest line either side accepts; longer ones are a protocol error.
+pub const MAX_LINE: usize = 1 << 20;
+
+/// A message from the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Request {
+    /// Opens a session; the guest answers with the same nonce.
+    Hello {
+        /// Chosen by the host for this connection.
+        hello: String,
+    },
+    /// Runs a command.
+    Exec(ExecRequest),
+}
+
+/// One command to run in the guest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecRequest {
+    /// Chosen by the host, unique within the session.
+    pub id: u64,
+    /// Program and arguments; the program is looked up on `PATH`.
+    pub argv: Vec<String>,
+    /// Added to the guest's base environment.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// The guest kills the command (its process group) after this long.
+    pub timeout_secs: u64,
+}
+
+/// A message from the guest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Reply {
+    /// Answers a hello.
+    Hello {
+        /// The host's nonce.
+        hello: String,
+        /// Which VM answered.
+        role: Role,
+    },
+    /// Output on stdout.
+    Stdout {
+        /// The command.
+        id: u64,
+        /// A chunk, lossily decoded as UTF-8.
+        stdout: String,
+    },
+    /// Output on stderr.
+    Stderr {
+        /// The command.
+        id: u64,
+        /// A chunk, lossily decoded as UTF-8.
+        stderr: String,
+    },
+    /// The command exited; a signal `n` is reported as `128 + n`.
+    Exit {
+        /// The command.
+        id: u64,
+        /// Its exit status.
+        exit: i32,
+    },
+    /// The command could not run or was killed at its deadline.
+    Error {
+        /// The command.
+        id: u64,
+        /// What went wrong.
+        error: String,
+    },
+}
+
+/// Serializes a message as one line.
+pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
+    // Serializing these plain structs cannot fail.
+    let mut line = serde_json::to_vec(msg).unwrap_or_default();
+    line.push(b'\n');
+    line
+}
+
+/// Turns byte chunks into UTF-8 text without splitting a character that
+/// straddles two chunks; invalid bytes become U+FFFD.
+#[derive(Debug, Default)]
+pub struct Utf8Carry {
+    pending: Vec<u8>,
+}
+
+impl Utf8Carry {
+    /// Text of `chunk`, keeping an incomplete trailing character for later.
+    pub fn push(&mut self, chunk: &[u8]) -> String {
+        self.pending.extend_from_slice(chunk);
+        let len = self.pending.len();
+        // The one suffix (1 to 3 bytes) that is the start of a character.
+        let keep = (1..=len.min(3))
+            .find(|&k| {
+                std::str::from_utf8(&self.pending[len - k..])
+                    .is_err_and(|e| e.valid_up_to() == 0 && e.error_len().is_none())
+            })
+            .unwrap_or(0);
+        let rest = self.pending.split_off(self.pending.len() - keep);
+        let text = String::from_utf8_lossy(&self.pending).into_owned();
+        self.pending = rest;
+        text
+    }
+
+    /// Whatever is left, at the end of the stream.
+    pub fn finish(&mut self) -> String {
+        let text = String::from_utf8_lossy(&self.pending).into_owned();
+        self.pending.clear();
+        text
+    }
+}
+
+/// What a running command sends the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A chunk of stdout.
+    Stdout(String),
+    /// A chunk of stderr.
+    Stderr(String),
+    /// It exited with this status.
+    Exit(i32),
+    /// It could not run, was killed at its deadline, or the VM went away.
+    Error(String),
+}
+
+type Pending = Arc<Mutex<HashMap<u64, mpsc::UnboundedSender<Event>>>>;
+
+/// The host's end of a VM's control channel.
+#[derive(Debug)]
+pub struct Channel {
+    role: Role,
+    write: tokio::sync::Mutex<OwnedWriteHalf>,
+    pending: Pending,
+    next_id: AtomicU64,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Channel {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+/// A command's output, collected.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecOutput {
+    /// Exit status.
+    pub code: i32,
+    /// All of stdout.
+    pub stdout: String,
+    /// All of stderr.
+    pub stderr: String,
+}
+
+fn chan_err(role: Role, what: impl std::fmt::Display) -> VmError {
+    VmError::Channel(format!("{role} VM control channel: {what}"))
+}
+
+impl Channel {
+    /// Connects to the socket at `path` (waiting for it to appear) and
+    /// opens a session; fails if the guest does not answer by `deadline`.
+    pub async fn connect(role: Role, path: &Path, deadline: Instant) -> Result<Self, VmError> {
+        let timeout = |what: &str| VmError::Timeout {
+            what: format!("{role} VM: {what}"),
+            after: deadline.saturating_duration_since(Instant::now()),
+            log: None,
+        };
+        let stream = loop {
+            match UnixStream::connect(path).await {
+                Ok(s) => break s,
+                Err(e) if Instant::now() >= deadline => {
+                    return Err(chan_err(role, format!("cannot connect to {}: {e}", path.display())))
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        };
+        let (read, mut write) = stream.into_split();
+        let mut lines = BufReader::new(read).lines();
+        let nonce = uuid::Uuid::new_v4().to_string();
+        let hello = encode(&Request::Hello {
+            hello: nonce.clone(),
+        });
+        // The guest may not have opened its port yet and may drop what came
+        // before; say hello until it answers.
+        let answered = async {
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => write.write_all(&hello).await.map_err(|e| chan_err(role, e))?,
+                    line = lines.next_line() => {
+                        let line = line.map_err(|e| chan_err(role, e))?
+                            .ok_or_else(|| chan_err(role, "QEMU closed the socket"))?;
+                        match serde_json::from_str(&line) {
+                            Ok(Reply::Hello { hello, role: r }) if hello == nonce => {
+                                if r != role {
+                                    return Err(chan_err(role, format!("the {r} VM answered")));
+                                }
+                                return Ok(());
+                            }
+                            _ => continue,
+                        }
+                    }
+                }
+            }
+        };
+        tokio::time::timeout_at(deadline.into(), answered)
+            .await
+            .map_err(|_| timeout("waiting for the guest daemon's hello"))??;
+        let pending: Pending = Arc::default();
+        let reader = tokio::spawn(dispatch(role, lines, pending.clone()));
+        Ok(Self {
+            role,
+            write: tokio::sync::Mutex::new(write),
+            pending,
+            next_id: AtomicU64::new(1),
+            reader,
+        })
+    }
+
+    /// Which VM this is.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Starts `argv` in the guest; its events arrive on the returned
+    /// receiver, ending with `Exit` or `Error`.
+    pub async fn start(
+        &self,
+        argv: &[String],
+        env: BTreeMap<String, String>,
+        timeout: Duration,
+    ) -> Result<mpsc::UnboundedReceiver<Event>, VmError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.pending
+            .lock()
+            .map_err(|_| chan_err(self.role, "poisoned lock"))?
+            .insert(id, tx);
+        let req = encode(&Request::Exec(ExecRequest {
+            id,
+            argv: argv.to_vec(),
+            env,
+            timeout_secs: timeout.as_secs().max(1),
+        }));
+        self.write
+            .lock()
+            .await
+            .write_all(&req)
+            .await
+            .map_err(|e| chan_err(self.role, e))?;
+        Ok(rx)
+    }
+
+    /// Runs `argv`, handing each output chunk to `on_output` as it comes,
+    /// and returns its exit status. The host gives up 10 s after the
+    /// guest's own deadline, in case the guest hangs.
+    pub async fn run(
+        &self,
+        argv: &[String],
+        timeout: Duration,
+        mut on_output: impl FnMut(&Event),
+    ) -> Result<i32, VmError> {
+        let mut rx = self.start(argv, BTreeMap::new(), timeout).await?;
+        let cmdline = argv.join(" ");
+        let wait = async {
+            while let Some(ev) = rx.recv().await {
+                match ev {
+                    Event::Exit(code) => return Ok(code),
+                    Event::Error(e) => {
+                        return Err(chan_err(self.role, format!("`{cmdline}`: {e}")));
+                    }
+                    out => on_output(&out),
+                }
+            }
+            Err(chan_err(self.role, format!("`{cmdline}`: no exit status")))
+        };
+        tokio::time::timeout(timeout + Duration::from_secs(10), wait)
+            .await
+            .map_err(|_| VmError::Timeout {
+                what: format!("{} VM: `{cmdline}` (the guest did not report)", self.role),
+                after: timeout + Duration::from_secs(10),
+                log: None,
+            })?
+    }
+
+    /// Runs `argv` and collects its output.
+    pub async fn output(&self, argv: &[String], timeout: Duration) -> Result<ExecOutput, VmError> {
+        let mut out = ExecOutput::default();
+        out.code = self
+            .run(argv, timeout, |ev| match ev {
+                Event::Stdout(s) => out.stdout.push_str(s),
+                Event::Stderr(s) => out.stderr.push_str(s),
+                _ => {}
+            })
+            .await?;
+        Ok(out)
+    }
+}
+
+async fn dispatch(
+    role: Role,
+    mut lines: tokio::io::Lines<BufReader<tokio::net::unix::OwnedReadHalf>>,
+    pending: Pending,
+) {
+    let why = loop {
+        let line = match lines.next_line().await {
+            Ok(Some(l)) => l,
+            Ok(None) => break "the VM closed the channel (did QEMU exit?)".to_string(),
+            Err(e) => break format!("reading the channel failed: {e}"),
+        };
+        let Ok(reply) = serde_json::from_str::<Reply>(&line) else {
+            tracing::warn!("{role} VM sent an unreadable line: {line:?}");
+            continue;
+        };
+        let (id, ev) = match reply {
+            Reply::Hello { .. } => continue,
+            Reply::Stdout { id, stdout } => (id, Event::Stdout(stdout)),
+            Reply::Stderr { id, stderr } => (id, Event::Stderr(stderr)),
+            Reply::Exit { id, exit } => (id, Event::Exit(exit)),
+            Reply::Error { id, error } => (id, Event::Error(error)),
+        };
+        let Ok(mut map) = pending.lock() else { return };
+        let last = matches!(ev, Event::Exit(_) | Event::Error(_));
+        if let Some(tx) = map.get(&id) {
+            let _ = tx.send(ev);
+        }
+        if last {
+            map.remove(&id);
+        }
+    };
+    if let Ok(mut map) = pending.lock() {
+        for (_, tx) in map.drain() {
+            let _ = tx.send(Event::Error(why.clone()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_have_the_documented_shape() {
+        let req = Request::Exec(ExecRequest {
+            id: 7,
+            argv: vec!["nvme".into(), "version".into()],
+            env: BTreeMap::new(),
+            timeout_secs: 30,
+        });
+        let line = encode(&req);
+        assert_eq!(
+            String::from_utf8(line.clone()).unwrap(),
+            "{\"id\":7,\"argv\":[\"nvme\",\"version\"],\"env\":{},\"timeout_secs\":30}\n"
+        );
+        assert_eq!(serde_json::from_slice::<Request>(&line).unwrap(), req);
+        let hello: Request = serde_json::from_str("{\"hello\":\"n\"}").unwrap();
+        assert_eq!(hello, Request::Hello { hello: "n".into() });
+        for (text, reply) in [
+            ("{\"id\":1,\"stdout\":\"x\"}", Reply::Stdout { id: 1, stdout: "x".into() }),
+            ("{\"id\":1,\"stderr\":\"y\"}", Reply::Stderr { id: 1, stderr: "y".into() }),
+            ("{\"id\":1,\"exit\":3}", Reply::Exit { id: 1, exit: 3 }),
+            ("{\"id\":1,\"error\":\"e\"}", Reply::Error { id: 1, error: "e".into() }),
+            (
+                "{\"hello\":\"n\",\"role\":\"target\"}",
+                Reply::Hello { hello: "n".into(), role: Role::Target },
+            ),
+        ] {
+            assert_eq!(serde_json::from_str::<Reply>(text).unwrap(), reply, "{text}");
+            assert_eq!(encode(&reply), format!("{text}\n").into_bytes());
+        }
+    }
+
+    #[test]
+    fn utf8_is_not_split_across_chunks() {
+        let mut c = Utf8Carry::default();
+        let snow = "☃".as_bytes();
+        assert_eq!(c.push(&[b'a', snow[0]]), "a");
+        assert_eq!(c.push(&snow[1..]), "☃");
+        assert_eq!(c.push(&[0xff, b'b']), "\u{fffd}b");
+        assert_eq!(c.push(&[b'c', snow[0], snow[1]]), "c");
+        assert_eq!(c.finish(), "\u{fffd}");
+    }
+}
