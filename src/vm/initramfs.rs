@@ -71,6 +71,7 @@ $b mount -t 9p -o @ROOT_OPTS@ hostroot $r || fail "cannot mount the host root ov
 $b mount -t proc proc $r/proc
 $b mount -t sysfs sys $r/sys
 $b mount -t devtmpfs dev $r/dev
+$b mkdir -p $r/dev/shm
 for d in /dev/shm /tmp /run /var/tmp /var/lib; do
   $b mount -t tmpfs -o mode=1777 tmpfs $r$d || fail "cannot mount tmpfs on $d"
 done

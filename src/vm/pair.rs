@@ -338,10 +338,20 @@ async fn watch<T>(
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     };
-    tokio::select! {
+    let r = tokio::select! {
         r = fut => r,
-        () = died => Err(vm.exited("it exited while booting".into())),
+        () = died => return Err(vm.exited("it exited while booting".into())),
+    };
+    // A channel or gRPC error is often QEMU going away: say that instead.
+    if r.is_err() {
+        for _ in 0..10 {
+            if !super::qemu::pid_alive(pid) {
+                return Err(vm.exited("it exited while booting".into()));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
+    r
 }
 
 /// Waits until the agent behind `port` answers `BdevRpc.List`; returns the
