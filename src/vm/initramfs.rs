@@ -158,9 +158,47 @@ fn check_busybox(bytes: &[u8]) -> Result<(), VmError> {
     Ok(())
 }
 
-/// Builds the initramfs for `kernel` (or finds it in `cache`) and returns
+/// Size and modification time of `path`, as bytes for a cache key.
+fn stamp(path: &Path) -> Vec<u8> {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Vec::new();
+    };
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    format!("{}:{mtime}", meta.len()).into_bytes()
+}
+
+/// The cache key of an image: everything it is built from, with files
+/// stood for by their size and mtime, so a cache hit reads no module.
+fn key(kernel: &GuestKernel) -> String {
+    let lists: Vec<&str> = BASE_MODULES
+        .iter()
+        .chain(Role::ALL.iter().flat_map(|r| role_modules(*r)))
+        .copied()
+        .collect();
+    content_key(&[
+        env!("CARGO_PKG_VERSION").as_bytes(),
+        init_script().as_bytes(),
+        lists.join(",").as_bytes(),
+        &stamp(Path::new(BUSYBOX)),
+        kernel.modules.as_os_str().as_encoded_bytes(),
+        &stamp(&kernel.modules),
+        kernel.version.as_bytes(),
+    ])
+}
+
+/// Builds the initramfs for `kernel`, or finds it in `cache`, and returns
 /// its path.
 pub fn build(kernel: &GuestKernel, cache: &Path) -> Result<PathBuf, VmError> {
+    let path = cache
+        .join("initramfs")
+        .join(format!("{}-{}.cpio", kernel.version, key(kernel)));
+    if path.is_file() {
+        return Ok(path);
+    }
     let busybox = std::fs::read(BUSYBOX).map_err(|_| VmError::Missing {
         what: format!("busybox ({BUSYBOX})"),
         package: "busybox-static",
@@ -188,13 +226,7 @@ pub fn build(kernel: &GuestKernel, cache: &Path) -> Result<PathBuf, VmError> {
         let ko = std::fs::read(&path).map_err(io_error(format!("cannot read {}", path.display())))?;
         modules.push((name, ko));
     }
-    let image = cpio(entries(busybox, &modules, &lists))?;
-    let path = cache
-        .join("initramfs")
-        .join(format!("{}-{}.cpio", kernel.version, content_key(&[&image])));
-    if !path.exists() {
-        write_atomic(&path, &image)?;
-    }
+    write_atomic(&path, &cpio(entries(busybox, &modules, &lists))?)?;
     Ok(path)
 }
 

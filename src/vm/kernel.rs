@@ -155,8 +155,44 @@ fn cached(dir: &Path, version: &str) -> Option<GuestKernel> {
     (k.vmlinux.is_file() && k.modules.is_dir()).then_some(k)
 }
 
+/// apt's package lists; `apt-get update` changes this dir.
+const APT_LISTS: &str = "/var/lib/apt/lists";
+
+fn mtime(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// The kernel package, remembered in `cache/kernel/current` because asking
+/// apt-cache takes ~0.7 s; asked again once apt's lists have changed.
+async fn package(cache: &Path, progress: &Progress) -> Result<String, VmError> {
+    let memo = cache.join("kernel").join("current");
+    let remembered = std::fs::read_to_string(&memo)
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty());
+    let fresh = match (mtime(&memo), mtime(Path::new(APT_LISTS))) {
+        (Some(m), Some(lists)) => m >= lists,
+        (Some(_), None) => true,
+        _ => false,
+    };
+    match remembered {
+        Some(p) if fresh => Ok(p),
+        remembered => match current_package().await {
+            Ok(p) => {
+                write_atomic(&memo, p.as_bytes())?;
+                Ok(p)
+            }
+            Err(e) => {
+                let Some(p) = remembered else { return Err(e) };
+                progress.say(format!("using the cached {p}: {e}"));
+                Ok(p)
+            }
+        },
+    }
+}
+
 async fn debian(cache: &Path, progress: &Progress) -> Result<GuestKernel, VmError> {
-    let package = current_package().await?;
+    let package = package(cache, progress).await?;
     let version = package
         .strip_prefix("linux-image-")
         .unwrap_or(&package)
