@@ -134,9 +134,6 @@ pub struct GuestArgs {
     /// Which VM this is.
     #[arg(long)]
     role: Role,
-    /// Serve the channel (PID 1 starts this and reaps).
-    #[arg(long)]
-    worker: bool,
 }
 
 /// Runs `nvmfcheck vm`.
@@ -148,7 +145,7 @@ pub async fn main(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Down(args) => down(args).await,
         Command::Status(args) => status(args).await,
         Command::Guest(args) => {
-            nvmfcheck::vm::guest::main(args.role, args.worker).await?;
+            nvmfcheck::vm::guest::main(args.role).await?;
             Ok(ExitCode::SUCCESS)
         }
     }

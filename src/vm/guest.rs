@@ -1,10 +1,9 @@
 //! The daemon inside each guest (`nvmfcheck vm guest`, hidden).
 //!
-//! The init script execs it as PID 1 in the chroot of the host root. PID 1
-//! only starts the real daemon (the `--worker`) and reaps every orphan, so
-//! that the worker's own waits on its children keep working; when the
-//! worker ends, PID 1 powers the VM off. The worker serves the control
-//! channel (see [`super::channel`]) and, on the target, runs the agent.
+//! The init script (which stays PID 1 and reaps orphans) starts it in the
+//! chroot of the host root. It serves the control channel (see
+//! [`super::channel`]) and, on the target, runs the agent. When it ends,
+//! the init powers the VM off.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -31,12 +30,11 @@ const BASE_ENV: &[(&str, &str)] = &[
     ("TERM", "dumb"),
 ];
 
-/// Runs the guest daemon: the reaper when this is PID 1, else the worker.
-pub async fn main(role: Role, worker: bool) -> Result<(), VmError> {
-    if !worker && std::process::id() == 1 {
-        return reaper(role);
-    }
+/// Runs the guest daemon.
+pub async fn main(role: Role) -> Result<(), VmError> {
+    kmsg("guest daemon started");
     let port = find_port(Duration::from_secs(10)).await?;
+    kmsg("control port found");
     if role == Role::Target {
         start_agent();
     }
@@ -53,27 +51,12 @@ pub async fn main(role: Role, worker: bool) -> Result<(), VmError> {
     Ok(())
 }
 
-fn reaper(role: Role) -> Result<(), VmError> {
-    use nix::sys::wait::waitpid;
-    let exe = std::env::current_exe().map_err(io_error("cannot find my own binary"))?;
-    let worker = std::process::Command::new(exe)
-        .args(["vm", "guest", "--role", role.name(), "--worker"])
-        .spawn()
-        .map_err(io_error("cannot start the guest daemon"))?;
-    let worker = Pid::from_raw(worker.id() as i32);
-    loop {
-        match waitpid(None, None) {
-            Ok(status) if status.pid() == Some(worker) => {
-                eprintln!("nvmfcheck: guest daemon ended ({status:?}); powering off");
-                break;
-            }
-            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            Err(_) => break,
-        }
+/// Logs to the kernel log, timestamped, readable with `dmesg` in the guest.
+fn kmsg(msg: &str) {
+    // One write is one record.
+    if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open("/dev/kmsg") {
+        let _ = f.write_all(format!("<6>nvmfcheck: {msg}\n").as_bytes());
     }
-    nix::unistd::sync();
-    let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_POWER_OFF);
-    Ok(())
 }
 
 /// The `/dev` node of the control port, found by name in sysfs (there is
@@ -211,7 +194,10 @@ pub async fn serve(
         };
         match ev {
             Incoming::Line(line) => match serde_json::from_str::<Request>(&line) {
-                Ok(Request::Hello { hello }) => out.send(&Reply::Hello { hello, role }),
+                Ok(Request::Hello { hello }) => {
+                kmsg("hello");
+                out.send(&Reply::Hello { hello, role })
+            }
                 Ok(Request::Exec(req)) => {
                     let id = req.id;
                     if let Some(old) = running.insert(id, tokio::spawn(exec(req, out))) {

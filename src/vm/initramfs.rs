@@ -3,7 +3,8 @@
 //!
 //! The init loads the modules, mounts the host's root read-only over 9p,
 //! mounts the kernel filesystems and tmpfs on the writable paths, brings up
-//! the network and execs `nvmfcheck vm guest` in a chroot of the host root.
+//! the network and starts `nvmfcheck vm guest` in a chroot of the host
+//! root; it stays PID 1 to reap orphans.
 //! One image serves both roles: the role and the binary's path come on the
 //! kernel command line, so the image is cached by content.
 
@@ -54,6 +55,9 @@ fail() { echo "nvmfcheck-init: $*" >&2; $b poweroff -f; }
 $b mount -t proc proc /proc
 $b mount -t sysfs sys /sys
 $b mount -t devtmpfs dev /dev
+# Timestamped in the kernel log (`dmesg` in the guest), not on the console.
+log() { echo "<6>nvmfcheck-init: $*" > /dev/kmsg; }
+log start
 for w in $($b cat /proc/cmdline); do
   case "$w" in
     nvmfcheck.role=*) role="${w#*=}" ;;
@@ -65,6 +69,7 @@ $b hostname "$role"
 for m in $($b cat /modules/base.list /modules/$role.list); do
   $b insmod /modules/$m.ko || fail "cannot load module $m"
 done
+log modules loaded
 r=/newroot
 $b mkdir -p $r
 $b mount -t 9p -o @ROOT_OPTS@ hostroot $r || fail "cannot mount the host root over 9p"
@@ -84,8 +89,16 @@ $b ip addr add $ip/24 dev eth0 && $b ip link set eth0 up || fail "cannot configu
 if [ "$role" = target ]; then
   $b ip addr add 10.0.2.15/24 dev eth1 && $b ip link set eth1 up || fail "cannot configure eth1"
 fi
-cd $r
-exec $b chroot $r "$exe" vm guest --role "$role"
+log start the guest daemon
+# This shell stays PID 1: its `wait` reaps every orphan (waitpid(-1)) until
+# the daemon's job ends; then the VM powers off and QEMU exits.
+(
+  $b chroot $r "$exe" vm guest --role "$role"
+  echo "nvmfcheck-init: the guest daemon exited ($?); powering off" >&2
+  $b poweroff -f
+) &
+wait
+$b poweroff -f
 "#;
 
 /// The init script as written into the image.
@@ -181,6 +194,7 @@ fn key(kernel: &GuestKernel) -> String {
         .collect();
     content_key(&[
         env!("CARGO_PKG_VERSION").as_bytes(),
+        b"unsigned modules",
         init_script().as_bytes(),
         lists.join(",").as_bytes(),
         &stamp(Path::new(BUSYBOX)),
@@ -223,7 +237,9 @@ pub fn build(kernel: &GuestKernel, cache: &Path) -> Result<PathBuf, VmError> {
     }
     let mut modules = Vec::new();
     for (name, path) in all {
-        let ko = std::fs::read(&path).map_err(io_error(format!("cannot read {}", path.display())))?;
+        let mut ko =
+            std::fs::read(&path).map_err(io_error(format!("cannot read {}", path.display())))?;
+        super::modules::strip_signature(&mut ko);
         modules.push((name, ko));
     }
     write_atomic(&path, &cpio(entries(busybox, &modules, &lists))?)?;
@@ -264,6 +280,7 @@ mod tests {
         let s = init_script();
         assert!(s.starts_with("#!/bin/busybox sh\n"));
         assert!(s.contains("vm guest --role"));
+        assert!(s.contains("\nwait\n"), "PID 1 must keep reaping");
         assert!(s.contains(GUEST_OUT_DIR));
         assert!(!s.contains('@'), "unfilled placeholder in:\n{s}");
     }
