@@ -255,9 +255,16 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         r = prepare(&args.boot, &progress) => r?,
         why = interrupted() => bail!("{why} while preparing"),
     };
-    let run_dir = std::env::temp_dir().join(format!("nvmfcheck-{}", std::process::id()));
+    let run_dir = pair::fresh_run_dir();
     let _cleanup = RemoveDir(run_dir.clone());
-    let cfg = config(&args.boot, prepared, run_dir, out.clone(), free_port()?, Lifetime::Owned)?;
+    let cfg = config(
+        &args.boot,
+        prepared,
+        run_dir,
+        out.clone(),
+        free_port()?,
+        Lifetime::Owned,
+    )?;
     // Dropping the boot future on a signal drops the QEMU handles, which
     // kills them.
     let pair = tokio::select! {
@@ -342,7 +349,14 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         None => free_port()?,
     };
     let out = dir.join("out");
-    let cfg = config(&args.boot, prepared, dir.clone(), out.clone(), port, Lifetime::Detached)?;
+    let cfg = config(
+        &args.boot,
+        prepared,
+        dir.clone(),
+        out.clone(),
+        port,
+        Lifetime::Detached,
+    )?;
     let pair = tokio::select! {
         r = Pair::boot(&cfg, &progress) => r.context("phase boot")?,
         why = interrupted() => bail!("{why} while booting; console logs in {}", out.display()),
@@ -351,13 +365,19 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     pair.state(&cfg).save(&dir)?;
     pair.detach();
     let flag = state_flag(&args.state);
-    println!("The target and initiator VMs are up ({}).", cfg.accel.name());
+    println!(
+        "The target and initiator VMs are up ({}).",
+        cfg.accel.name()
+    );
     println!("  target gRPC (BdevRpc) from this host: 127.0.0.1:{port}");
     println!("    nvmfcheck bdev list --target 127.0.0.1:{port}");
     println!("  inside the VMs the target is {TARGET_IP}:{AGENT_PORT}; /dev/vdb is its blank 512 MiB disk");
     println!("  run a command:  nvmfcheck vm exec{flag} initiator -- nvme list");
     println!("  stop them:      nvmfcheck vm down{flag}");
-    println!("  logs and the shared output dir ({GUEST_OUT_DIR} in the guests): {}", out.display());
+    println!(
+        "  logs and the shared output dir ({GUEST_OUT_DIR} in the guests): {}",
+        out.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -395,7 +415,10 @@ async fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
     let channel = Channel::connect(args.vm, &vm.files.ctl, deadline)
         .await
         .with_context(|| {
-            format!("is another `vm exec` on the {} VM still connected?", args.vm)
+            format!(
+                "is another `vm exec` on the {} VM still connected?",
+                args.vm
+            )
         })?;
     let code = tokio::select! {
         r = stream(&channel, &args.command, Duration::from_secs(args.timeout)) => r?,
@@ -443,11 +466,18 @@ async fn status(args: StateArgs) -> anyhow::Result<ExitCode> {
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(3);
     match pair::agent_ready(state.grpc_port, deadline).await {
-        Ok(n) => println!("agent: answers on 127.0.0.1:{} ({n} bdevs)", state.grpc_port),
+        Ok(n) => println!(
+            "agent: answers on 127.0.0.1:{} ({n} bdevs)",
+            state.grpc_port
+        ),
         Err(e) => {
             all = false;
             println!("agent: {e}");
         }
     }
-    Ok(if all { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if all {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

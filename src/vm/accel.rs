@@ -58,7 +58,10 @@ pub async fn auto(vmlinux: &Path, cache: &Path) -> Result<Verdict, VmError> {
         .filter(|c| c.boot_id == id && !id.is_empty())
     {
         return Ok(Verdict {
-            reason: format!("{} (probed earlier since this host booted)", c.verdict.reason),
+            reason: format!(
+                "{} (probed earlier since this host booted)",
+                c.verdict.reason
+            ),
             ..c.verdict
         });
     }

@@ -45,7 +45,10 @@ pub fn payload(image: &[u8]) -> Result<Payload, VmError> {
     let length = le32(image, PAYLOAD_LENGTH).ok_or_else(|| bad("truncated header"))?;
     let offset = setup_len + rel as usize;
     let length = length as usize;
-    if offset.checked_add(length).is_none_or(|end| end > image.len()) {
+    if offset
+        .checked_add(length)
+        .is_none_or(|end| end > image.len())
+    {
         return Err(bad("payload lies beyond the end of the file"));
     }
     Ok(Payload { offset, length })

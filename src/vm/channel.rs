@@ -188,16 +188,20 @@ impl Channel {
     /// Connects to the socket at `path` (waiting for it to appear) and
     /// opens a session; fails if the guest does not answer by `deadline`.
     pub async fn connect(role: Role, path: &Path, deadline: Instant) -> Result<Self, VmError> {
+        let start = Instant::now();
         let timeout = |what: &str| VmError::Timeout {
             what: format!("{role} VM: {what}"),
-            after: deadline.saturating_duration_since(Instant::now()),
+            after: deadline.saturating_duration_since(start),
             log: None,
         };
         let stream = loop {
             match UnixStream::connect(path).await {
                 Ok(s) => break s,
                 Err(e) if Instant::now() >= deadline => {
-                    return Err(chan_err(role, format!("cannot connect to {}: {e}", path.display())))
+                    return Err(chan_err(
+                        role,
+                        format!("cannot connect to {}: {e}", path.display()),
+                    ))
                 }
                 Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
             }
@@ -384,16 +388,41 @@ mod tests {
         let hello: Request = serde_json::from_str("{\"hello\":\"n\"}").unwrap();
         assert_eq!(hello, Request::Hello { hello: "n".into() });
         for (text, reply) in [
-            ("{\"id\":1,\"stdout\":\"x\"}", Reply::Stdout { id: 1, stdout: "x".into() }),
-            ("{\"id\":1,\"stderr\":\"y\"}", Reply::Stderr { id: 1, stderr: "y".into() }),
+            (
+                "{\"id\":1,\"stdout\":\"x\"}",
+                Reply::Stdout {
+                    id: 1,
+                    stdout: "x".into(),
+                },
+            ),
+            (
+                "{\"id\":1,\"stderr\":\"y\"}",
+                Reply::Stderr {
+                    id: 1,
+                    stderr: "y".into(),
+                },
+            ),
             ("{\"id\":1,\"exit\":3}", Reply::Exit { id: 1, exit: 3 }),
-            ("{\"id\":1,\"error\":\"e\"}", Reply::Error { id: 1, error: "e".into() }),
+            (
+                "{\"id\":1,\"error\":\"e\"}",
+                Reply::Error {
+                    id: 1,
+                    error: "e".into(),
+                },
+            ),
             (
                 "{\"hello\":\"n\",\"role\":\"target\"}",
-                Reply::Hello { hello: "n".into(), role: Role::Target },
+                Reply::Hello {
+                    hello: "n".into(),
+                    role: Role::Target,
+                },
             ),
         ] {
-            assert_eq!(serde_json::from_str::<Reply>(text).unwrap(), reply, "{text}");
+            assert_eq!(
+                serde_json::from_str::<Reply>(text).unwrap(),
+                reply,
+                "{text}"
+            );
             assert_eq!(encode(&reply), format!("{text}\n").into_bytes());
         }
     }

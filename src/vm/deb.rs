@@ -92,8 +92,16 @@ mod tests {
     use std::io::{Cursor, Write};
 
     fn ar_member(name: &str, data: &[u8]) -> Vec<u8> {
-        let mut m = format!("{:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n", name, 0, 0, 0, 100644, data.len())
-            .into_bytes();
+        let mut m = format!(
+            "{:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n",
+            name,
+            0,
+            0,
+            0,
+            100644,
+            data.len()
+        )
+        .into_bytes();
         m.extend_from_slice(data);
         if data.len() % 2 == 1 {
             m.push(b'\n');
@@ -130,7 +138,8 @@ mod tests {
         let mut h = tar::Header::new_gnu();
         h.set_size(5);
         h.set_mode(0o644);
-        tar.append_data(&mut h, "./boot/vmlinuz-1", &b"hello"[..]).unwrap();
+        tar.append_data(&mut h, "./boot/vmlinuz-1", &b"hello"[..])
+            .unwrap();
         let mut xz = liblzma::write::XzEncoder::new(Vec::new(), 1);
         xz.write_all(&tar.into_inner().unwrap()).unwrap();
         let dir = tempfile::tempdir().unwrap();

@@ -24,7 +24,10 @@ use super::{io_error, Role, VmError, GUEST_OUT_DIR, TARGET_IP};
 
 /// `PATH` and friends for commands run over the channel.
 const BASE_ENV: &[(&str, &str)] = &[
-    ("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+    (
+        "PATH",
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    ),
     ("HOME", "/root"),
     ("LANG", "C.UTF-8"),
     ("TERM", "dumb"),
@@ -120,8 +123,14 @@ fn start_agent() {
     };
     let say = Arc::new(say);
     for stream in [
-        child.stdout.take().map(|s| Box::new(s) as Box<dyn AsyncRead + Unpin + Send>),
-        child.stderr.take().map(|s| Box::new(s) as Box<dyn AsyncRead + Unpin + Send>),
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn AsyncRead + Unpin + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn AsyncRead + Unpin + Send>),
     ]
     .into_iter()
     .flatten()
@@ -195,9 +204,9 @@ pub async fn serve(
         match ev {
             Incoming::Line(line) => match serde_json::from_str::<Request>(&line) {
                 Ok(Request::Hello { hello }) => {
-                kmsg("hello");
-                out.send(&Reply::Hello { hello, role })
-            }
+                    kmsg("hello");
+                    out.send(&Reply::Hello { hello, role })
+                }
                 Ok(Request::Exec(req)) => {
                     let id = req.id;
                     if let Some(old) = running.insert(id, tokio::spawn(exec(req, out))) {
@@ -362,7 +371,9 @@ mod tests {
             serve(Role::Initiator, s, w, false).await;
         });
         let deadline = Instant::now() + Duration::from_secs(10);
-        let ch = Channel::connect(Role::Initiator, &path, deadline).await.unwrap();
+        let ch = Channel::connect(Role::Initiator, &path, deadline)
+            .await
+            .unwrap();
         (ch, dir)
     }
 
@@ -374,29 +385,46 @@ mod tests {
     async fn runs_commands_streams_output_and_reports_status() {
         let (ch, _dir) = pair().await;
         let out = ch
-            .output(&argv("echo out; echo err >&2; exit 3"), Duration::from_secs(10))
+            .output(
+                &argv("echo out; echo err >&2; exit 3"),
+                Duration::from_secs(10),
+            )
             .await
             .unwrap();
-        assert_eq!((out.code, out.stdout.as_str(), out.stderr.as_str()), (3, "out\n", "err\n"));
-        let out = ch.output(&argv("kill -9 $$"), Duration::from_secs(10)).await.unwrap();
+        assert_eq!(
+            (out.code, out.stdout.as_str(), out.stderr.as_str()),
+            (3, "out\n", "err\n")
+        );
+        let out = ch
+            .output(&argv("kill -9 $$"), Duration::from_secs(10))
+            .await
+            .unwrap();
         assert_eq!(out.code, 128 + 9);
         let err = ch
             .output(&["/no/such/program".into()], Duration::from_secs(10))
             .await
             .unwrap_err();
-        assert!(err.to_string().contains("cannot start `/no/such/program`"), "{err}");
+        assert!(
+            err.to_string().contains("cannot start `/no/such/program`"),
+            "{err}"
+        );
     }
 
     #[tokio::test]
     async fn commands_run_concurrently() {
         let (ch, _dir) = pair().await;
         let start = Instant::now();
-        let a = ch.output(&argv("sleep 1; echo a"), Duration::from_secs(10));
-        let b = ch.output(&argv("sleep 1; echo b"), Duration::from_secs(10));
+        let (cmd_a, cmd_b) = (argv("sleep 1; echo a"), argv("sleep 1; echo b"));
+        let a = ch.output(&cmd_a, Duration::from_secs(10));
+        let b = ch.output(&cmd_b, Duration::from_secs(10));
         let (a, b) = tokio::join!(a, b);
         assert_eq!(a.unwrap().stdout, "a\n");
         assert_eq!(b.unwrap().stdout, "b\n");
-        assert!(start.elapsed() < Duration::from_millis(1900), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() < Duration::from_millis(1900),
+            "{:?}",
+            start.elapsed()
+        );
     }
 
     #[tokio::test]
@@ -405,8 +433,14 @@ mod tests {
         let marker = dir.path().join("survived");
         let script = format!("(sleep 2; touch {}) & sleep 30", marker.display());
         let start = Instant::now();
-        let err = ch.output(&argv(&script), Duration::from_secs(1)).await.unwrap_err();
-        assert!(err.to_string().contains("did not finish within 1s"), "{err}");
+        let err = ch
+            .output(&argv(&script), Duration::from_secs(1))
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("did not finish within 1s"),
+            "{err}"
+        );
         assert!(start.elapsed() < Duration::from_secs(5));
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert!(!marker.exists(), "a child of the killed command lived on");
@@ -416,7 +450,11 @@ mod tests {
     async fn large_output_arrives_whole() {
         let (ch, _dir) = pair().await;
         let mut rx = ch
-            .start(&argv("head -c 3000000 /dev/zero | tr '\\0' x"), Default::default(), Duration::from_secs(30))
+            .start(
+                &argv("head -c 3000000 /dev/zero | tr '\\0' x"),
+                Default::default(),
+                Duration::from_secs(30),
+            )
             .await
             .unwrap();
         let mut n = 0;

@@ -124,12 +124,11 @@ pub fn entries(
     modules: &[(String, Vec<u8>)],
     lists: &[(&str, Vec<String>)],
 ) -> Vec<(String, u32, Option<Vec<u8>>)> {
-    let mut out: Vec<(String, u32, Option<Vec<u8>>)> = [
-        "bin", "dev", "proc", "sys", "modules", "newroot",
-    ]
-    .iter()
-    .map(|d| (d.to_string(), 0o040755, None))
-    .collect();
+    let mut out: Vec<(String, u32, Option<Vec<u8>>)> =
+        ["bin", "dev", "proc", "sys", "modules", "newroot"]
+            .iter()
+            .map(|d| (d.to_string(), 0o040755, None))
+            .collect();
     out.push(("bin/busybox".into(), 0o100755, Some(busybox)));
     out.push(("init".into(), 0o100755, Some(init_script().into_bytes())));
     for (name, ko) in modules {
@@ -137,7 +136,11 @@ pub fn entries(
     }
     for (list, names) in lists {
         let text: String = names.iter().map(|n| format!("{n}\n")).collect();
-        out.push((format!("modules/{list}.list"), 0o100644, Some(text.into_bytes())));
+        out.push((
+            format!("modules/{list}.list"),
+            0o100644,
+            Some(text.into_bytes()),
+        ));
     }
     out
 }

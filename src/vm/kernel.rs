@@ -117,7 +117,8 @@ fn files(kernel: &Path, modules: &Path, cache: &Path) -> Result<GuestKernel, VmE
 /// sees a half-written file.
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<(), VmError> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io_error(format!("cannot create {}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(io_error(format!("cannot create {}", dir.display())))?;
     }
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     std::fs::write(&tmp, data).map_err(io_error(format!("cannot write {}", tmp.display())))?;
@@ -218,7 +219,10 @@ async fn debian(cache: &Path, progress: &Progress) -> Result<GuestKernel, VmErro
         let _ = std::fs::remove_dir_all(&partial);
     }
     cached(&dir, &version).ok_or_else(|| {
-        VmError::Kernel(format!("{} is incomplete; remove it and retry", dir.display()))
+        VmError::Kernel(format!(
+            "{} is incomplete; remove it and retry",
+            dir.display()
+        ))
     })
 }
 
@@ -243,7 +247,12 @@ async fn fetch_into(
         .flatten()
         .map(|e| e.path())
         .find(|p| p.extension().is_some_and(|e| e == "deb"))
-        .ok_or_else(|| VmError::Kernel(format!("apt-get download left no .deb in {}", dir.display())))?;
+        .ok_or_else(|| {
+            VmError::Kernel(format!(
+                "apt-get download left no .deb in {}",
+                dir.display()
+            ))
+        })?;
     progress.say(format!("unpacking {}", deb.display()));
     let root = dir.join("root");
     let (deb2, root2) = (deb.clone(), root.clone());
@@ -251,10 +260,8 @@ async fn fetch_into(
         .await
         .map_err(|e| VmError::Kernel(format!("unpacking panicked: {e}")))??;
     let bz = root.join("boot").join(format!("vmlinuz-{version}"));
-    let image = std::fs::read(&bz).map_err(io_error(format!(
-        "the package has no {}",
-        bz.display()
-    )))?;
+    let image =
+        std::fs::read(&bz).map_err(io_error(format!("the package has no {}", bz.display())))?;
     progress.say("extracting vmlinux from the bzImage");
     let elf = tokio::task::spawn_blocking(move || bzimage::vmlinux(&image))
         .await
@@ -265,7 +272,8 @@ async fn fetch_into(
         "the package has no {}",
         modules.display()
     )))?;
-    std::fs::remove_dir_all(&root).map_err(io_error(format!("cannot remove {}", root.display())))?;
+    std::fs::remove_dir_all(&root)
+        .map_err(io_error(format!("cannot remove {}", root.display())))?;
     std::fs::remove_file(&deb).map_err(io_error(format!("cannot remove {}", deb.display())))?;
     Ok(())
 }

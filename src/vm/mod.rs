@@ -157,7 +157,11 @@ impl LogTail {
                 continue;
             }
             lines.push(format!("--- last lines of {} ---", p.display()));
-            lines.extend(all[all.len().saturating_sub(n)..].iter().map(|l| l.to_string()));
+            lines.extend(
+                all[all.len().saturating_sub(n)..]
+                    .iter()
+                    .map(|l| l.to_string()),
+            );
         }
         Self {
             paths: paths.to_vec(),

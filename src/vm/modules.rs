@@ -20,9 +20,13 @@ pub fn depends(ko: &[u8]) -> Result<Vec<String>, String> {
     Ok(info
         .split(|&b| b == 0)
         .filter_map(|kv| kv.strip_prefix(b"depends="))
-        .flat_map(|v| String::from_utf8_lossy(v).into_owned().split(',').map(str::to_string).collect::<Vec<_>>())
-        .filter(|d| !d.is_empty())
-        .map(|d| normalize(&d))
+        .flat_map(|v| {
+            String::from_utf8_lossy(v)
+                .split(',')
+                .filter(|d| !d.is_empty())
+                .map(normalize)
+                .collect::<Vec<_>>()
+        })
         .collect())
 }
 
@@ -52,7 +56,10 @@ fn uint(data: &[u8], at: usize, len: usize) -> Result<u64, String> {
     let bytes = data
         .get(at..at + len)
         .ok_or_else(|| format!("truncated ELF file (field at {at:#x})"))?;
-    Ok(bytes.iter().rev().fold(0, |acc, &b| (acc << 8) | u64::from(b)))
+    Ok(bytes
+        .iter()
+        .rev()
+        .fold(0, |acc, &b| (acc << 8) | u64::from(b)))
 }
 
 /// The contents of the section called `name` in a little-endian ELF64 file.
@@ -264,7 +271,14 @@ mod tests {
             .unwrap();
         assert_eq!(
             names(order),
-            ["virtio", "virtio_ring", "virtio_blk", "nvme_core", "nvme_fabrics", "nvme_tcp"]
+            [
+                "virtio",
+                "virtio_ring",
+                "virtio_blk",
+                "nvme_core",
+                "nvme_fabrics",
+                "nvme_tcp"
+            ]
         );
     }
 
@@ -285,7 +299,10 @@ mod tests {
         std::fs::write(sub.join("nvme-tcp.ko"), fake_ko(b"depends=nvme-core\0")).unwrap();
         std::fs::write(sub.join("nvme-core.ko"), fake_ko(b"depends=\0")).unwrap();
         let idx = ModuleIndex::scan(dir.path()).unwrap();
-        assert_eq!(names(idx.closure(&["nvme-tcp"]).unwrap()), ["nvme_core", "nvme_tcp"]);
+        assert_eq!(
+            names(idx.closure(&["nvme-tcp"]).unwrap()),
+            ["nvme_core", "nvme_tcp"]
+        );
         let empty = tempfile::tempdir().unwrap();
         assert!(ModuleIndex::scan(empty.path()).is_err());
     }

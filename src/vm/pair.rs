@@ -100,6 +100,26 @@ pub fn free_port() -> Result<u16, VmError> {
         .map_err(io_error("cannot find a free loopback port"))
 }
 
+/// A new per-run dir for sockets and disk images, `$TMPDIR/nvmfcheck-<pid>`.
+/// Dirs left by runners that were killed (SIGKILL leaves no chance to
+/// clean up) are removed first.
+pub fn fresh_run_dir() -> PathBuf {
+    let tmp = std::env::temp_dir();
+    if let Ok(entries) = std::fs::read_dir(&tmp) {
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let pid = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("nvmfcheck-"))
+                .and_then(|p| p.parse::<u32>().ok());
+            if pid.is_some_and(|p| !super::qemu::pid_alive(p)) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    tmp.join(format!("nvmfcheck-{}", std::process::id()))
+}
+
 fn check_socket_path(p: &Path) -> Result<(), VmError> {
     if p.as_os_str().len() > SUN_PATH_MAX {
         return Err(VmError::Invalid(format!(
@@ -190,7 +210,11 @@ impl Pair {
         let mut guard = KillUnlessReady(Vec::new());
         let qemu = Qemu::spawn(&specs[0], cfg.lifetime)?;
         guard.0.push(qemu.pid);
-        progress.say(format!("target: QEMU started (pid {}, {})", qemu.pid, cfg.accel.name()));
+        progress.say(format!(
+            "target: QEMU started (pid {}, {})",
+            qemu.pid,
+            cfg.accel.name()
+        ));
         let mut target = Vm {
             role: Role::Target,
             qemu,

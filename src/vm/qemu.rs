@@ -100,9 +100,9 @@ pub struct VmSpec {
 
 /// Escapes a value for QEMU's `key=value,…` option syntax.
 fn opt(path: &Path) -> Result<String, VmError> {
-    let s = path.to_str().ok_or_else(|| {
-        VmError::Invalid(format!("{}: QEMU needs UTF-8 paths", path.display()))
-    })?;
+    let s = path
+        .to_str()
+        .ok_or_else(|| VmError::Invalid(format!("{}: QEMU needs UTF-8 paths", path.display())))?;
     Ok(s.replace(',', ",,"))
 }
 
@@ -121,7 +121,10 @@ fn plain(path: &Path) -> Result<String, VmError> {
 
 /// The kernel command line of `spec`.
 pub fn kernel_cmdline(spec: &VmSpec) -> Result<String, VmError> {
-    let exe = spec.exe.to_str().filter(|s| !s.contains(char::is_whitespace));
+    let exe = spec
+        .exe
+        .to_str()
+        .filter(|s| !s.contains(char::is_whitespace));
     let exe = exe.ok_or_else(|| {
         VmError::Invalid(format!(
             "the nvmfcheck binary's path {} has spaces or is not UTF-8; it cannot go on the \
@@ -500,7 +503,11 @@ mod tests {
     fn commas_in_paths_are_escaped() {
         let mut s = spec(Role::Target);
         s.out_dir = "/out,1".into();
-        let a: Vec<_> = argv(&s).unwrap().into_iter().map(|s| s.into_string().unwrap()).collect();
+        let a: Vec<_> = argv(&s)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.into_string().unwrap())
+            .collect();
         assert!(a.iter().any(|a| a.contains("path=/out,,1,")), "{a:?}");
         s.initrd = "/c/initrd,1.cpio".into();
         assert!(argv(&s).unwrap_err().to_string().contains("comma"));

@@ -103,7 +103,9 @@ mod tests {
             let (s, _) = listener.accept().await.unwrap();
             let (r, mut w) = s.into_split();
             let mut lines = BufReader::new(r).lines();
-            w.write_all(b"{\"QMP\": {\"version\": {}}}\n").await.unwrap();
+            w.write_all(b"{\"QMP\": {\"version\": {}}}\n")
+                .await
+                .unwrap();
             let mut seen = Vec::new();
             while let Some(l) = lines.next_line().await.unwrap() {
                 let v: Value = serde_json::from_str(&l).unwrap();
@@ -123,7 +125,10 @@ mod tests {
         let e = q.execute("bad", json!({})).await.unwrap_err();
         assert!(e.to_string().contains("bad failed"), "{e}");
         q.quit().await.unwrap();
-        assert_eq!(server.await.unwrap(), ["qmp_capabilities", "set_link", "bad", "quit"]);
+        assert_eq!(
+            server.await.unwrap(),
+            ["qmp_capabilities", "set_link", "bad", "quit"]
+        );
     }
 
     #[tokio::test]
@@ -131,7 +136,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("qmp");
         let _listener = UnixListener::bind(&path).unwrap();
-        let e = Qmp::connect(&path, Duration::from_millis(200)).await.unwrap_err();
+        let e = Qmp::connect(&path, Duration::from_millis(200))
+            .await
+            .unwrap_err();
         assert!(e.to_string().contains("no reply"), "{e}");
     }
 }
