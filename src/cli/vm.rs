@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use nvmfcheck::vm::channel::{Channel, Event};
+use nvmfcheck::vm::channel::{Channel, Event, CTL_PORTS};
 use nvmfcheck::vm::kernel::{default_cache_dir, KernelSource};
 use nvmfcheck::vm::pair::{free_port, Pair, PairConfig};
 use nvmfcheck::vm::qemu::{self, Accel, Lifetime, Qemu};
@@ -412,14 +412,7 @@ async fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    let channel = Channel::connect(args.vm, &vm.files.ctl, deadline)
-        .await
-        .with_context(|| {
-            format!(
-                "is another `vm exec` on the {} VM still connected?",
-                args.vm
-            )
-        })?;
+    let channel = Channel::connect_free(args.vm, &vm.files, deadline).await?;
     let code = tokio::select! {
         r = stream(&channel, &args.command, Duration::from_secs(args.timeout)) => r?,
         why = interrupted() => bail!("{why}; the command was killed in the VM"),
@@ -438,7 +431,12 @@ async fn down(args: StateArgs) -> anyhow::Result<ExitCode> {
         } else {
             eprintln!("{}: was not running", vm.role);
         }
-        for f in [&vm.files.ctl, &vm.files.qmp, &vm.files.pidfile] {
+        for i in 0..CTL_PORTS {
+            let socket = vm.files.ctl_port(i);
+            let _ = std::fs::remove_file(format!("{}.lock", socket.display()));
+            let _ = std::fs::remove_file(socket);
+        }
+        for f in [&vm.files.qmp, &vm.files.pidfile] {
             let _ = std::fs::remove_file(f);
         }
     }

@@ -10,7 +10,7 @@
 //! guest kills a session's commands when the host disconnects.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,8 +23,11 @@ use tokio::sync::mpsc;
 
 use super::{Role, VmError};
 
-/// The virtio-serial port's name (`/sys/class/virtio-ports/*/name`).
+/// The virtio-serial ports' names (`/sys/class/virtio-ports/*/name`) are
+/// this plus `.0`, `.1`, ….
 pub const PORT_NAME: &str = "nvmfcheck.ctl";
+/// Control ports per VM: one host connection each.
+pub const CTL_PORTS: usize = 4;
 
 /// Longest line either side accepts; longer ones are a protocol error.
 pub const MAX_LINE: usize = 1 << 20;
@@ -161,6 +164,8 @@ pub struct Channel {
     pending: Pending,
     next_id: AtomicU64,
     reader: tokio::task::JoinHandle<()>,
+    /// Marks the port as taken for other host processes.
+    _lock: Option<nix::fcntl::Flock<std::fs::File>>,
 }
 
 impl Drop for Channel {
@@ -185,6 +190,39 @@ fn chan_err(role: Role, what: impl std::fmt::Display) -> VmError {
 }
 
 impl Channel {
+    /// Connects to the first control port of the VM that no other host
+    /// process holds (an exclusive lock on `<socket>.lock` marks it), so
+    /// that several commands can run at once from different processes.
+    pub async fn connect_free(
+        role: Role,
+        files: &super::qemu::VmFiles,
+        deadline: Instant,
+    ) -> Result<Self, VmError> {
+        use nix::fcntl::{Flock, FlockArg};
+        for i in 0..CTL_PORTS {
+            let socket = files.ctl_port(i);
+            let lock_path = PathBuf::from(format!("{}.lock", socket.display()));
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock_path)
+                .map_err(super::io_error(format!(
+                    "cannot open {}",
+                    lock_path.display()
+                )))?;
+            if let Ok(lock) = Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                let mut ch = Self::connect(role, &socket, deadline).await?;
+                ch._lock = Some(lock);
+                return Ok(ch);
+            }
+        }
+        Err(chan_err(
+            role,
+            format!("all {CTL_PORTS} control ports are in use by other nvmfcheck processes"),
+        ))
+    }
+
     /// Connects to the socket at `path` (waiting for it to appear) and
     /// opens a session; fails if the guest does not answer by `deadline`.
     pub async fn connect(role: Role, path: &Path, deadline: Instant) -> Result<Self, VmError> {
@@ -246,6 +284,7 @@ impl Channel {
             pending,
             next_id: AtomicU64::new(1),
             reader,
+            _lock: None,
         })
     }
 

@@ -19,7 +19,9 @@ use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::sync::mpsc;
 
-use super::channel::{encode, ExecRequest, Reply, Request, Utf8Carry, MAX_LINE, PORT_NAME};
+use super::channel::{
+    encode, ExecRequest, Reply, Request, Utf8Carry, CTL_PORTS, MAX_LINE, PORT_NAME,
+};
 use super::{io_error, Role, VmError, GUEST_OUT_DIR, TARGET_IP};
 
 /// `PATH` and friends for commands run over the channel.
@@ -36,21 +38,25 @@ const BASE_ENV: &[(&str, &str)] = &[
 /// Runs the guest daemon.
 pub async fn main(role: Role) -> Result<(), VmError> {
     kmsg("guest daemon started");
-    let port = find_port(Duration::from_secs(10)).await?;
-    kmsg("control port found");
+    let ports = find_ports(Duration::from_secs(10)).await?;
+    kmsg("control ports found");
     if role == Role::Target {
         start_agent();
     }
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&port)
-        .map_err(io_error(format!("cannot open {}", port.display())))?;
-    let writer = file
-        .try_clone()
-        .map_err(io_error("cannot duplicate the port's handle"))?;
-    eprintln!("nvmfcheck: {role} guest daemon serving {}", port.display());
-    serve(role, file, writer, true).await;
+    let mut served = tokio::task::JoinSet::new();
+    for port in ports {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&port)
+            .map_err(io_error(format!("cannot open {}", port.display())))?;
+        let writer = file
+            .try_clone()
+            .map_err(io_error("cannot duplicate the port's handle"))?;
+        eprintln!("nvmfcheck: {role} guest daemon serving {}", port.display());
+        served.spawn(serve(role, file, writer, true));
+    }
+    served.join_all().await;
     Ok(())
 }
 
@@ -62,23 +68,28 @@ fn kmsg(msg: &str) {
     }
 }
 
-/// The `/dev` node of the control port, found by name in sysfs (there is
-/// no udev to make `/dev/virtio-ports/<name>`).
-async fn find_port(wait: Duration) -> Result<PathBuf, VmError> {
+/// The `/dev` nodes of the control ports, found by name in sysfs (there is
+/// no udev to make `/dev/virtio-ports/<name>`). Ports appear one by one;
+/// after `wait`, whatever was found is served.
+async fn find_ports(wait: Duration) -> Result<Vec<PathBuf>, VmError> {
     let start = Instant::now();
     loop {
+        let mut found = Vec::new();
         if let Ok(dir) = std::fs::read_dir("/sys/class/virtio-ports") {
             for entry in dir.flatten() {
                 let name = std::fs::read_to_string(entry.path().join("name")).unwrap_or_default();
                 let dev = Path::new("/dev").join(entry.file_name());
-                if name.trim() == PORT_NAME && dev.exists() {
-                    return Ok(dev);
+                if name.trim().starts_with(PORT_NAME) && dev.exists() {
+                    found.push(dev);
                 }
             }
         }
+        if found.len() == CTL_PORTS || (start.elapsed() > wait && !found.is_empty()) {
+            return Ok(found);
+        }
         if start.elapsed() > wait {
             return Err(VmError::Channel(format!(
-                "no virtio-serial port named {PORT_NAME} in /sys/class/virtio-ports"
+                "no virtio-serial port named {PORT_NAME}.* in /sys/class/virtio-ports"
             )));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -55,8 +55,13 @@ fail() { echo "nvmfcheck-init: $*" >&2; $b poweroff -f; }
 $b mount -t proc proc /proc
 $b mount -t sysfs sys /sys
 $b mount -t devtmpfs dev /dev
-# Timestamped in the kernel log (`dmesg` in the guest), not on the console.
-log() { echo "<6>nvmfcheck-init: $*" > /dev/kmsg; }
+# On the console (whose log the host shows when a boot hangs) and, with
+# the kernel's timestamps, in `dmesg`.
+log() {
+  read up _ < /proc/uptime
+  echo "[$up] nvmfcheck-init: $*"
+  echo "<6>nvmfcheck-init: $*" > /dev/kmsg
+}
 log start
 for w in $($b cat /proc/cmdline); do
   case "$w" in

@@ -109,7 +109,7 @@ pub enum VmError {
     #[error("{0}")]
     Invalid(String),
     /// A step did not finish in time.
-    #[error("{what} did not finish within {}s{}", .after.as_secs_f64(), tail_text(.log))]
+    #[error("{what} did not finish within {:.1}s{}", .after.as_secs_f64(), tail_text(.log))]
     Timeout {
         /// The step, naming the VM.
         what: String,

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::channel::Channel;
+use super::channel::{Channel, CTL_PORTS};
 use super::kernel::GuestKernel;
 use super::qemu::{Accel, Lifetime, Link, Qemu, VmFiles, VmSpec};
 use super::qmp::Qmp;
@@ -196,9 +196,10 @@ impl Pair {
         }
         let specs = [spec(cfg, Role::Target), spec(cfg, Role::Initiator)];
         for s in &specs {
-            for p in [&s.files.ctl, &s.files.qmp] {
-                check_socket_path(p)?;
-                let _ = std::fs::remove_file(p);
+            let ports = (0..CTL_PORTS).map(|i| s.files.ctl_port(i));
+            for p in ports.chain([s.files.qmp.clone()]) {
+                check_socket_path(&p)?;
+                let _ = std::fs::remove_file(&p);
             }
         }
         let link = cfg.run_dir.join("link.sock");
@@ -249,7 +250,7 @@ impl Pair {
         let agent_log = cfg.out_dir.join("agent.log");
         let (t, i) = (&target, &initiator);
         let target_ready = async {
-            let ch = watch(t, Channel::connect(Role::Target, &t.files.ctl, deadline)).await?;
+            let ch = watch(t, Channel::connect_free(Role::Target, &t.files, deadline)).await?;
             progress.say("target: guest daemon up");
             let n = watch(t, agent_ready(cfg.grpc_port, deadline))
                 .await
@@ -265,7 +266,11 @@ impl Pair {
             Ok::<_, VmError>((ch, start.elapsed()))
         };
         let initiator_ready = async {
-            let ch = watch(i, Channel::connect(Role::Initiator, &i.files.ctl, deadline)).await?;
+            let ch = watch(
+                i,
+                Channel::connect_free(Role::Initiator, &i.files, deadline),
+            )
+            .await?;
             progress.say("initiator: guest daemon up");
             Ok::<_, VmError>((ch, start.elapsed()))
         };

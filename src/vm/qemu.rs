@@ -4,6 +4,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
+use super::channel::{CTL_PORTS, PORT_NAME};
 use super::{io_error, Role, VmError, AGENT_PORT};
 
 /// The QEMU binary.
@@ -43,7 +44,8 @@ pub enum Link {
 /// The files of one VM: sockets, logs, disks.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct VmFiles {
-    /// Unix socket of the control channel (virtio-serial).
+    /// Unix socket of the first control port (virtio-serial); the others
+    /// are [`VmFiles::ctl_port`].
     pub ctl: PathBuf,
     /// Unix socket of QMP.
     pub qmp: PathBuf,
@@ -56,6 +58,14 @@ pub struct VmFiles {
 }
 
 impl VmFiles {
+    /// The socket of control port `i` (`0..CTL_PORTS`).
+    pub fn ctl_port(&self, i: usize) -> PathBuf {
+        match i {
+            0 => self.ctl.clone(),
+            i => PathBuf::from(format!("{}.{i}", self.ctl.display())),
+        }
+    }
+
     /// The usual names: sockets in `run_dir`, logs in `log_dir`.
     pub fn new(role: Role, run_dir: &Path, log_dir: &Path) -> Self {
         let n = role.name();
@@ -241,13 +251,21 @@ pub fn argv(spec: &VmSpec) -> Result<Vec<OsString>, VmError> {
             ),
         ]);
     }
+    // Several control ports, because QEMU serves one client per socket:
+    // each `vm exec` takes a free one.
+    a.extend(["-device".into(), "virtio-serial-pci,addr=0x4".into()]);
+    for i in 0..CTL_PORTS {
+        a.extend([
+            "-chardev".into(),
+            format!(
+                "socket,id=ctl{i},path={},server=on,wait=off",
+                opt(&f.ctl_port(i))?
+            ),
+            "-device".into(),
+            format!("virtserialport,chardev=ctl{i},name={PORT_NAME}.{i}"),
+        ]);
+    }
     a.extend([
-        "-chardev".into(),
-        format!("socket,id=ctl,path={},server=on,wait=off", opt(&f.ctl)?),
-        "-device".into(),
-        "virtio-serial-pci,addr=0x4".into(),
-        "-device".into(),
-        "virtserialport,chardev=ctl,name=nvmfcheck.ctl".into(),
         "-fsdev".into(),
         "local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap".into(),
         "-device".into(),
@@ -487,6 +505,8 @@ mod tests {
         assert!(a.contains("id=disk0,format=raw,cache=writeback,aio=threads,file=/run/x/vda"));
         assert!(a.contains("id=disk1,format=raw,cache=writeback,aio=threads,file=/run/x/vdb"));
         assert!(a.contains("-accel tcg -cpu max -smp 1 -m 512 -bios /usr/share/qemu/qboot.rom"));
+        assert_eq!(a.matches("virtserialport,").count(), CTL_PORTS);
+        assert!(a.contains("socket,id=ctl1,path=/run/x/target.ctl.1,server=on,wait=off"));
     }
 
     #[test]
