@@ -288,6 +288,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         r = stream(pair.initiator.channel()?, &argv, Duration::from_secs(args.timeout)) => r,
         why = interrupted() => Err(anyhow::anyhow!("{why}")),
     };
+    progress.say(format!("peak RSS: {}", peak_rss(&pair)));
     progress.say("tearing down");
     pair.shutdown(Duration::from_secs(5)).await;
     progress.say(format!(
@@ -303,6 +304,18 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+fn peak_rss(pair: &Pair) -> String {
+    let rss: Vec<String> = pair
+        .vms()
+        .iter()
+        .map(|vm| match qemu::peak_rss_kib(vm.qemu.pid) {
+            Some(kib) => format!("{} QEMU {} MiB", vm.role, kib / 1024),
+            None => format!("{} QEMU unknown", vm.role),
+        })
+        .collect();
+    rss.join(", ")
+}
+
 fn report_ready(pair: &Pair, progress: &Progress) {
     let times: Vec<String> = pair
         .ready_after
@@ -315,8 +328,13 @@ fn report_ready(pair: &Pair, progress: &Progress) {
 /// Runs `argv` over `channel`, copying its output to ours as it comes.
 async fn stream(channel: &Channel, argv: &[String], timeout: Duration) -> anyhow::Result<i32> {
     use std::io::Write;
+    // The guest starts from a clean environment; a log level is worth
+    // passing on.
+    let env = std::env::var("RUST_LOG")
+        .map(|v| [("RUST_LOG".to_string(), v)].into())
+        .unwrap_or_default();
     let code = channel
-        .run(argv, timeout, |ev| match ev {
+        .run(argv, env, timeout, |ev| match ev {
             Event::Stdout(s) => {
                 let mut out = std::io::stdout().lock();
                 let _ = out.write_all(s.as_bytes()).and_then(|()| out.flush());
@@ -362,6 +380,7 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         why = interrupted() => bail!("{why} while booting; console logs in {}", out.display()),
     };
     report_ready(&pair, &progress);
+    progress.say(format!("RSS so far: {}", peak_rss(&pair)));
     pair.state(&cfg).save(&dir)?;
     pair.detach();
     let flag = state_flag(&args.state);
@@ -454,16 +473,20 @@ async fn status(args: StateArgs) -> anyhow::Result<ExitCode> {
     for vm in &state.vms {
         let up = is_our_qemu(vm.pid, &vm.files);
         all &= up;
+        let state = match (up, qemu::peak_rss_kib(vm.pid)) {
+            (true, Some(kib)) => format!("running, peak RSS {} MiB", kib / 1024),
+            (true, None) => "running".to_string(),
+            (false, _) => "not running".to_string(),
+        };
         println!(
-            "{}: {} (pid {}, console {})",
+            "{}: {state} (pid {}, console {})",
             vm.role,
-            if up { "running" } else { "not running" },
             vm.pid,
             vm.files.console.display()
         );
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(3);
-    match pair::agent_ready(state.grpc_port, deadline).await {
+    match pair::agent_ready(state.grpc_port, deadline, None).await {
         Ok(n) => println!(
             "agent: answers on 127.0.0.1:{} ({n} bdevs)",
             state.grpc_port

@@ -322,16 +322,18 @@ impl Channel {
         Ok(rx)
     }
 
-    /// Runs `argv`, handing each output chunk to `on_output` as it comes,
-    /// and returns its exit status. The host gives up 10 s after the
-    /// guest's own deadline, in case the guest hangs.
+    /// Runs `argv` with `env` added to the guest's base environment,
+    /// handing each output chunk to `on_output` as it comes, and returns its
+    /// exit status. The host gives up 10 s after the guest's own deadline,
+    /// in case the guest hangs.
     pub async fn run(
         &self,
         argv: &[String],
+        env: BTreeMap<String, String>,
         timeout: Duration,
         mut on_output: impl FnMut(&Event),
     ) -> Result<i32, VmError> {
-        let mut rx = self.start(argv, BTreeMap::new(), timeout).await?;
+        let mut rx = self.start(argv, env, timeout).await?;
         let cmdline = argv.join(" ");
         let wait = async {
             while let Some(ev) = rx.recv().await {
@@ -358,7 +360,7 @@ impl Channel {
     pub async fn output(&self, argv: &[String], timeout: Duration) -> Result<ExecOutput, VmError> {
         let mut out = ExecOutput::default();
         out.code = self
-            .run(argv, timeout, |ev| match ev {
+            .run(argv, BTreeMap::new(), timeout, |ev| match ev {
                 Event::Stdout(s) => out.stdout.push_str(s),
                 Event::Stderr(s) => out.stderr.push_str(s),
                 _ => {}

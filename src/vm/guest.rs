@@ -24,6 +24,10 @@ use super::channel::{
 };
 use super::{io_error, Role, VmError, GUEST_OUT_DIR, TARGET_IP};
 
+/// What the daemon logs when the agent ends; the host watches `agent.log`
+/// for it to fail a boot at once.
+pub const AGENT_EXITED: &str = "nvmfcheck: the agent exited";
+
 /// `PATH` and friends for commands run over the channel.
 const BASE_ENV: &[(&str, &str)] = &[
     (
@@ -133,6 +137,7 @@ fn start_agent() {
         Err(e) => return say(&format!("cannot start the agent: {e}")),
     };
     let say = Arc::new(say);
+    let mut pumps = tokio::task::JoinSet::new();
     for stream in [
         child
             .stdout
@@ -147,7 +152,7 @@ fn start_agent() {
     .flatten()
     {
         let say = say.clone();
-        tokio::spawn(async move {
+        pumps.spawn(async move {
             let mut lines = BufReader::new(stream).lines();
             while let Ok(Some(line)) = lines.next_line().await {
                 say(&line);
@@ -155,8 +160,13 @@ fn start_agent() {
         });
     }
     tokio::spawn(async move {
-        let status = child.wait().await;
-        say(&format!("the agent exited: {status:?}"));
+        let status = match child.wait().await {
+            Ok(s) => s.to_string(),
+            Err(e) => format!("cannot wait for it: {e}"),
+        };
+        // Its last words first: the host stops reading at the exit line.
+        let _ = tokio::time::timeout(Duration::from_secs(1), pumps.join_all()).await;
+        say(&format!("{AGENT_EXITED} ({status})"));
     });
 }
 

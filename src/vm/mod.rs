@@ -128,6 +128,12 @@ pub enum VmError {
         /// Its console and QEMU logs.
         log: Option<LogTail>,
     },
+    /// The target's agent exited while the pair was booting.
+    #[error("target VM: the agent exited{}", tail_text(&Some(.log.clone())))]
+    AgentExited {
+        /// The agent's log.
+        log: LogTail,
+    },
     /// The host↔guest channel or QMP failed.
     #[error("{0}")]
     Channel(String),

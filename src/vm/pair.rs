@@ -252,7 +252,7 @@ impl Pair {
         let target_ready = async {
             let ch = watch(t, Channel::connect_free(Role::Target, &t.files, deadline)).await?;
             progress.say("target: guest daemon up");
-            let n = watch(t, agent_ready(cfg.grpc_port, deadline))
+            let n = watch(t, agent_ready(cfg.grpc_port, deadline, Some(&agent_log)))
                 .await
                 .map_err(|e| match e {
                     VmError::Timeout { what, after, .. } => VmError::Timeout {
@@ -384,14 +384,27 @@ async fn watch<T>(
 }
 
 /// Waits until the agent behind `port` answers `BdevRpc.List`; returns the
-/// number of bdevs.
-pub async fn agent_ready(port: u16, deadline: Instant) -> Result<usize, VmError> {
+/// number of bdevs. When `agent_log` (the guest daemon's log of the agent)
+/// says the agent exited, fails at once instead of at the deadline.
+pub async fn agent_ready(
+    port: u16,
+    deadline: Instant,
+    agent_log: Option<&Path>,
+) -> Result<usize, VmError> {
     let start = Instant::now();
     loop {
         let last = match list_once(port).await {
             Ok(n) => return Ok(n),
             Err(e) => e,
         };
+        if let Some(log) = agent_log {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            if text.contains(super::guest::AGENT_EXITED) {
+                return Err(VmError::AgentExited {
+                    log: LogTail::read(&[log.to_path_buf()], 15),
+                });
+            }
+        }
         if Instant::now() >= deadline {
             return Err(VmError::Timeout {
                 what: format!(
@@ -406,12 +419,23 @@ pub async fn agent_ready(port: u16, deadline: Instant) -> Result<usize, VmError>
     }
 }
 
+/// An error and its sources, on one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    text
+}
+
 async fn list_once(port: u16) -> Result<usize, String> {
     let endpoint = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
-        .map_err(|e| e.to_string())?
+        .map_err(|e| chain(&e))?
         .connect_timeout(Duration::from_secs(1))
         .timeout(Duration::from_secs(3));
-    let channel = endpoint.connect().await.map_err(|e| format!("{e:?}"))?;
+    let channel = endpoint.connect().await.map_err(|e| chain(&e))?;
     let reply = BdevRpcClient::new(channel)
         .list(Null {})
         .await

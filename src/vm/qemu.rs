@@ -445,6 +445,19 @@ impl Qemu {
     }
 }
 
+/// Peak resident memory of a process (`VmHWM`), in KiB.
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// Whether `pid` names a running (not zombie) process.
 pub fn pid_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -542,7 +555,8 @@ mod tests {
     }
 
     #[test]
-    fn liveness_of_pids() {
+    fn liveness_and_memory_of_pids() {
+        assert!(peak_rss_kib(std::process::id()).is_some_and(|k| k > 0));
         assert!(pid_alive(std::process::id()));
         assert!(!pid_alive(u32::MAX - 1));
     }
