@@ -274,9 +274,11 @@ impl Pair {
             progress.say("initiator: guest daemon up");
             Ok::<_, VmError>((ch, start.elapsed()))
         };
-        let (t_res, i_res) = tokio::join!(target_ready, initiator_ready);
-        let (t_ch, t_after) = t_res.map_err(|e| with_log(e, &target))?;
-        let (i_ch, i_after) = i_res.map_err(|e| with_log(e, &initiator))?;
+        // The first failure ends the wait for the other VM too.
+        let ((t_ch, t_after), (i_ch, i_after)) = tokio::try_join!(
+            async { target_ready.await.map_err(|e| with_log(e, t)) },
+            async { initiator_ready.await.map_err(|e| with_log(e, i)) },
+        )?;
         target.channel = Some(t_ch);
         initiator.channel = Some(i_ch);
         guard.0.clear();

@@ -278,6 +278,10 @@ pub fn argv(spec: &VmSpec) -> Result<Vec<OsString>, VmError> {
         "-device".into(),
         "virtio-9p-pci,fsdev=out,mount_tag=out,addr=0x6".into(),
     ]);
+    // cache=writeback: measured in the target (fio 4k QD1 on vdb) at ~3000
+    // write / ~4600 read IOPS against ~2300 / ~2000 with cache=none, and
+    // it works where the image lies on tmpfs (no O_DIRECT); the images are
+    // thrown away, so host-side durability does not matter.
     for (i, disk) in spec.disks.iter().enumerate() {
         a.extend([
             "-drive".into(),
