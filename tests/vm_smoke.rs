@@ -110,6 +110,64 @@ fn up_exec_down() {
         std::fs::read_to_string(Path::new(state).join("out/hello")).unwrap(),
         "hi\n"
     );
+    // Commands start in a writable dir.
+    let o = exec("target", &["sh", "-c", "touch x && pwd"]);
+    assert_eq!(stdout(&o).trim(), "/tmp");
+    // The kernel NVMe target and host work over the link: export vdb by
+    // hand through configfs, discover and connect from the initiator.
+    let o = exec(
+        "target",
+        &[
+            "sh",
+            "-ec",
+            "cd /sys/kernel/config/nvmet
+            mkdir subsystems/nqn.smoke
+            echo 1 > subsystems/nqn.smoke/attr_allow_any_host
+            mkdir subsystems/nqn.smoke/namespaces/1
+            echo /dev/vdb > subsystems/nqn.smoke/namespaces/1/device_path
+            echo 1 > subsystems/nqn.smoke/namespaces/1/enable
+            mkdir ports/1
+            echo tcp > ports/1/addr_trtype
+            echo ipv4 > ports/1/addr_adrfam
+            echo 192.168.1.2 > ports/1/addr_traddr
+            echo 4420 > ports/1/addr_trsvcid
+            ln -s /sys/kernel/config/nvmet/subsystems/nqn.smoke ports/1/subsystems/",
+        ],
+    );
+    assert!(o.status.success(), "cannot export vdb over NVMe/TCP");
+    let o = exec(
+        "initiator",
+        &[
+            "nvme",
+            "discover",
+            "-t",
+            "tcp",
+            "-a",
+            "192.168.1.2",
+            "-s",
+            "4420",
+        ],
+    );
+    assert!(
+        stdout(&o).contains("nqn.smoke"),
+        "discovery does not list the subsystem"
+    );
+    let o = exec(
+        "initiator",
+        &[
+            "sh",
+            "-ec",
+            "nvme connect -t tcp -a 192.168.1.2 -s 4420 -n nqn.smoke
+            for i in 1 2 3 4 5 6 7 8 9 10; do [ -b /dev/nvme0n1 ] && break; sleep 0.5; done
+            cat /sys/block/nvme0n1/size
+            nvme disconnect -n nqn.smoke",
+        ],
+    );
+    assert!(o.status.success(), "cannot connect over NVMe/TCP");
+    assert!(
+        stdout(&o).starts_with("1048576\n"),
+        "the namespace is not the 512 MiB vdb"
+    );
     assert!(run(&["vm", "status", "--state-dir", state])
         .status
         .success());
