@@ -248,7 +248,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let out = absolute(&args.out)?;
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     // Stale results must not pass for this run's.
-    for stale in ["report.json", "junit.xml", "agent.log"] {
+    for stale in ["report.json", "junit.xml"] {
         let _ = std::fs::remove_file(out.join(stale));
     }
     let prepared = tokio::select! {

@@ -202,6 +202,10 @@ impl Pair {
                 let _ = std::fs::remove_file(&p);
             }
         }
+        // The daemon appends to the agent's log; an old one would end this
+        // boot at once if it says the agent exited.
+        let agent_log = cfg.out_dir.join("agent.log");
+        let _ = std::fs::remove_file(&agent_log);
         let link = cfg.run_dir.join("link.sock");
         check_socket_path(&link)?;
         let _ = std::fs::remove_file(&link);
@@ -247,7 +251,6 @@ impl Pair {
             channel: None,
         };
 
-        let agent_log = cfg.out_dir.join("agent.log");
         let (t, i) = (&target, &initiator);
         let target_ready = async {
             let ch = watch(t, Channel::connect_free(Role::Target, &t.files, deadline)).await?;
