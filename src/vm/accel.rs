@@ -13,7 +13,9 @@ use super::qemu::{Accel, QBOOT, QEMU};
 use super::{io_error, VmError};
 
 /// How long the kernel may take to print its first line under KVM.
-pub const PROBE_DEADLINE: Duration = Duration::from_secs(5);
+/// Under a working KVM the banner comes within half a second of QEMU's
+/// start.
+pub const PROBE_DEADLINE: Duration = Duration::from_secs(3);
 
 /// The chosen accelerator and why.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -78,7 +80,10 @@ pub async fn auto(vmlinux: &Path, cache: &Path) -> Result<Verdict, VmError> {
 
 /// Boots `vmlinux` under KVM until its banner appears or the deadline.
 pub async fn probe(vmlinux: &Path) -> Result<Verdict, VmError> {
-    let mut child = tokio::process::Command::new(QEMU)
+    let mut cmd = tokio::process::Command::new(QEMU);
+    // A hung KVM guest must not outlive a runner that is killed meanwhile.
+    super::qemu::die_with_parent(&mut cmd);
+    let mut child = cmd
         .args(["-nodefaults", "-no-user-config", "-display", "none"])
         .args(["-accel", "kvm", "-cpu", "host", "-m", "128", "-smp", "1"])
         .args(["-bios", QBOOT, "-no-reboot", "-serial", "stdio", "-kernel"])

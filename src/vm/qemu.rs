@@ -316,6 +316,24 @@ pub fn check_installed() -> Result<(), VmError> {
     Ok(())
 }
 
+/// Makes the child get SIGKILL when this process dies, however it dies
+/// (PR_SET_PDEATHSIG), so no QEMU outlives a killed runner.
+pub(crate) fn die_with_parent(cmd: &mut tokio::process::Command) {
+    let parent = std::process::id();
+    // SAFETY: the closure only makes async-signal-safe calls (prctl,
+    // getppid, _exit) between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+            // The runner may have died before the prctl.
+            if nix::unistd::getppid().as_raw() as u32 != parent {
+                nix::libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+}
+
 /// A running QEMU.
 #[derive(Debug)]
 pub struct Qemu {
@@ -352,24 +370,12 @@ impl Qemu {
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2);
-        let parent = std::process::id();
         match lifetime {
             Lifetime::Owned => {
                 // Its own process group keeps a terminal's Ctrl-C for the
                 // runner, which then tears down in order.
                 cmd.process_group(0).kill_on_drop(true);
-                // SAFETY: the closure only makes async-signal-safe calls
-                // (prctl, getppid, _exit) between fork and exec.
-                unsafe {
-                    cmd.pre_exec(move || {
-                        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
-                        // The runner may have died before the prctl.
-                        if nix::unistd::getppid().as_raw() as u32 != parent {
-                            nix::libc::_exit(1);
-                        }
-                        Ok(())
-                    });
-                }
+                die_with_parent(&mut cmd);
             }
             Lifetime::Detached => {
                 // SAFETY: setsid is async-signal-safe.
