@@ -42,11 +42,12 @@ const BASE_ENV: &[(&str, &str)] = &[
 /// Runs the guest daemon.
 pub async fn main(role: Role) -> Result<(), VmError> {
     kmsg("guest daemon started");
-    let ports = find_ports(Duration::from_secs(10)).await?;
-    kmsg("control ports found");
+    // First, as it is the slowest part of the target's readiness.
     if role == Role::Target {
         start_agent();
     }
+    let ports = find_ports(Duration::from_secs(10)).await?;
+    kmsg("control ports found");
     let mut served = tokio::task::JoinSet::new();
     for port in ports {
         let file = std::fs::OpenOptions::new()
