@@ -6,10 +6,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use nvmfcheck::vm::channel::{Channel, Event, CTL_PORTS};
+use nvmfcheck::vm::channel::{Channel, Event};
 use nvmfcheck::vm::kernel::{default_cache_dir, KernelSource};
 use nvmfcheck::vm::pair::{free_port, Pair, PairConfig};
-use nvmfcheck::vm::qemu::{self, Accel, Lifetime, Qemu};
+use nvmfcheck::vm::process::{self, Lifetime, Qemu};
+use nvmfcheck::vm::protocol::CTL_PORTS;
+use nvmfcheck::vm::qemu::{self, Accel};
 use nvmfcheck::vm::state::{default_state_dir, is_our_qemu, PairState};
 use nvmfcheck::vm::{accel, initramfs, pair, Progress, Role, AGENT_PORT, GUEST_OUT_DIR, TARGET_IP};
 
@@ -308,7 +310,7 @@ fn peak_rss(pair: &Pair) -> String {
     let rss: Vec<String> = pair
         .vms()
         .iter()
-        .map(|vm| match qemu::peak_rss_kib(vm.qemu.pid) {
+        .map(|vm| match process::peak_rss_kib(vm.qemu.pid) {
             Some(kib) => format!("{} QEMU {} MiB", vm.role, kib / 1024),
             None => format!("{} QEMU unknown", vm.role),
         })
@@ -473,7 +475,7 @@ async fn status(args: StateArgs) -> anyhow::Result<ExitCode> {
     for vm in &state.vms {
         let up = is_our_qemu(vm.pid, &vm.files);
         all &= up;
-        let state = match (up, qemu::peak_rss_kib(vm.pid)) {
+        let state = match (up, process::peak_rss_kib(vm.pid)) {
             (true, Some(kib)) => format!("running, peak RSS {} MiB", kib / 1024),
             (true, None) => "running".to_string(),
             (false, _) => "not running".to_string(),

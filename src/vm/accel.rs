@@ -82,7 +82,7 @@ pub async fn auto(vmlinux: &Path, cache: &Path) -> Result<Verdict, VmError> {
 pub async fn probe(vmlinux: &Path) -> Result<Verdict, VmError> {
     let mut cmd = tokio::process::Command::new(QEMU);
     // A hung KVM guest must not outlive a runner that is killed meanwhile.
-    super::qemu::die_with_parent(&mut cmd);
+    super::process::die_with_parent(&mut cmd);
     let mut child = cmd
         .args(["-nodefaults", "-no-user-config", "-display", "none"])
         .args(["-accel", "kvm", "-cpu", "host", "-m", "128", "-smp", "1"])

@@ -19,7 +19,7 @@ use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::sync::mpsc;
 
-use super::channel::{
+use super::protocol::{
     encode, ExecRequest, Reply, Request, Utf8Carry, CTL_PORTS, MAX_LINE, PORT_NAME,
 };
 use super::{io_error, Role, VmError, GUEST_OUT_DIR, TARGET_IP};

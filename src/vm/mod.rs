@@ -15,6 +15,8 @@ pub mod initramfs;
 pub mod kernel;
 pub mod modules;
 pub mod pair;
+pub mod process;
+pub mod protocol;
 pub mod qemu;
 pub mod qmp;
 pub mod state;

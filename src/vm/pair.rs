@@ -3,9 +3,11 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::channel::{Channel, CTL_PORTS};
+use super::channel::Channel;
 use super::kernel::GuestKernel;
-use super::qemu::{Accel, Lifetime, Link, Qemu, VmFiles, VmSpec};
+use super::process::{Lifetime, Qemu};
+use super::protocol::CTL_PORTS;
+use super::qemu::{Accel, Link, VmFiles, VmSpec};
 use super::qmp::Qmp;
 use super::state::{PairState, VmState};
 use super::{io_error, LogTail, Progress, Role, VmError};
@@ -112,7 +114,7 @@ pub fn fresh_run_dir() -> PathBuf {
                 .to_str()
                 .and_then(|n| n.strip_prefix("nvmfcheck-"))
                 .and_then(|p| p.parse::<u32>().ok());
-            if pid.is_some_and(|p| !super::qemu::pid_alive(p)) {
+            if pid.is_some_and(|p| !super::process::pid_alive(p)) {
                 let _ = std::fs::remove_dir_all(e.path());
             }
         }
@@ -368,7 +370,7 @@ async fn watch<T>(
 ) -> Result<T, VmError> {
     let pid = vm.qemu.pid;
     let died = async {
-        while super::qemu::pid_alive(pid) {
+        while super::process::pid_alive(pid) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     };
@@ -379,7 +381,7 @@ async fn watch<T>(
     // A channel or gRPC error is often QEMU going away: say that instead.
     if r.is_err() {
         for _ in 0..10 {
-            if !super::qemu::pid_alive(pid) {
+            if !super::process::pid_alive(pid) {
                 return Err(vm.exited("it exited while booting".into()));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -98,7 +98,7 @@ pub fn is_our_qemu(pid: u32, files: &VmFiles) -> bool {
         return false;
     };
     let needle = files.ctl.to_string_lossy().replace(',', ",,");
-    super::qemu::pid_alive(pid) && String::from_utf8_lossy(&cmdline).contains(needle.as_str())
+    super::process::pid_alive(pid) && String::from_utf8_lossy(&cmdline).contains(needle.as_str())
 }
 
 #[cfg(test)]
