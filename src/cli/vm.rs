@@ -1,12 +1,506 @@
-//! `nvmfcheck vm` (being written).
+//! `nvmfcheck vm`: boot the target and initiator VMs with QEMU and run the
+//! checks in them, or keep them up for a person.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use nvmfcheck::vm::channel::{Channel, Event};
+use nvmfcheck::vm::kernel::{default_cache_dir, KernelSource};
+use nvmfcheck::vm::pair::{free_port, Pair, PairConfig};
+use nvmfcheck::vm::process::{self, Lifetime, Qemu};
+use nvmfcheck::vm::protocol::CTL_PORTS;
+use nvmfcheck::vm::qemu::{self, Accel};
+use nvmfcheck::vm::state::{default_state_dir, is_our_qemu, PairState};
+use nvmfcheck::vm::{accel, initramfs, pair, Progress, Role, AGENT_PORT, GUEST_OUT_DIR, TARGET_IP};
 
 /// Subcommands of `nvmfcheck vm`.
 #[derive(clap::Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Boot both VMs, run check categories on the initiator against the
+    /// target, copy out the reports, tear everything down.
+    Run(RunArgs),
+    /// Boot both VMs and leave them running (see `vm exec`, `vm down`).
+    Up(UpArgs),
+    /// Run a command in a VM started by `vm up`, streaming its output.
+    Exec(ExecArgs),
+    /// Stop the VMs started by `vm up`.
+    Down(StateArgs),
+    /// Show whether the VMs started by `vm up` are running.
+    Status(StateArgs),
+    /// The daemon inside each guest (started by the guest's init).
+    #[command(hide = true)]
+    Guest(GuestArgs),
+}
+
+/// `--accel` values.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum AccelArg {
+    /// Probe KVM (a real boot with a deadline), else TCG.
+    Auto,
+    /// Hardware virtualization.
+    Kvm,
+    /// QEMU's emulator.
+    Tcg,
+}
+
+/// Options shared by `vm run` and `vm up`.
+#[derive(clap::Args)]
+pub struct BootArgs {
+    /// KVM or TCG; `auto` probes whether KVM guests really run.
+    #[arg(long, value_enum, default_value = "auto")]
+    accel: AccelArg,
+    /// Where the guest kernel and initramfs are cached
+    /// [default: $XDG_CACHE_HOME/nvmfcheck or ~/.cache/nvmfcheck].
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Guest kernel (vmlinux or bzImage) instead of Debian's; needs --modules.
+    #[arg(long, requires = "modules")]
+    kernel: Option<PathBuf>,
+    /// The guest kernel's modules dir (…/lib/modules/<version>).
+    #[arg(long, requires = "kernel")]
+    modules: Option<PathBuf>,
+    /// Seconds both VMs may take until they are ready.
+    #[arg(long, default_value_t = 60)]
+    boot_timeout: u64,
+    /// Memory of each VM in MiB.
+    #[arg(long, default_value_t = 512)]
+    memory: u32,
+}
+
+/// Arguments of `vm run`.
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// Categories to run (default: what `nvmfcheck run` runs by default).
+    categories: Vec<String>,
+    /// Where the reports, console logs and the agent log are written.
+    #[arg(long, default_value = "./nvmfcheck-out")]
+    out: PathBuf,
+    /// Run only the cases matching this pattern.
+    #[arg(long)]
+    filter: Option<String>,
+    /// Seconds the checks may take.
+    #[arg(long, default_value_t = 1800)]
+    timeout: u64,
+    #[command(flatten)]
+    boot: BootArgs,
+}
+
+/// Where `vm up` keeps its state.
+#[derive(clap::Args)]
+pub struct StateArgs {
+    /// State dir of the pair [default: $XDG_STATE_HOME/nvmfcheck/vm or
+    /// ~/.local/state/nvmfcheck/vm].
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+}
+
+impl StateArgs {
+    fn dir(&self) -> PathBuf {
+        self.state_dir.clone().unwrap_or_else(default_state_dir)
+    }
+}
+
+/// Arguments of `vm up`.
+#[derive(clap::Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    state: StateArgs,
+    /// Loopback port on the host forwarded to the target's gRPC (default: a
+    /// free one).
+    #[arg(long)]
+    grpc_port: Option<u16>,
+    #[command(flatten)]
+    boot: BootArgs,
+}
+
+/// Arguments of `vm exec`.
+#[derive(clap::Args)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    state: StateArgs,
+    /// Seconds the command may take.
+    #[arg(long, default_value_t = 600)]
+    timeout: u64,
+    /// `target` or `initiator`.
+    vm: Role,
+    /// The command and its arguments.
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
+}
+
+/// Arguments of `vm guest`.
+#[derive(clap::Args)]
+pub struct GuestArgs {
+    /// Which VM this is.
+    #[arg(long)]
+    role: Role,
+}
 
 /// Runs `nvmfcheck vm`.
 pub async fn main(cmd: Command) -> anyhow::Result<ExitCode> {
-    match cmd {}
+    match cmd {
+        Command::Run(args) => run(args).await,
+        Command::Up(args) => up(args).await,
+        Command::Exec(args) => exec(args).await,
+        Command::Down(args) => down(args).await,
+        Command::Status(args) => status(args).await,
+        Command::Guest(args) => {
+            nvmfcheck::vm::guest::main(args.role).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Kernel, initramfs and accelerator: everything before QEMU starts.
+async fn prepare(
+    boot: &BootArgs,
+    progress: &Progress,
+) -> anyhow::Result<(nvmfcheck::vm::kernel::GuestKernel, PathBuf, Accel)> {
+    qemu::check_installed()?;
+    let cache = boot.cache_dir.clone().unwrap_or_else(default_cache_dir);
+    let source = match (&boot.kernel, &boot.modules) {
+        (Some(kernel), Some(modules)) => KernelSource::Files {
+            kernel: kernel.clone(),
+            modules: modules.clone(),
+            cache: cache.clone(),
+        },
+        _ => KernelSource::Debian {
+            cache: cache.clone(),
+        },
+    };
+    let kernel = source.resolve(progress).await.context("phase kernel")?;
+    let initrd = {
+        let (k, c) = (kernel.clone(), cache.clone());
+        tokio::task::spawn_blocking(move || initramfs::build(&k, &c))
+            .await?
+            .context("phase initramfs")?
+    };
+    progress.say(format!(
+        "guest kernel {} ({}), initramfs {}",
+        kernel.version,
+        kernel.vmlinux.display(),
+        initrd.display()
+    ));
+    let accel = match boot.accel {
+        AccelArg::Kvm => Accel::Kvm,
+        AccelArg::Tcg => Accel::Tcg,
+        AccelArg::Auto => {
+            let v = accel::auto(&kernel.vmlinux, &cache)
+                .await
+                .context("phase accel probe")?;
+            progress.say(format!("accel {}: {}", v.accel.name(), v.reason));
+            v.accel
+        }
+    };
+    Ok((kernel, initrd, accel))
+}
+
+fn absolute(p: &Path) -> anyhow::Result<PathBuf> {
+    std::path::absolute(p).with_context(|| format!("cannot resolve {}", p.display()))
+}
+
+fn config(
+    boot: &BootArgs,
+    prepared: (nvmfcheck::vm::kernel::GuestKernel, PathBuf, Accel),
+    run_dir: PathBuf,
+    out_dir: PathBuf,
+    grpc_port: u16,
+    lifetime: Lifetime,
+) -> anyhow::Result<PairConfig> {
+    let (kernel, initrd, accel) = prepared;
+    Ok(PairConfig {
+        kernel,
+        initrd,
+        exe: std::env::current_exe().context("cannot find the nvmfcheck binary")?,
+        accel,
+        run_dir,
+        out_dir,
+        grpc_port,
+        memory_mib: boot.memory,
+        boot_timeout: Duration::from_secs(boot.boot_timeout),
+        lifetime,
+    })
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn interrupted() -> &'static str {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "interrupted (Ctrl-C)",
+        _ = term.recv() => "terminated (SIGTERM)",
+    }
+}
+
+/// Removes a dir when dropped.
+struct RemoveDir(PathBuf);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let progress = Progress::new();
+    let out = absolute(&args.out)?;
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    // Stale results must not pass for this run's.
+    for stale in ["report.json", "junit.xml"] {
+        let _ = std::fs::remove_file(out.join(stale));
+    }
+    let prepared = tokio::select! {
+        r = prepare(&args.boot, &progress) => r?,
+        why = interrupted() => bail!("{why} while preparing"),
+    };
+    let run_dir = pair::fresh_run_dir();
+    let _cleanup = RemoveDir(run_dir.clone());
+    let cfg = config(
+        &args.boot,
+        prepared,
+        run_dir,
+        out.clone(),
+        free_port()?,
+        Lifetime::Owned,
+    )?;
+    // Dropping the boot future on a signal drops the QEMU handles, which
+    // kills them.
+    let pair = tokio::select! {
+        r = Pair::boot(&cfg, &progress) => r.context("phase boot")?,
+        why = interrupted() => bail!("{why} while booting; console logs in {}", out.display()),
+    };
+    report_ready(&pair, &progress);
+    let mut argv = vec![cfg.exe.display().to_string(), "run".into()];
+    argv.extend(args.categories.iter().cloned());
+    argv.extend([
+        "--target".into(),
+        format!("{TARGET_IP}:{AGENT_PORT}"),
+        "--report-dir".into(),
+        GUEST_OUT_DIR.into(),
+    ]);
+    if let Some(f) = &args.filter {
+        argv.extend(["--filter".into(), f.clone()]);
+    }
+    progress.say(format!("initiator: {}", argv.join(" ")));
+    let result = tokio::select! {
+        r = stream(pair.initiator.channel()?, &argv, Duration::from_secs(args.timeout)) => r,
+        why = interrupted() => Err(anyhow::anyhow!("{why}")),
+    };
+    progress.say(format!("peak RSS: {}", peak_rss(&pair)));
+    progress.say("tearing down");
+    pair.shutdown(Duration::from_secs(5)).await;
+    progress.say(format!(
+        "VMs stopped; reports, console logs and agent.log in {}",
+        out.display()
+    ));
+    match result.context("phase checks")? {
+        0 => Ok(ExitCode::SUCCESS),
+        code => {
+            eprintln!("error: phase checks: `nvmfcheck run` in the initiator exited with {code}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn peak_rss(pair: &Pair) -> String {
+    let rss: Vec<String> = pair
+        .vms()
+        .iter()
+        .map(|vm| match process::peak_rss_kib(vm.qemu.pid) {
+            Some(kib) => format!("{} QEMU {} MiB", vm.role, kib / 1024),
+            None => format!("{} QEMU unknown", vm.role),
+        })
+        .collect();
+    rss.join(", ")
+}
+
+fn report_ready(pair: &Pair, progress: &Progress) {
+    let times: Vec<String> = pair
+        .ready_after
+        .iter()
+        .map(|(role, t)| format!("{role} {:.2}s", t.as_secs_f64()))
+        .collect();
+    progress.say(format!("both VMs ready ({})", times.join(", ")));
+}
+
+/// Runs `argv` over `channel`, copying its output to ours as it comes.
+async fn stream(channel: &Channel, argv: &[String], timeout: Duration) -> anyhow::Result<i32> {
+    use std::io::Write;
+    // The guest starts from a clean environment; a log level is worth
+    // passing on.
+    let env = std::env::var("RUST_LOG")
+        .map(|v| [("RUST_LOG".to_string(), v)].into())
+        .unwrap_or_default();
+    let code = channel
+        .run(argv, env, timeout, |ev| match ev {
+            Event::Stdout(s) => {
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(s.as_bytes()).and_then(|()| out.flush());
+            }
+            Event::Stderr(s) => {
+                let _ = std::io::stderr().write_all(s.as_bytes());
+            }
+            _ => {}
+        })
+        .await?;
+    Ok(code)
+}
+
+async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
+    let progress = Progress::new();
+    let dir = absolute(&args.state.dir())?;
+    if let Some(old) = PairState::load(&dir)? {
+        if old.vms.iter().any(|v| is_our_qemu(v.pid, &v.files)) {
+            bail!(
+                "a pair is already up (state in {}); stop it with `nvmfcheck vm down{}`",
+                dir.display(),
+                state_flag(&args.state)
+            );
+        }
+        PairState::remove(&dir)?;
+    }
+    let prepared = prepare(&args.boot, &progress).await?;
+    let port = match args.grpc_port {
+        Some(p) => p,
+        None => free_port()?,
+    };
+    let out = dir.join("out");
+    let cfg = config(
+        &args.boot,
+        prepared,
+        dir.clone(),
+        out.clone(),
+        port,
+        Lifetime::Detached,
+    )?;
+    let pair = tokio::select! {
+        r = Pair::boot(&cfg, &progress) => r.context("phase boot")?,
+        why = interrupted() => bail!("{why} while booting; console logs in {}", out.display()),
+    };
+    report_ready(&pair, &progress);
+    progress.say(format!("RSS so far: {}", peak_rss(&pair)));
+    pair.state(&cfg).save(&dir)?;
+    pair.detach();
+    let flag = state_flag(&args.state);
+    println!(
+        "The target and initiator VMs are up ({}).",
+        cfg.accel.name()
+    );
+    println!("  target gRPC (BdevRpc) from this host: 127.0.0.1:{port}");
+    println!("    nvmfcheck bdev list --target 127.0.0.1:{port}");
+    println!("  inside the VMs the target is {TARGET_IP}:{AGENT_PORT}; /dev/vdb is its blank 512 MiB disk");
+    println!("  run a command:  nvmfcheck vm exec{flag} initiator -- nvme list");
+    println!("  stop them:      nvmfcheck vm down{flag}");
+    println!(
+        "  logs and the shared output dir ({GUEST_OUT_DIR} in the guests): {}",
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn state_flag(s: &StateArgs) -> String {
+    match &s.state_dir {
+        Some(d) => format!(" --state-dir {}", d.display()),
+        None => String::new(),
+    }
+}
+
+fn load(s: &StateArgs) -> anyhow::Result<PairState> {
+    let dir = s.dir();
+    PairState::load(&dir)?.with_context(|| {
+        format!(
+            "no VMs are up (no state in {}); start them with `nvmfcheck vm up{}`",
+            dir.display(),
+            state_flag(s)
+        )
+    })
+}
+
+async fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
+    let state = load(&args.state)?;
+    let vm = state.vm(args.vm)?;
+    if !is_our_qemu(vm.pid, &vm.files) {
+        bail!(
+            "the {} VM (pid {}) is not running; see {} and restart with `nvmfcheck vm down` \
+             and `nvmfcheck vm up`",
+            args.vm,
+            vm.pid,
+            vm.files.console.display()
+        );
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let channel = Channel::connect_free(args.vm, &vm.files, deadline).await?;
+    let code = tokio::select! {
+        r = stream(&channel, &args.command, Duration::from_secs(args.timeout)) => r?,
+        why = interrupted() => bail!("{why}; the command was killed in the VM"),
+    };
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+async fn down(args: StateArgs) -> anyhow::Result<ExitCode> {
+    let dir = args.dir();
+    let state = load(&args)?;
+    for vm in &state.vms {
+        if is_our_qemu(vm.pid, &vm.files) {
+            let mut qemu = Qemu::adopt(vm.role, vm.pid);
+            pair::stop(&mut qemu, &vm.files, Duration::from_secs(5)).await;
+            eprintln!("{}: stopped (pid {})", vm.role, vm.pid);
+        } else {
+            eprintln!("{}: was not running", vm.role);
+        }
+        for i in 0..CTL_PORTS {
+            let socket = vm.files.ctl_port(i);
+            let _ = std::fs::remove_file(format!("{}.lock", socket.display()));
+            let _ = std::fs::remove_file(socket);
+        }
+        for f in [&vm.files.qmp, &vm.files.pidfile] {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+    for f in ["link.sock", "target-vda.img", "target-vdb.img"] {
+        let _ = std::fs::remove_file(state.run_dir.join(f));
+    }
+    PairState::remove(&dir)?;
+    eprintln!("console logs: {}", state.out_dir.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn status(args: StateArgs) -> anyhow::Result<ExitCode> {
+    let state = load(&args)?;
+    let mut all = true;
+    for vm in &state.vms {
+        let up = is_our_qemu(vm.pid, &vm.files);
+        all &= up;
+        let state = match (up, process::peak_rss_kib(vm.pid)) {
+            (true, Some(kib)) => format!("running, peak RSS {} MiB", kib / 1024),
+            (true, None) => "running".to_string(),
+            (false, _) => "not running".to_string(),
+        };
+        println!(
+            "{}: {state} (pid {}, console {})",
+            vm.role,
+            vm.pid,
+            vm.files.console.display()
+        );
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    match pair::agent_ready(state.grpc_port, deadline, None).await {
+        Ok(n) => println!(
+            "agent: answers on 127.0.0.1:{} ({n} bdevs)",
+            state.grpc_port
+        ),
+        Err(e) => {
+            all = false;
+            println!("agent: {e}");
+        }
+    }
+    Ok(if all {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

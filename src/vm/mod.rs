@@ -1,1 +1,228 @@
-//! (being written)
+//! The QEMU runner for hosts without Nix: a target and an initiator VM
+//! booted from Debian's kernel with the host's root shared read-only, a
+//! unix-socket link between them, and a control channel into each.
+//!
+//! Guest paths: the host root is the guest's `/` (read-only, over 9p), the
+//! nvmfcheck binary runs at its host path, and the run's output dir is
+//! writable at [`GUEST_OUT_DIR`].
+
+pub mod accel;
+pub mod bzimage;
+pub mod channel;
+pub mod deb;
+pub mod guest;
+pub mod initramfs;
+pub mod kernel;
+pub mod modules;
+pub mod pair;
+pub mod process;
+pub mod protocol;
+pub mod qemu;
+pub mod qmp;
+pub mod state;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Where the host's output dir is mounted (writable) in both guests.
+pub const GUEST_OUT_DIR: &str = "/run/nvmfcheck/out";
+/// The link addresses; they exist only on the VM-to-VM link.
+pub const INITIATOR_IP: &str = "192.168.1.1";
+/// The target's address on the VM-to-VM link.
+pub const TARGET_IP: &str = "192.168.1.2";
+/// The port the agent serves gRPC on inside the target.
+pub const AGENT_PORT: u16 = 10124;
+
+/// Which of the two VMs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Exports the disk (runs the agent).
+    Target,
+    /// Connects to the target and runs the checks.
+    Initiator,
+}
+
+impl Role {
+    /// Both roles, target first (it has to start first: it serves the link).
+    pub const ALL: [Role; 2] = [Role::Target, Role::Initiator];
+
+    /// The lowercase name used in file names and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Target => "target",
+            Role::Initiator => "initiator",
+        }
+    }
+
+    /// The VM's address on the link.
+    pub fn ip(self) -> &'static str {
+        match self {
+            Role::Target => TARGET_IP,
+            Role::Initiator => INITIATOR_IP,
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "target" => Ok(Role::Target),
+            "initiator" => Ok(Role::Initiator),
+            _ => Err(format!("unknown VM `{s}`: use `target` or `initiator`")),
+        }
+    }
+}
+
+/// Why a VM step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    /// A file operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done, naming the path.
+        what: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A host program or file is missing; names the Debian package.
+    #[error("{what} is missing: install it with `apt-get install {package}`")]
+    Missing {
+        /// The program or file.
+        what: String,
+        /// The Debian package that provides it.
+        package: &'static str,
+    },
+    /// Fetching or reading the guest kernel or its modules failed.
+    #[error("guest kernel: {0}")]
+    Kernel(String),
+    /// An external command failed.
+    #[error(transparent)]
+    Cmd(#[from] crate::cmd::CmdError),
+    /// Bad input from the user.
+    #[error("{0}")]
+    Invalid(String),
+    /// A step did not finish in time.
+    #[error("{what} did not finish within {:.1}s{}", .after.as_secs_f64(), tail_text(.log))]
+    Timeout {
+        /// The step, naming the VM.
+        what: String,
+        /// The deadline.
+        after: Duration,
+        /// The VM's console log, if one is relevant.
+        log: Option<LogTail>,
+    },
+    /// A QEMU process ended while it was needed.
+    #[error("{role} VM: QEMU exited ({status}){}", tail_text(.log))]
+    QemuExited {
+        /// Which VM.
+        role: Role,
+        /// How it ended.
+        status: String,
+        /// Its console and QEMU logs.
+        log: Option<LogTail>,
+    },
+    /// The target's agent exited while the pair was booting.
+    #[error("target VM: the agent exited{}", tail_text(&Some(.log.clone())))]
+    AgentExited {
+        /// The agent's log.
+        log: LogTail,
+    },
+    /// The host↔guest channel or QMP failed.
+    #[error("{0}")]
+    Channel(String),
+}
+
+/// The last lines of a log file, carried in errors so that a person sees
+/// what the guest printed before it hung or died.
+#[derive(Debug, Clone)]
+pub struct LogTail {
+    /// The log files read.
+    pub paths: Vec<PathBuf>,
+    /// Their last lines.
+    pub lines: Vec<String>,
+}
+
+impl LogTail {
+    /// The last `n` lines of each existing file in `paths`.
+    pub fn read(paths: &[PathBuf], n: usize) -> Self {
+        let mut lines = Vec::new();
+        for p in paths {
+            let Ok(bytes) = std::fs::read(p) else {
+                continue;
+            };
+            let text = String::from_utf8_lossy(&bytes);
+            let all: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+            if all.is_empty() {
+                continue;
+            }
+            lines.push(format!("--- last lines of {} ---", p.display()));
+            lines.extend(
+                all[all.len().saturating_sub(n)..]
+                    .iter()
+                    .map(|l| l.to_string()),
+            );
+        }
+        Self {
+            paths: paths.to_vec(),
+            lines,
+        }
+    }
+}
+
+fn tail_text(log: &Option<LogTail>) -> String {
+    match log {
+        Some(t) if !t.lines.is_empty() => format!("\n{}", t.lines.join("\n")),
+        Some(t) => {
+            let paths: Vec<_> = t.paths.iter().map(|p| p.display().to_string()).collect();
+            format!(" (nothing in {})", paths.join(", "))
+        }
+        None => String::new(),
+    }
+}
+
+/// Builds the `map_err` closure for an I/O error, naming what was done.
+pub(crate) fn io_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> VmError {
+    let what = what.into();
+    move |source| VmError::Io { what, source }
+}
+
+/// Prints the runner's phases with the time since the start, on stderr
+/// (stdout carries the output of what runs in the VMs).
+#[derive(Debug, Clone)]
+pub struct Progress {
+    start: Instant,
+}
+
+impl Progress {
+    /// Starts the clock.
+    pub fn new() -> Self {
+        Self {
+            start: Instant::now(),
+        }
+    }
+
+    /// Time since the start.
+    pub fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// Prints one phase line.
+    pub fn say(&self, msg: impl fmt::Display) {
+        eprintln!("[{:7.2}s] {msg}", self.start.elapsed().as_secs_f64());
+    }
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,207 @@
+//! The host↔guest control protocol: line-delimited JSON over virtio-serial
+//! ports.
+//!
+//! Host → guest: `{"hello": nonce}` and `{"id", "argv", "env",
+//! "timeout_secs"}`. Guest → host: `{"hello": nonce, "role"}`, then per
+//! command any number of `{"id", "stdout"}` / `{"id", "stderr"}` chunks and
+//! one `{"id", "exit": code}` or `{"id", "error": text}`. Several commands
+//! may run at once. A host connection is a session: lines that arrive before
+//! the answer to this connection's hello are stale and skipped, and the
+//! guest kills a session's commands when the host disconnects.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::Role;
+
+/// The virtio-serial ports' names (`/sys/class/virtio-ports/*/name`) are
+/// this plus `.0`, `.1`, ….
+pub const PORT_NAME: &str = "nvmfcheck.ctl";
+/// Control ports per VM: one host connection each.
+pub const CTL_PORTS: usize = 4;
+
+/// Longest request line the guest reads; the rest of a longer one is
+/// dropped, which makes it unreadable JSON.
+pub const MAX_LINE: usize = 1 << 20;
+
+/// A message from the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Request {
+    /// Opens a session; the guest answers with the same nonce.
+    Hello {
+        /// Chosen by the host for this connection.
+        hello: String,
+    },
+    /// Runs a command.
+    Exec(ExecRequest),
+}
+
+/// One command to run in the guest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecRequest {
+    /// Chosen by the host, unique within the session.
+    pub id: u64,
+    /// Program and arguments; the program is looked up on `PATH`.
+    pub argv: Vec<String>,
+    /// Added to the guest's base environment.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// The guest kills the command (its process group) after this long.
+    pub timeout_secs: u64,
+}
+
+/// A message from the guest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Reply {
+    /// Answers a hello.
+    Hello {
+        /// The host's nonce.
+        hello: String,
+        /// Which VM answered.
+        role: Role,
+    },
+    /// Output on stdout.
+    Stdout {
+        /// The command.
+        id: u64,
+        /// A chunk, lossily decoded as UTF-8.
+        stdout: String,
+    },
+    /// Output on stderr.
+    Stderr {
+        /// The command.
+        id: u64,
+        /// A chunk, lossily decoded as UTF-8.
+        stderr: String,
+    },
+    /// The command exited; a signal `n` is reported as `128 + n`.
+    Exit {
+        /// The command.
+        id: u64,
+        /// Its exit status.
+        exit: i32,
+    },
+    /// The command could not run or was killed at its deadline.
+    Error {
+        /// The command.
+        id: u64,
+        /// What went wrong.
+        error: String,
+    },
+}
+
+/// Serializes a message as one line.
+pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
+    // Serializing these plain structs cannot fail.
+    let mut line = serde_json::to_vec(msg).unwrap_or_default();
+    line.push(b'\n');
+    line
+}
+
+/// Turns byte chunks into UTF-8 text without splitting a character that
+/// straddles two chunks; invalid bytes become U+FFFD.
+#[derive(Debug, Default)]
+pub struct Utf8Carry {
+    pending: Vec<u8>,
+}
+
+impl Utf8Carry {
+    /// Text of `chunk`, keeping an incomplete trailing character for later.
+    pub fn push(&mut self, chunk: &[u8]) -> String {
+        self.pending.extend_from_slice(chunk);
+        let len = self.pending.len();
+        // The one suffix (1 to 3 bytes) that is the start of a character.
+        let keep = (1..=len.min(3))
+            .find(|&k| {
+                std::str::from_utf8(&self.pending[len - k..])
+                    .is_err_and(|e| e.valid_up_to() == 0 && e.error_len().is_none())
+            })
+            .unwrap_or(0);
+        let rest = self.pending.split_off(self.pending.len() - keep);
+        let text = String::from_utf8_lossy(&self.pending).into_owned();
+        self.pending = rest;
+        text
+    }
+
+    /// Whatever is left, at the end of the stream.
+    pub fn finish(&mut self) -> String {
+        let text = String::from_utf8_lossy(&self.pending).into_owned();
+        self.pending.clear();
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_have_the_documented_shape() {
+        let req = Request::Exec(ExecRequest {
+            id: 7,
+            argv: vec!["nvme".into(), "version".into()],
+            env: BTreeMap::new(),
+            timeout_secs: 30,
+        });
+        let line = encode(&req);
+        assert_eq!(
+            String::from_utf8(line.clone()).unwrap(),
+            "{\"id\":7,\"argv\":[\"nvme\",\"version\"],\"env\":{},\"timeout_secs\":30}\n"
+        );
+        assert_eq!(serde_json::from_slice::<Request>(&line).unwrap(), req);
+        let hello: Request = serde_json::from_str("{\"hello\":\"n\"}").unwrap();
+        assert_eq!(hello, Request::Hello { hello: "n".into() });
+        for (text, reply) in [
+            (
+                "{\"id\":1,\"stdout\":\"x\"}",
+                Reply::Stdout {
+                    id: 1,
+                    stdout: "x".into(),
+                },
+            ),
+            (
+                "{\"id\":1,\"stderr\":\"y\"}",
+                Reply::Stderr {
+                    id: 1,
+                    stderr: "y".into(),
+                },
+            ),
+            ("{\"id\":1,\"exit\":3}", Reply::Exit { id: 1, exit: 3 }),
+            (
+                "{\"id\":1,\"error\":\"e\"}",
+                Reply::Error {
+                    id: 1,
+                    error: "e".into(),
+                },
+            ),
+            (
+                "{\"hello\":\"n\",\"role\":\"target\"}",
+                Reply::Hello {
+                    hello: "n".into(),
+                    role: Role::Target,
+                },
+            ),
+        ] {
+            assert_eq!(
+                serde_json::from_str::<Reply>(text).unwrap(),
+                reply,
+                "{text}"
+            );
+            assert_eq!(encode(&reply), format!("{text}\n").into_bytes());
+        }
+    }
+
+    #[test]
+    fn utf8_is_not_split_across_chunks() {
+        let mut c = Utf8Carry::default();
+        let snow = "☃".as_bytes();
+        assert_eq!(c.push(&[b'a', snow[0]]), "a");
+        assert_eq!(c.push(&snow[1..]), "☃");
+        assert_eq!(c.push(&[0xff, b'b']), "\u{fffd}b");
+        assert_eq!(c.push(&[b'c', snow[0], snow[1]]), "c");
+        assert_eq!(c.finish(), "\u{fffd}");
+    }
+}

@@ -1,0 +1,215 @@
+//! End to end: boots the real VM pair with QEMU (`vm up`), runs commands in
+//! both (`vm exec`), stops it (`vm down`); and checks that a killed
+//! `vm run` leaves no QEMU behind. Needs qemu-system-x86, busybox-static,
+//! fio, nvme-cli and apt access to Debian's kernel package (fetched once
+//! into the cache dir), so it is ignored by default:
+//! `cargo test --test vm_smoke -- --ignored --test-threads=1`.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn nvmfcheck() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_nvmfcheck"))
+}
+
+fn run(args: &[&str]) -> Output {
+    let out = nvmfcheck().args(args).output().unwrap();
+    eprintln!(
+        "$ nvmfcheck {}\n{}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// QEMU processes whose command line mentions `needle`.
+fn qemus_with(needle: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let zombie = stat
+                .rsplit_once(") ")
+                .is_some_and(|(_, r)| r.starts_with('Z'));
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            !zombie && cmdline.starts_with("qemu-system") && cmdline.contains(needle)
+        })
+        .collect()
+}
+
+/// Stops the pair even when an assertion failed.
+struct Down<'a>(&'a str);
+
+impl Drop for Down<'_> {
+    fn drop(&mut self) {
+        run(&["vm", "down", "--state-dir", self.0]);
+    }
+}
+
+#[test]
+#[ignore = "boots QEMU VMs (about 5 s under TCG); run with --ignored"]
+fn up_exec_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("vm");
+    let state = state.to_str().unwrap();
+    let exec = |vm: &str, cmd: &[&str]| {
+        let mut args = vec![
+            "vm",
+            "exec",
+            "--state-dir",
+            state,
+            "--timeout",
+            "60",
+            vm,
+            "--",
+        ];
+        args.extend_from_slice(cmd);
+        run(&args)
+    };
+    let stdout = |o: &Output| String::from_utf8_lossy(&o.stdout).into_owned();
+
+    let up = run(&["vm", "up", "--state-dir", state]);
+    let _down = Down(state);
+    assert!(up.status.success(), "vm up failed");
+    assert!(
+        stdout(&up).contains("--target 127.0.0.1:"),
+        "no gRPC address printed"
+    );
+    assert_eq!(qemus_with(state).len(), 2, "two QEMUs run after vm up");
+
+    let o = exec("initiator", &["nvme", "version"]);
+    assert!(o.status.success() && stdout(&o).contains("nvme version"));
+    let o = exec("target", &["ls", "/sys/kernel/config/nvmet"]);
+    assert!(o.status.success() && stdout(&o).contains("subsystems"));
+    let o = exec("initiator", &["fio", "--version"]);
+    assert!(o.status.success() && stdout(&o).starts_with("fio-"));
+    // The blank data disk is vdb, 512 MiB (1048576 sectors).
+    let o = exec("target", &["cat", "/sys/block/vdb/size"]);
+    assert_eq!(stdout(&o).trim(), "1048576");
+    let o = exec(
+        "initiator",
+        &["busybox", "ping", "-c", "1", "-W", "5", "192.168.1.2"],
+    );
+    assert!(o.status.success(), "no ping over the VM link");
+    // The exit status and stderr come back.
+    let o = exec("target", &["sh", "-c", "echo oops >&2; exit 7"]);
+    assert_eq!(o.status.code(), Some(7));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("oops"));
+    // The output share is writable from the guest and visible on the host.
+    let o = exec(
+        "initiator",
+        &["sh", "-c", "echo hi > /run/nvmfcheck/out/hello"],
+    );
+    assert!(o.status.success());
+    assert_eq!(
+        std::fs::read_to_string(Path::new(state).join("out/hello")).unwrap(),
+        "hi\n"
+    );
+    // Commands start in a writable dir.
+    let o = exec("target", &["sh", "-c", "touch x && pwd"]);
+    assert_eq!(stdout(&o).trim(), "/tmp");
+    // The kernel NVMe target and host work over the link: export vdb by
+    // hand through configfs, discover and connect from the initiator.
+    let o = exec(
+        "target",
+        &[
+            "sh",
+            "-ec",
+            "cd /sys/kernel/config/nvmet
+            mkdir subsystems/nqn.smoke
+            echo 1 > subsystems/nqn.smoke/attr_allow_any_host
+            mkdir subsystems/nqn.smoke/namespaces/1
+            echo /dev/vdb > subsystems/nqn.smoke/namespaces/1/device_path
+            echo 1 > subsystems/nqn.smoke/namespaces/1/enable
+            mkdir ports/1
+            echo tcp > ports/1/addr_trtype
+            echo ipv4 > ports/1/addr_adrfam
+            echo 192.168.1.2 > ports/1/addr_traddr
+            echo 4420 > ports/1/addr_trsvcid
+            ln -s /sys/kernel/config/nvmet/subsystems/nqn.smoke ports/1/subsystems/",
+        ],
+    );
+    assert!(o.status.success(), "cannot export vdb over NVMe/TCP");
+    let o = exec(
+        "initiator",
+        &[
+            "nvme",
+            "discover",
+            "-t",
+            "tcp",
+            "-a",
+            "192.168.1.2",
+            "-s",
+            "4420",
+        ],
+    );
+    assert!(
+        stdout(&o).contains("nqn.smoke"),
+        "discovery does not list the subsystem"
+    );
+    let o = exec(
+        "initiator",
+        &[
+            "sh",
+            "-ec",
+            "nvme connect -t tcp -a 192.168.1.2 -s 4420 -n nqn.smoke
+            for i in 1 2 3 4 5 6 7 8 9 10; do [ -b /dev/nvme0n1 ] && break; sleep 0.5; done
+            cat /sys/block/nvme0n1/size
+            nvme disconnect -n nqn.smoke",
+        ],
+    );
+    assert!(o.status.success(), "cannot connect over NVMe/TCP");
+    assert!(
+        stdout(&o).starts_with("1048576\n"),
+        "the namespace is not the 512 MiB vdb"
+    );
+    assert!(run(&["vm", "status", "--state-dir", state])
+        .status
+        .success());
+
+    assert!(run(&["vm", "down", "--state-dir", state]).status.success());
+    assert!(qemus_with(state).is_empty(), "QEMU left after vm down");
+    assert!(Path::new(state).join("out/target.console.log").exists());
+}
+
+#[test]
+#[ignore = "boots QEMU VMs; run with --ignored"]
+fn a_killed_vm_run_leaves_no_qemu() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    for signal in [Signal::SIGINT, Signal::SIGKILL] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let out = out.to_str().unwrap();
+        let mut child = nvmfcheck()
+            .args(["vm", "run", "basic", "--out", out])
+            .spawn()
+            .unwrap();
+        // Kill it mid-boot: once both QEMUs run.
+        let start = Instant::now();
+        while qemus_with(out).len() < 2 {
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "QEMUs never started"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        kill(Pid::from_raw(child.id() as i32), signal).unwrap();
+        let status = child.wait().unwrap();
+        assert!(!status.success());
+        let start = Instant::now();
+        while !qemus_with(out).is_empty() {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "QEMU still running 5 s after vm run got {signal}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
