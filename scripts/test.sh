@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The project's tests, as CI runs them: installs what a fresh Debian 12 host
 # lacks, then lint, unit and integration tests, the Nix layer's static
-# checks, and the end-to-end run of the `basic` category in two QEMU VMs.
+# checks, the QEMU runner's smoke test (which also calls the target's gRPC
+# from the host) and the end-to-end run of the `basic` category in two
+# QEMU VMs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
@@ -17,6 +19,8 @@ echo "== cargo test"
 cargo test --locked
 echo "== Nix layer (static)"
 bash tests/nix.sh
+echo "== QEMU runner: vm up / exec / down, a killed vm run leaves no QEMU"
+cargo test --locked --test vm_smoke -- --ignored --test-threads=1
 echo "== basic in QEMU VMs"
 cargo build --locked
 target/debug/nvmfcheck vm run basic --out target/nvmfcheck-out

@@ -82,6 +82,17 @@ fn up_exec_down() {
     );
     assert_eq!(qemus_with(state).len(), 2, "two QEMUs run after vm up");
 
+    // A gRPC client on the host reaches the target's BdevRpc through the
+    // loopback forward that `vm up` printed.
+    let printed = stdout(&up);
+    let target = printed
+        .split_whitespace()
+        .find(|w| w.starts_with("127.0.0.1:"))
+        .expect("vm up prints the target's loopback address");
+    let o = run(&["bdev", "list", "--target", target]);
+    assert!(o.status.success(), "BdevRpc.List from the host failed");
+    assert!(stdout(&o).contains("\"bdevs\""), "{}", stdout(&o));
+
     let o = exec("initiator", &["nvme", "version"]);
     assert!(o.status.success() && stdout(&o).contains("nvme version"));
     let o = exec("target", &["ls", "/sys/kernel/config/nvmet"]);
