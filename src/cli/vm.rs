@@ -15,6 +15,14 @@ use nvmfcheck::vm::qemu::{self, Accel};
 use nvmfcheck::vm::state::{default_state_dir, is_our_qemu, PairState};
 use nvmfcheck::vm::{accel, initramfs, pair, Progress, Role, AGENT_PORT, GUEST_OUT_DIR, TARGET_IP};
 
+/// Prints a line on stdout; a closed stdout (`| head`) is not an error.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 /// Subcommands of `nvmfcheck vm`.
 #[derive(clap::Subcommand)]
 pub enum Command {
@@ -386,16 +394,16 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     pair.state(&cfg).save(&dir)?;
     pair.detach();
     let flag = state_flag(&args.state);
-    println!(
+    outln!(
         "The target and initiator VMs are up ({}).",
         cfg.accel.name()
     );
-    println!("  target gRPC (BdevRpc) from this host: 127.0.0.1:{port}");
-    println!("    nvmfcheck bdev list --target 127.0.0.1:{port}");
-    println!("  inside the VMs the target is {TARGET_IP}:{AGENT_PORT}; /dev/vdb is its blank 512 MiB disk");
-    println!("  run a command:  nvmfcheck vm exec{flag} initiator -- nvme list");
-    println!("  stop them:      nvmfcheck vm down{flag}");
-    println!(
+    outln!("  target gRPC (BdevRpc) from this host: 127.0.0.1:{port}");
+    outln!("    nvmfcheck bdev list --target 127.0.0.1:{port}");
+    outln!("  inside the VMs the target is {TARGET_IP}:{AGENT_PORT}; /dev/vdb is its blank 512 MiB disk");
+    outln!("  run a command:  nvmfcheck vm exec{flag} initiator -- nvme list");
+    outln!("  stop them:      nvmfcheck vm down{flag}");
+    outln!(
         "  logs and the shared output dir ({GUEST_OUT_DIR} in the guests): {}",
         out.display()
     );
@@ -480,7 +488,7 @@ async fn status(args: StateArgs) -> anyhow::Result<ExitCode> {
             (true, None) => "running".to_string(),
             (false, _) => "not running".to_string(),
         };
-        println!(
+        outln!(
             "{}: {state} (pid {}, console {})",
             vm.role,
             vm.pid,
@@ -489,13 +497,13 @@ async fn status(args: StateArgs) -> anyhow::Result<ExitCode> {
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(3);
     match pair::agent_ready(state.grpc_port, deadline, None).await {
-        Ok(n) => println!(
+        Ok(n) => outln!(
             "agent: answers on 127.0.0.1:{} ({n} bdevs)",
             state.grpc_port
         ),
         Err(e) => {
             all = false;
-            println!("agent: {e}");
+            outln!("agent: {e}");
         }
     }
     Ok(if all {
