@@ -296,6 +296,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     progress.say(format!("initiator: {}", argv.join(" ")));
     let result = tokio::select! {
         r = stream(pair.initiator.channel()?, &argv, Duration::from_secs(args.timeout)) => r,
+        e = pair.died() => Err(e.into()),
         why = interrupted() => Err(anyhow::anyhow!("{why}")),
     };
     progress.say(format!("peak RSS: {}", peak_rss(&pair)));
