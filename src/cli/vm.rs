@@ -12,7 +12,7 @@ use nvmfcheck::vm::pair::{free_port, Pair, PairConfig};
 use nvmfcheck::vm::process::{self, Lifetime, Qemu};
 use nvmfcheck::vm::protocol::CTL_PORTS;
 use nvmfcheck::vm::qemu::{self, Accel};
-use nvmfcheck::vm::state::{default_state_dir, is_our_qemu, PairState};
+use nvmfcheck::vm::state::{default_state_dir, is_our_qemu, stray_qemus, PairState};
 use nvmfcheck::vm::{accel, initramfs, pair, Progress, Role, AGENT_PORT, GUEST_OUT_DIR, TARGET_IP};
 
 /// Prints a line on stdout; a closed stdout (`| head`) is not an error.
@@ -372,6 +372,7 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         }
         PairState::remove(&dir)?;
     }
+    kill_strays(&dir);
     let prepared = prepare(&args.boot, &progress).await?;
     let port = match args.grpc_port {
         Some(p) => p,
@@ -450,8 +451,23 @@ async fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }
 
+/// Kills QEMUs of this state dir that no state file names; says whether
+/// there were any.
+fn kill_strays(dir: &Path) -> bool {
+    let strays = stray_qemus(dir);
+    for &pid in &strays {
+        let pid = nix::unistd::Pid::from_raw(pid as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        eprintln!("killed QEMU {pid}, left behind by an interrupted `vm up`");
+    }
+    !strays.is_empty()
+}
+
 async fn down(args: StateArgs) -> anyhow::Result<ExitCode> {
     let dir = args.dir();
+    if PairState::load(&dir)?.is_none() && kill_strays(&absolute(&dir)?) {
+        return Ok(ExitCode::SUCCESS);
+    }
     let state = load(&args)?;
     for vm in &state.vms {
         if is_our_qemu(vm.pid, &vm.files) {
