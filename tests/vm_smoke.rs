@@ -224,3 +224,36 @@ fn a_killed_vm_run_leaves_no_qemu() {
         }
     }
 }
+
+#[test]
+#[ignore = "boots QEMU VMs; run with --ignored"]
+fn vm_down_stops_what_a_killed_vm_up_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("vm");
+    let state = state.to_str().unwrap();
+    let mut child = nvmfcheck()
+        .args(["vm", "up", "--state-dir", state])
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while qemus_with(state).len() < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "QEMUs never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SIGKILL leaves no chance to clean up: the detached QEMUs live on.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(qemus_with(state).len(), 2);
+    assert!(run(&["vm", "down", "--state-dir", state]).status.success());
+    let start = Instant::now();
+    while !qemus_with(state).is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "vm down left QEMU"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -12,8 +12,16 @@ use nvmfcheck::vm::pair::{free_port, Pair, PairConfig};
 use nvmfcheck::vm::process::{self, Lifetime, Qemu};
 use nvmfcheck::vm::protocol::CTL_PORTS;
 use nvmfcheck::vm::qemu::{self, Accel};
-use nvmfcheck::vm::state::{default_state_dir, is_our_qemu, PairState};
+use nvmfcheck::vm::state::{default_state_dir, is_our_qemu, stray_qemus, PairState};
 use nvmfcheck::vm::{accel, initramfs, pair, Progress, Role, AGENT_PORT, GUEST_OUT_DIR, TARGET_IP};
+
+/// Prints a line on stdout; a closed stdout (`| head`) is not an error.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
 
 /// Subcommands of `nvmfcheck vm`.
 #[derive(clap::Subcommand)]
@@ -288,6 +296,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     progress.say(format!("initiator: {}", argv.join(" ")));
     let result = tokio::select! {
         r = stream(pair.initiator.channel()?, &argv, Duration::from_secs(args.timeout)) => r,
+        e = pair.died() => Err(e.into()),
         why = interrupted() => Err(anyhow::anyhow!("{why}")),
     };
     progress.say(format!("peak RSS: {}", peak_rss(&pair)));
@@ -363,6 +372,7 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         }
         PairState::remove(&dir)?;
     }
+    kill_strays(&dir);
     let prepared = prepare(&args.boot, &progress).await?;
     let port = match args.grpc_port {
         Some(p) => p,
@@ -386,16 +396,16 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     pair.state(&cfg).save(&dir)?;
     pair.detach();
     let flag = state_flag(&args.state);
-    println!(
+    outln!(
         "The target and initiator VMs are up ({}).",
         cfg.accel.name()
     );
-    println!("  target gRPC (BdevRpc) from this host: 127.0.0.1:{port}");
-    println!("    nvmfcheck bdev list --target 127.0.0.1:{port}");
-    println!("  inside the VMs the target is {TARGET_IP}:{AGENT_PORT}; /dev/vdb is its blank 512 MiB disk");
-    println!("  run a command:  nvmfcheck vm exec{flag} initiator -- nvme list");
-    println!("  stop them:      nvmfcheck vm down{flag}");
-    println!(
+    outln!("  target gRPC (BdevRpc) from this host: 127.0.0.1:{port}");
+    outln!("    nvmfcheck bdev list --target 127.0.0.1:{port}");
+    outln!("  inside the VMs the target is {TARGET_IP}:{AGENT_PORT}; /dev/vdb is its blank 512 MiB disk");
+    outln!("  run a command:  nvmfcheck vm exec{flag} initiator -- nvme list");
+    outln!("  stop them:      nvmfcheck vm down{flag}");
+    outln!(
         "  logs and the shared output dir ({GUEST_OUT_DIR} in the guests): {}",
         out.display()
     );
@@ -441,8 +451,23 @@ async fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }
 
+/// Kills QEMUs of this state dir that no state file names; says whether
+/// there were any.
+fn kill_strays(dir: &Path) -> bool {
+    let strays = stray_qemus(dir);
+    for &pid in &strays {
+        let pid = nix::unistd::Pid::from_raw(pid as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        eprintln!("killed QEMU {pid}, left behind by an interrupted `vm up`");
+    }
+    !strays.is_empty()
+}
+
 async fn down(args: StateArgs) -> anyhow::Result<ExitCode> {
     let dir = args.dir();
+    if PairState::load(&dir)?.is_none() && kill_strays(&absolute(&dir)?) {
+        return Ok(ExitCode::SUCCESS);
+    }
     let state = load(&args)?;
     for vm in &state.vms {
         if is_our_qemu(vm.pid, &vm.files) {
@@ -480,7 +505,7 @@ async fn status(args: StateArgs) -> anyhow::Result<ExitCode> {
             (true, None) => "running".to_string(),
             (false, _) => "not running".to_string(),
         };
-        println!(
+        outln!(
             "{}: {state} (pid {}, console {})",
             vm.role,
             vm.pid,
@@ -489,13 +514,13 @@ async fn status(args: StateArgs) -> anyhow::Result<ExitCode> {
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(3);
     match pair::agent_ready(state.grpc_port, deadline, None).await {
-        Ok(n) => println!(
+        Ok(n) => outln!(
             "agent: answers on 127.0.0.1:{} ({n} bdevs)",
             state.grpc_port
         ),
         Err(e) => {
             all = false;
-            println!("agent: {e}");
+            outln!("agent: {e}");
         }
     }
     Ok(if all {

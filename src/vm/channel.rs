@@ -157,7 +157,9 @@ impl Channel {
             role,
             write: tokio::sync::Mutex::new(write),
             pending,
-            next_id: AtomicU64::new(1),
+            // Ids differ between connections, so that output of an older
+            // session cannot pass for this one's.
+            next_id: AtomicU64::new(u64::from(uuid::Uuid::new_v4().as_fields().0) << 16),
             reader,
             _lock: None,
         })

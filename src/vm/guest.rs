@@ -28,13 +28,15 @@ use super::{io_error, Role, VmError, GUEST_OUT_DIR, TARGET_IP};
 /// for it to fail a boot at once.
 pub const AGENT_EXITED: &str = "nvmfcheck: the agent exited";
 
-/// `PATH` and friends for commands run over the channel.
+/// `PATH` and friends for commands run over the channel. The host root is
+/// read-only in the guest; `/tmp` is a tmpfs, so it is home and the working
+/// dir (fio, for one, writes verify state files there).
 const BASE_ENV: &[(&str, &str)] = &[
     (
         "PATH",
         "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     ),
-    ("HOME", "/root"),
+    ("HOME", "/tmp"),
     ("LANG", "C.UTF-8"),
     ("TERM", "dumb"),
 ];
@@ -181,16 +183,18 @@ enum Incoming {
 }
 
 /// Where replies go: to the writer thread, tagged with their session so
-/// that output of a finished session is dropped, not sent to the next.
+/// that output of a finished session is dropped, not sent to the next. The
+/// queue is bounded: a host that reads slowly slows the command down
+/// instead of filling the guest's memory.
 #[derive(Clone)]
 struct Outbox {
-    tx: std::sync::mpsc::Sender<(u64, Vec<u8>)>,
+    tx: mpsc::Sender<(u64, Vec<u8>)>,
     session: u64,
 }
 
 impl Outbox {
-    fn send(&self, reply: &Reply) {
-        let _ = self.tx.send((self.session, encode(reply)));
+    async fn send(&self, reply: &Reply) {
+        let _ = self.tx.send((self.session, encode(reply))).await;
     }
 }
 
@@ -206,11 +210,11 @@ pub async fn serve(
     let (in_tx, mut in_rx) = mpsc::unbounded_channel();
     std::thread::spawn(move || read_lines(reader, in_tx, reconnects));
     let current = Arc::new(AtomicU64::new(0));
-    let (out_tx, out_rx) = std::sync::mpsc::channel::<(u64, Vec<u8>)>();
+    let (out_tx, mut out_rx) = mpsc::channel::<(u64, Vec<u8>)>(64);
     let writer_session = current.clone();
     std::thread::spawn(move || {
         let mut writer = writer;
-        for (session, line) in out_rx {
+        while let Some((session, line)) = out_rx.blocking_recv() {
             if session == writer_session.load(Ordering::SeqCst) {
                 let _ = writer.write_all(&line).and_then(|()| writer.flush());
             }
@@ -228,7 +232,7 @@ pub async fn serve(
             Incoming::Line(line) => match serde_json::from_str::<Request>(&line) {
                 Ok(Request::Hello { hello }) => {
                     kmsg("hello");
-                    out.send(&Reply::Hello { hello, role })
+                    out.send(&Reply::Hello { hello, role }).await
                 }
                 Ok(Request::Exec(req)) => {
                     let id = req.id;
@@ -302,31 +306,34 @@ impl Drop for GroupKill {
 async fn exec(req: ExecRequest, out: Outbox) {
     let id = req.id;
     match run_command(&req, &out).await {
-        Ok(exit) => out.send(&Reply::Exit { id, exit }),
-        Err(error) => out.send(&Reply::Error { id, error }),
+        Ok(exit) => out.send(&Reply::Exit { id, exit }).await,
+        Err(error) => out.send(&Reply::Error { id, error }).await,
     }
 }
 
 async fn pump(mut from: impl AsyncRead + Unpin, id: u64, stderr: bool, out: Outbox) {
     let mut carry = Utf8Carry::default();
     let mut buf = vec![0u8; 16 * 1024];
-    let send = |text: String| {
-        if text.is_empty() {
-            return;
-        }
-        out.send(&if stderr {
+    let reply = |text: String| {
+        if stderr {
             Reply::Stderr { id, stderr: text }
         } else {
             Reply::Stdout { id, stdout: text }
-        });
+        }
     };
     loop {
-        match from.read(&mut buf).await {
+        let text = match from.read(&mut buf).await {
             Ok(0) | Err(_) => break,
-            Ok(n) => send(carry.push(&buf[..n])),
+            Ok(n) => carry.push(&buf[..n]),
+        };
+        if !text.is_empty() {
+            out.send(&reply(text)).await;
         }
     }
-    send(carry.finish());
+    let rest = carry.finish();
+    if !rest.is_empty() {
+        out.send(&reply(rest)).await;
+    }
 }
 
 async fn run_command(req: &ExecRequest, out: &Outbox) -> Result<i32, String> {

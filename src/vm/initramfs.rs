@@ -78,6 +78,8 @@ log modules loaded
 r=/newroot
 $b mkdir -p $r
 $b mount -t 9p -o @ROOT_OPTS@ hostroot $r || fail "cannot mount the host root over 9p"
+# A view of the host root that the tmpfs mounts below do not cover.
+$b mount --bind $r /hostroot
 $b mount -t proc proc $r/proc
 $b mount -t sysfs sys $r/sys
 $b mount -t devtmpfs dev $r/dev
@@ -88,6 +90,13 @@ $b mkdir -p $r/dev/shm
 $b touch /exe && $b mount -o bind,ro "$r$exe" /exe || fail "cannot bind $exe"
 for d in /dev/shm /tmp /run /var/tmp /var/lib; do
   $b mount -t tmpfs -o mode=1777 tmpfs $r$d || fail "cannot mount tmpfs on $d"
+  case "$exe" in
+    "$d"/*)
+      # The binary lies below a dir that is now a tmpfs: show it there.
+      $b mkdir -p "$r${exe%/*}" && $b touch "$r$exe" &&
+        $b mount --bind "/hostroot$exe" "$r$exe" || fail "cannot show $exe in the guest"
+      ;;
+  esac
 done
 if [ ! -f "$r$exe" ]; then
   $b mkdir -p "$r${exe%/*}" && $b touch "$r$exe" && $b mount -o bind /exe "$r$exe" \
@@ -130,6 +139,11 @@ pub fn content_key(parts: &[&[u8]]) -> String {
     format!("{:016x}", h.finish())
 }
 
+/// The directories of the image.
+const DIRS: &[&str] = &[
+    "bin", "dev", "proc", "sys", "modules", "newroot", "hostroot",
+];
+
 /// The files of the image, as `(path, mode, contents)`; directories have no
 /// contents.
 pub fn entries(
@@ -137,11 +151,10 @@ pub fn entries(
     modules: &[(String, Vec<u8>)],
     lists: &[(&str, Vec<String>)],
 ) -> Vec<(String, u32, Option<Vec<u8>>)> {
-    let mut out: Vec<(String, u32, Option<Vec<u8>>)> =
-        ["bin", "dev", "proc", "sys", "modules", "newroot"]
-            .iter()
-            .map(|d| (d.to_string(), 0o040755, None))
-            .collect();
+    let mut out: Vec<(String, u32, Option<Vec<u8>>)> = DIRS
+        .iter()
+        .map(|d| (d.to_string(), 0o040755, None))
+        .collect();
     out.push(("bin/busybox".into(), 0o100755, Some(busybox)));
     out.push(("init".into(), 0o100755, Some(init_script().into_bytes())));
     for (name, ko) in modules {
@@ -212,6 +225,7 @@ fn key(kernel: &GuestKernel) -> String {
         env!("CARGO_PKG_VERSION").as_bytes(),
         b"unsigned modules",
         init_script().as_bytes(),
+        DIRS.join(",").as_bytes(),
         lists.join(",").as_bytes(),
         &stamp(Path::new(BUSYBOX)),
         kernel.modules.as_os_str().as_encoded_bytes(),

@@ -103,7 +103,10 @@ fn files(kernel: &Path, modules: &Path, cache: &Path) -> Result<GuestKernel, VmE
     let key = super::initramfs::content_key(&[&image]);
     let vmlinux = cache.join("kernel").join(format!("custom-{key}.vmlinux"));
     if !vmlinux.exists() {
-        let elf = bzimage::vmlinux(&image)?;
+        let elf = bzimage::vmlinux(&image).map_err(|e| match e {
+            VmError::Kernel(m) => VmError::Invalid(format!("--kernel {}: {m}", kernel.display())),
+            e => e,
+        })?;
         write_atomic(&vmlinux, &elf)?;
     }
     Ok(GuestKernel {

@@ -2,9 +2,21 @@
 //! booted from Debian's kernel with the host's root shared read-only, a
 //! unix-socket link between them, and a control channel into each.
 //!
-//! Guest paths: the host root is the guest's `/` (read-only, over 9p), the
+//! Guest paths: the host root is the guest's `/` (read-only, over 9p, with
+//! tmpfs on `/tmp`, `/run`, `/var/tmp`, `/var/lib`, `/dev/shm`), the
 //! nvmfcheck binary runs at its host path, and the run's output dir is
-//! writable at [`GUEST_OUT_DIR`].
+//! writable at [`GUEST_OUT_DIR`]. Commands run from `/tmp`.
+//!
+//! Boot, in order: [`kernel`] (Debian's package, unpacked in Rust, vmlinux
+//! extracted from the bzImage so that qboot boots it through its PVH entry),
+//! [`initramfs`] (busybox, an init script, the modules), [`accel`], then
+//! [`pair`] starts the target (it serves the `-netdev stream` link socket),
+//! then the initiator, and waits for each guest daemon's hello on the
+//! [`channel`] and for the agent to answer `BdevRpc.List` through the
+//! forwarded loopback port. Under TCG on a 2-core host both are ready in
+//! about 2.3–3 s; the guest's `dmesg` has the init's and daemon's steps
+//! with timestamps (kernel ~1.2–1.5 s, modules ~0.4 s, mounts ~0.2 s,
+//! daemon start ~0.4 s, agent start ~0.4 s).
 
 pub mod accel;
 pub mod bzimage;

@@ -308,6 +308,19 @@ impl Pair {
         }
     }
 
+    /// Resolves when either QEMU exits, with the error naming the VM and
+    /// showing its logs; pair it with a step that needs both VMs.
+    pub async fn died(&self) -> VmError {
+        loop {
+            for vm in self.vms() {
+                if !super::process::pid_alive(vm.qemu.pid) {
+                    return vm.exited("it exited while the pair was in use".into());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// What `vm up` writes down about this pair.
     pub fn state(&self, cfg: &PairConfig) -> PairState {
         PairState {

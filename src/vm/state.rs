@@ -101,6 +101,25 @@ pub fn is_our_qemu(pid: u32, files: &VmFiles) -> bool {
     super::process::pid_alive(pid) && String::from_utf8_lossy(&cmdline).contains(needle.as_str())
 }
 
+/// QEMUs of a pair in `run_dir` that no state file names: left by a
+/// `vm up` that was killed (SIGKILL) while booting detached VMs.
+pub fn stray_qemus(run_dir: &Path) -> Vec<u32> {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    procs
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| {
+            Role::ALL.iter().any(|&role| {
+                let files = VmFiles::new(role, run_dir, run_dir);
+                let argv0 = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                argv0.starts_with(b"qemu-system") && is_our_qemu(pid, &files)
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
