@@ -84,10 +84,6 @@ $b mount -t proc proc $r/proc
 $b mount -t sysfs sys $r/sys
 $b mount -t devtmpfs dev $r/dev
 $b mkdir -p $r/dev/shm
-# The binary may live under a directory that gets a tmpfs below (a clone
-# in /tmp, say): hold on to it first and put it back at the same path.
-[ -f "$r$exe" ] || fail "$exe is not on the host root"
-$b touch /exe && $b mount -o bind,ro "$r$exe" /exe || fail "cannot bind $exe"
 for d in /dev/shm /tmp /run /var/tmp /var/lib; do
   $b mount -t tmpfs -o mode=1777 tmpfs $r$d || fail "cannot mount tmpfs on $d"
   case "$exe" in
@@ -98,10 +94,6 @@ for d in /dev/shm /tmp /run /var/tmp /var/lib; do
       ;;
   esac
 done
-if [ ! -f "$r$exe" ]; then
-  $b mkdir -p "$r${exe%/*}" && $b touch "$r$exe" && $b mount -o bind /exe "$r$exe" \
-    || fail "cannot put $exe back after the tmpfs mounts"
-fi
 [ -d /sys/module/configfs ] && $b mount -t configfs configfs $r/sys/kernel/config
 $b mkdir -p $r@OUT@
 $b mount -t 9p -o @OUT_OPTS@ out $r@OUT@ || fail "cannot mount the output share"
