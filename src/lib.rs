@@ -4,6 +4,7 @@
 //! subcommands are thin layers over it.
 
 pub mod agent;
+pub mod bench;
 pub mod client;
 pub mod cmd;
 pub mod fio;

@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use nvmfcheck::bench::{table, Sample};
+use nvmfcheck::suite::report::Report;
 use nvmfcheck::vm::channel::{Channel, Event};
 use nvmfcheck::vm::kernel::{default_cache_dir, KernelSource};
 use nvmfcheck::vm::pair::{free_port, Pair, PairConfig};
@@ -37,6 +39,9 @@ pub enum Command {
     Down(StateArgs),
     /// Show whether the VMs started by `vm up` are running.
     Status(StateArgs),
+    /// Measure: time until both VMs are ready, wall time of `basic` and its
+    /// overhead beyond fio, QEMU peak RSS; medians of several `vm run basic`.
+    Bench(BenchArgs),
     /// The daemon inside each guest (started by the guest's init).
     #[command(hide = true)]
     Guest(GuestArgs),
@@ -54,7 +59,7 @@ pub enum AccelArg {
 }
 
 /// Options shared by `vm run` and `vm up`.
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 pub struct BootArgs {
     /// KVM or TCG; `auto` probes whether KVM guests really run.
     #[arg(long, value_enum, default_value = "auto")]
@@ -91,6 +96,19 @@ pub struct RunArgs {
     /// Seconds the checks may take.
     #[arg(long, default_value_t = 1800)]
     timeout: u64,
+    #[command(flatten)]
+    boot: BootArgs,
+}
+
+/// Arguments of `vm bench`.
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// How many runs of `vm run basic`, one after another.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    runs: u32,
+    /// Where each run's reports and logs go (`run-1`, `run-2`, ...).
+    #[arg(long, default_value = "./nvmfcheck-bench")]
+    out: PathBuf,
     #[command(flatten)]
     boot: BootArgs,
 }
@@ -154,6 +172,7 @@ pub async fn main(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Exec(args) => exec(args).await,
         Command::Down(args) => down(args).await,
         Command::Status(args) => status(args).await,
+        Command::Bench(args) => bench(args).await,
         Command::Guest(args) => {
             nvmfcheck::vm::guest::main(args.role).await?;
             Ok(ExitCode::SUCCESS)
@@ -255,6 +274,27 @@ impl Drop for RemoveDir {
 
 async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let progress = Progress::new();
+    let outcome = run_once(&args, &progress).await?;
+    match outcome.code {
+        0 => Ok(ExitCode::SUCCESS),
+        code => {
+            eprintln!("error: phase checks: `nvmfcheck run` in the initiator exited with {code}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// What one `vm run` measured besides its report.
+struct Outcome {
+    /// Exit status of `nvmfcheck run` in the initiator.
+    code: i32,
+    /// When the later of the two VMs was ready.
+    ready: Duration,
+    /// Peak RSS of the target's and the initiator's QEMU, in MiB.
+    rss_mib: (u64, u64),
+}
+
+async fn run_once(args: &RunArgs, progress: &Progress) -> anyhow::Result<Outcome> {
     let out = absolute(&args.out)?;
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     // Stale results must not pass for this run's.
@@ -262,7 +302,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         let _ = std::fs::remove_file(out.join(stale));
     }
     let prepared = tokio::select! {
-        r = prepare(&args.boot, &progress) => r?,
+        r = prepare(&args.boot, progress) => r?,
         why = interrupted() => bail!("{why} while preparing"),
     };
     let run_dir = pair::fresh_run_dir();
@@ -278,10 +318,10 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // Dropping the boot future on a signal drops the QEMU handles, which
     // kills them.
     let pair = tokio::select! {
-        r = Pair::boot(&cfg, &progress) => r.context("phase boot")?,
+        r = Pair::boot(&cfg, progress) => r.context("phase boot")?,
         why = interrupted() => bail!("{why} while booting; console logs in {}", out.display()),
     };
-    report_ready(&pair, &progress);
+    report_ready(&pair, progress);
     let mut argv = vec![cfg.exe.display().to_string(), "run".into()];
     argv.extend(args.categories.iter().cloned());
     argv.extend([
@@ -299,6 +339,17 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         e = pair.died() => Err(e.into()),
         why = interrupted() => Err(anyhow::anyhow!("{why}")),
     };
+    let rss = |vm: &nvmfcheck::vm::pair::Vm| process::peak_rss_kib(vm.qemu.pid).unwrap_or(0) / 1024;
+    let outcome = Outcome {
+        code: 0,
+        ready: pair
+            .ready_after
+            .iter()
+            .map(|(_, t)| *t)
+            .max()
+            .unwrap_or_default(),
+        rss_mib: (rss(&pair.target), rss(&pair.initiator)),
+    };
     progress.say(format!("peak RSS: {}", peak_rss(&pair)));
     progress.say("tearing down");
     pair.shutdown(Duration::from_secs(5)).await;
@@ -306,13 +357,38 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         "VMs stopped; reports, console logs and agent.log in {}",
         out.display()
     ));
-    match result.context("phase checks")? {
-        0 => Ok(ExitCode::SUCCESS),
-        code => {
-            eprintln!("error: phase checks: `nvmfcheck run` in the initiator exited with {code}");
-            Ok(ExitCode::FAILURE)
+    let code = result.context("phase checks")?;
+    Ok(Outcome { code, ..outcome })
+}
+
+async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let progress = Progress::new();
+    let mut samples = Vec::new();
+    for i in 1..=args.runs {
+        progress.say(format!("bench: run {i} of {}", args.runs));
+        let run = RunArgs {
+            categories: vec!["basic".into()],
+            out: args.out.join(format!("run-{i}")),
+            filter: None,
+            timeout: 1800,
+            boot: args.boot.clone(),
+        };
+        let outcome = run_once(&run, &progress).await?;
+        if outcome.code != 0 {
+            bail!(
+                "run {i}: basic failed (exit {}); a failed run measures nothing: see {}",
+                outcome.code,
+                run.out.display()
+            );
         }
+        let path = run.out.join("report.json");
+        let report = Report::load(&path)?;
+        let sample = Sample::new(&report, "basic", outcome.ready, outcome.rss_mib)
+            .with_context(|| format!("{} has no basic category with a fio step", path.display()))?;
+        samples.push(sample);
     }
+    outln!("{}", table(&samples));
+    Ok(ExitCode::SUCCESS)
 }
 
 fn peak_rss(pair: &Pair) -> String {
