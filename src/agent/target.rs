@@ -642,6 +642,18 @@ mod tests {
             self.dir.path().join("state/state.json")
         }
 
+        /// Two aio bdevs and a malloc one, the first aio and the malloc
+        /// shared.
+        fn open_populated(&self) -> Target {
+            let mut t = self.open();
+            t.create(&self.disk(0)).unwrap();
+            t.create("malloc:///m0?size_mb=2").unwrap();
+            t.create(&self.disk(1)).unwrap();
+            t.share(&self.disk(0), "nvmf").unwrap();
+            t.share("m0", "nvmf").unwrap();
+            t
+        }
+
         fn open(&self) -> Target {
             let listener = Listener {
                 address: Ipv4Addr::new(192, 168, 1, 2),
@@ -861,12 +873,7 @@ mod tests {
     #[test]
     fn a_restart_keeps_bdevs_uuids_and_shares() {
         let s = Setup::new();
-        let mut t = s.open();
-        t.create(&s.disk(0)).unwrap();
-        t.create("malloc:///m0?size_mb=2").unwrap();
-        t.create(&s.disk(1)).unwrap();
-        t.share(&s.disk(0), "nvmf").unwrap();
-        t.share("m0", "nvmf").unwrap();
+        let t = s.open_populated();
         let before = t.list();
         let tree = s.fs.dump();
         drop(t);
@@ -878,12 +885,7 @@ mod tests {
     #[test]
     fn a_restart_recovers_shares_the_state_file_lost() {
         let s = Setup::new();
-        let mut t = s.open();
-        t.create(&s.disk(0)).unwrap();
-        t.create("malloc:///m0?size_mb=2").unwrap();
-        t.create(&s.disk(1)).unwrap();
-        t.share(&s.disk(0), "nvmf").unwrap();
-        t.share("m0", "nvmf").unwrap();
+        let t = s.open_populated();
         let mut before: Vec<_> = t.list().into_iter().filter(|b| b.claimed).collect();
         drop(t);
         std::fs::remove_file(s.state()).unwrap();
