@@ -292,6 +292,8 @@ struct Outcome {
     ready: Duration,
     /// Peak RSS of the target's and the initiator's QEMU, in MiB.
     rss_mib: (u64, u64),
+    /// How long the checks took by the host's clock.
+    checks: Duration,
 }
 
 async fn run_once(args: &RunArgs, progress: &Progress) -> anyhow::Result<Outcome> {
@@ -334,6 +336,7 @@ async fn run_once(args: &RunArgs, progress: &Progress) -> anyhow::Result<Outcome
         argv.extend(["--filter".into(), f.clone()]);
     }
     progress.say(format!("initiator: {}", argv.join(" ")));
+    let started = std::time::Instant::now();
     let result = tokio::select! {
         r = stream(pair.initiator.channel()?, &argv, Duration::from_secs(args.timeout)) => r,
         e = pair.died() => Err(e.into()),
@@ -349,6 +352,7 @@ async fn run_once(args: &RunArgs, progress: &Progress) -> anyhow::Result<Outcome
             .max()
             .unwrap_or_default(),
         rss_mib: (rss(&pair.target), rss(&pair.initiator)),
+        checks: started.elapsed(),
     };
     progress.say(format!("peak RSS: {}", peak_rss(&pair)));
     progress.say("tearing down");
@@ -358,7 +362,25 @@ async fn run_once(args: &RunArgs, progress: &Progress) -> anyhow::Result<Outcome
         out.display()
     ));
     let code = result.context("phase checks")?;
+    if let Ok(report) = Report::load(&out.join("report.json")) {
+        if let Some(warning) = clock_check(report.duration_secs, outcome.checks) {
+            progress.say(format!("warning: {warning}"));
+        }
+    }
     Ok(Outcome { code, ..outcome })
+}
+
+/// The guest times the steps with its own clock; if that clock ran faster
+/// than the host's (a TSC mis-calibrated on a loaded host), every time in
+/// the report and every deadline inside the guest is wrong: say so.
+fn clock_check(guest_secs: f64, host: Duration) -> Option<String> {
+    let host_secs = host.as_secs_f64();
+    (guest_secs > host_secs * 1.1 + 1.0).then(|| {
+        format!(
+            "the guest's clock ran fast: the checks took {guest_secs:.1} s by the initiator's \
+             clock but {host_secs:.1} s by the host's; the report's times are not to be trusted"
+        )
+    })
 }
 
 async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
@@ -383,6 +405,9 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         }
         let path = run.out.join("report.json");
         let report = Report::load(&path)?;
+        if let Some(warning) = clock_check(report.duration_secs, outcome.checks) {
+            bail!("run {i}: {warning}");
+        }
         let sample = Sample::new(&report, "basic", outcome.ready, outcome.rss_mib)
             .with_context(|| format!("{} has no basic category with a fio step", path.display()))?;
         samples.push(sample);
