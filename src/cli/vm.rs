@@ -85,7 +85,8 @@ pub struct BootArgs {
 /// Arguments of `vm run`.
 #[derive(clap::Args)]
 pub struct RunArgs {
-    /// Categories to run (default: what `nvmfcheck run` runs by default).
+    /// Categories to run, in dependency order whatever the order given.
+    #[arg(default_value = "basic")]
     categories: Vec<String>,
     /// Where the reports, console logs and the agent log are written.
     #[arg(long, default_value = "./nvmfcheck-out")]
