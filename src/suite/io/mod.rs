@@ -19,7 +19,11 @@ use crate::proto::mayastor::Bdev;
 use super::path::{self, ShareUri};
 use super::{CaseFuture, Category, CheckError, Env, Steps};
 
+mod block;
+mod discard;
 mod matrix;
+mod persistence;
+mod whole;
 
 /// How long a restarted agent or a restored link may take to answer again.
 const AGENT_BACK: Duration = Duration::from_secs(60);
@@ -30,7 +34,12 @@ pub(super) fn category() -> Category {
         about: "no byte is lost when the path is pushed and broken: verify matrix, reconnects, \
                 multipath, resets, restarts, teardown and link loss",
         depends_on: &["basic"],
-        cases: vec![matrix::case()],
+        cases: vec![
+            matrix::case(),
+            persistence::case(),
+            whole::case(),
+            discard::case(),
+        ],
     }
 }
 
