@@ -29,7 +29,7 @@ fn share_connect_verify<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a
         let s = &env.settings;
         let bdev = steps
             .run("should list the bdev with the expected fields", async {
-                let bdev = path::ensure_bdev(env, &s.bdev_uri).await?;
+                let bdev = path::ensure_bdev(env, &s.bdev_uri, &s.bdev_uri).await?;
                 check_fields(&bdev, s.expect_size)?;
                 Ok(bdev)
             })

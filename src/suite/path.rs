@@ -69,16 +69,17 @@ impl ShareUri {
     }
 }
 
-/// The bdev created from `uri`, created first if the target lacks it.
-pub(super) async fn ensure_bdev(env: &Env, uri: &str) -> Result<Bdev, CheckError> {
-    if let Some(b) = env.target.find(uri).await? {
+/// Bdev `name`, created from `uri` first if the target lacks it (an aio
+/// bdev is named by its URI, a malloc bdev by its path).
+pub(super) async fn ensure_bdev(env: &Env, name: &str, uri: &str) -> Result<Bdev, CheckError> {
+    if let Some(b) = env.target.find(name).await? {
         return Ok(b);
     }
-    let name = env.target.create(uri).await?;
-    env.target
-        .find(&name)
-        .await?
-        .ok_or_else(|| CheckError::Failed(format!("{uri} was created as {name} but is not listed")))
+    let created = env.target.create(uri).await?;
+    ensure(created == name, || {
+        format!("{uri} was created as bdev {created:?}, expected {name:?}")
+    })?;
+    find(env, name).await
 }
 
 /// Shares `bdev` over NVMe-oF (twice: the second must give the same URI)

@@ -23,6 +23,7 @@ mod block;
 mod discard;
 mod matrix;
 mod persistence;
+mod subsystems;
 mod whole;
 
 /// How long a restarted agent or a restored link may take to answer again.
@@ -39,6 +40,7 @@ pub(super) fn category() -> Category {
             persistence::case(),
             whole::case(),
             discard::case(),
+            subsystems::case(),
         ],
     }
 }
@@ -59,7 +61,7 @@ impl Session {
     ) -> Result<Session, CheckError> {
         let uri = &env.settings.bdev_uri;
         let bdev = steps
-            .run("should list the bdev", path::ensure_bdev(env, uri))
+            .run("should list the bdev", path::ensure_bdev(env, uri, uri))
             .await?;
         let share = path::share(env, steps, &bdev).await?;
         let ns = path::connect(steps, &bdev, &share.nqn, &share.transport(), opts).await?;
