@@ -13,6 +13,7 @@
 
 use std::time::Duration;
 
+use crate::control::Control;
 use crate::nvme::{ConnectOptions, Namespace};
 use crate::proto::mayastor::Bdev;
 
@@ -21,13 +22,20 @@ use super::{CaseFuture, Category, CheckError, Env, Steps};
 
 mod block;
 mod discard;
+mod during;
 mod matrix;
+mod multipath;
 mod persistence;
 mod subsystems;
+mod watch;
 mod whole;
 
 /// How long a restarted agent or a restored link may take to answer again.
 const AGENT_BACK: Duration = Duration::from_secs(60);
+
+/// Seconds the host keeps reconnecting a lost controller in the fault
+/// cases: longer than any fault they make.
+const CTRL_LOSS_TMO: i32 = 60;
 
 pub(super) fn category() -> Category {
     Category {
@@ -41,6 +49,7 @@ pub(super) fn category() -> Category {
             whole::case(),
             discard::case(),
             subsystems::case(),
+            multipath::case(),
         ],
     }
 }
@@ -73,6 +82,21 @@ impl Session {
         path::disconnect(env, steps, &self.share.nqn).await?;
         path::unshare(env, steps, &self.bdev.name).await
     }
+}
+
+/// Connect options of the fault cases: the host reconnects every second
+/// for [`CTRL_LOSS_TMO`] seconds, so a path comes back soon after its fault.
+fn resilient(env: &Env) -> ConnectOptions {
+    ConnectOptions {
+        ctrl_loss_tmo: Some(CTRL_LOSS_TMO),
+        reconnect_delay: Some(1),
+        ..path::connect_options(env)
+    }
+}
+
+/// The agent's `Control` service (faults, restart).
+async fn control(env: &Env) -> Result<Control, CheckError> {
+    Ok(Control::connect(&env.settings.target, env.settings.rpc_timeout).await?)
 }
 
 /// The cleanup of every case: the run's bdev neither connected nor shared.
