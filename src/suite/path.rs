@@ -258,13 +258,28 @@ pub(super) async fn find(env: &Env, name: &str) -> Result<Bdev, CheckError> {
 /// Polls `List` until the target answers, for at most `timeout` (after a
 /// restart of the agent or an outage of the link); returns its bdevs.
 pub(super) async fn wait_for_agent(env: &Env, timeout: Duration) -> Result<Vec<Bdev>, CheckError> {
+    retry("the target's List", timeout, || env.target.list()).await
+}
+
+/// Calls `call` until it succeeds, for at most `timeout`: a gRPC channel
+/// whose server went away connects again only on a later call.
+pub(super) async fn retry<T, E, F, Fut>(
+    what: &str,
+    timeout: Duration,
+    mut call: F,
+) -> Result<T, CheckError>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
     let deadline = Instant::now() + timeout;
     loop {
-        match env.target.list().await {
-            Ok(bdevs) => return Ok(bdevs),
+        match call().await {
+            Ok(value) => return Ok(value),
             Err(e) if Instant::now() >= deadline => {
                 return Err(CheckError::Failed(format!(
-                    "the target did not answer within {}s: {e}",
+                    "{what} did not answer within {}s: {e}",
                     timeout.as_secs_f64()
                 )))
             }

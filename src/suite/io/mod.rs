@@ -14,7 +14,7 @@
 use std::time::Duration;
 
 use crate::control::Control;
-use crate::nvme::{ConnectOptions, Namespace};
+use crate::nvme::{self, ConnectOptions, Namespace};
 use crate::proto::mayastor::Bdev;
 
 use super::path::{self, ShareUri};
@@ -26,7 +26,10 @@ mod during;
 mod matrix;
 mod multipath;
 mod persistence;
+mod reset;
+mod restart;
 mod subsystems;
+mod teardown;
 mod watch;
 mod whole;
 
@@ -50,6 +53,9 @@ pub(super) fn category() -> Category {
             discard::case(),
             subsystems::case(),
             multipath::case(),
+            reset::case(),
+            restart::case(),
+            teardown::case(),
         ],
     }
 }
@@ -97,6 +103,21 @@ fn resilient(env: &Env) -> ConnectOptions {
 /// The agent's `Control` service (faults, restart).
 async fn control(env: &Env) -> Result<Control, CheckError> {
     Ok(Control::connect(&env.settings.target, env.settings.rpc_timeout).await?)
+}
+
+/// The one controller the host has of `nqn`, as a step.
+async fn only_controller(env: &Env, steps: &mut Steps, nqn: &str) -> Result<String, CheckError> {
+    steps
+        .run("should have one controller of the subsystem", async {
+            let conn = nvme::connection(nqn, env.settings.nvme_timeout).await?;
+            match conn.map(|c| c.controllers).as_deref() {
+                Some([one]) => Ok(one.clone()),
+                other => Err(CheckError::Failed(format!(
+                    "{nqn} has controllers {other:?}, expected one"
+                ))),
+            }
+        })
+        .await
 }
 
 /// The cleanup of every case: the run's bdev neither connected nor shared.

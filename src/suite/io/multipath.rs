@@ -9,7 +9,7 @@ use crate::fio::{FioJob, Rw, Verify};
 use crate::nvme;
 
 use super::during::{verify_during, WARM_UP, WARM_UP_IOS};
-use super::{cleanup, control, path, resilient, Session};
+use super::{cleanup, control, only_controller, path, resilient, Session};
 use crate::suite::steps::ensure;
 use crate::suite::{Case, CaseFuture, CheckError, Env, Steps};
 
@@ -35,17 +35,7 @@ fn run<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
         let opts = resilient(env);
         let session = Session::open(env, steps, &opts).await?;
         let nqn = session.share.nqn.clone();
-        let first = steps
-            .run("should have one controller for the first path", async {
-                let conn = nvme::connection(&nqn, s.nvme_timeout).await?;
-                match conn.map(|c| c.controllers).as_deref() {
-                    Some([one]) => Ok(one.clone()),
-                    other => Err(CheckError::Failed(format!(
-                        "{nqn} has controllers {other:?} after one connect"
-                    ))),
-                }
-            })
-            .await?;
+        let first = only_controller(env, steps, &nqn).await?;
         let second = session.share.on_port(s.discovery_port);
         steps
             .run(

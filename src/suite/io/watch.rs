@@ -32,7 +32,7 @@ pub(super) struct Seen {
     pub changes: Vec<(Duration, String, String)>,
     /// The controllers of the subsystem and their states, now.
     pub states: BTreeMap<String, String>,
-    start_count: Option<u64>,
+    sampled: bool,
     last_count: u64,
     last_progress: Option<Instant>,
     started: Instant,
@@ -45,7 +45,7 @@ impl Seen {
             longest_stall: Duration::ZERO,
             changes: Vec::new(),
             states: BTreeMap::new(),
-            start_count: None,
+            sampled: false,
             last_count: 0,
             last_progress: None,
             started: Instant::now(),
@@ -53,16 +53,18 @@ impl Seen {
     }
 
     /// Takes one sample: the summed counters and the controllers' states.
+    /// The sum drops when a controller goes (its disks' counters go with
+    /// it); only rises count, as completed I/O and as progress.
     fn record(&mut self, count: u64, states: BTreeMap<String, String>, at: Instant) {
-        let base = *self.start_count.get_or_insert(count);
-        if count != self.last_count {
+        if self.sampled && count > self.last_count {
+            self.completed += count - self.last_count;
             if let Some(before) = self.last_progress {
                 self.longest_stall = self.longest_stall.max(at - before);
             }
             self.last_progress = Some(at);
-            self.last_count = count;
         }
-        self.completed = count.saturating_sub(base);
+        self.sampled = true;
+        self.last_count = count;
         let since = at - self.started;
         for (ctrl, state) in &states {
             if self.states.get(ctrl) != Some(state) {
@@ -296,6 +298,12 @@ mod tests {
         seen.record(200, states("live"), at(2300));
         assert_eq!(seen.completed, 100);
         assert_eq!(seen.longest_stall, Duration::from_millis(2100));
+        // A controller that goes takes its counters along: not a loss of
+        // completed I/O, and not progress.
+        seen.record(20, states("live"), at(2350));
+        seen.record(30, states("live"), at(2360));
+        assert_eq!(seen.completed, 110);
+        assert_eq!(seen.longest_stall, Duration::from_millis(2100));
         assert!(seen.all_live(1) && !seen.all_live(2));
         assert!(seen.left_live("nvme0"));
         assert!(!seen.left_live("nvme1"));
@@ -303,7 +311,8 @@ mod tests {
             seen.describe_changes(),
             "nvme0 connecting at 0.2 s, nvme0 live at 2.2 s"
         );
-        seen.record(200, BTreeMap::new(), at(2400));
+        seen.record(0, BTreeMap::new(), at(2400));
+        assert_eq!(seen.completed, 110);
         assert!(seen.describe_changes().ends_with("nvme0 gone at 2.4 s"));
     }
 }
