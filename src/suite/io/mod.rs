@@ -23,6 +23,7 @@ use super::{CaseFuture, Category, CheckError, Env, Steps};
 mod block;
 mod discard;
 mod during;
+mod link;
 mod matrix;
 mod multipath;
 mod persistence;
@@ -56,6 +57,8 @@ pub(super) fn category() -> Category {
             reset::case(),
             restart::case(),
             teardown::case(),
+            link::ride_out(),
+            link::beyond_tmo(),
         ],
     }
 }
