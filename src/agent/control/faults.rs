@@ -140,15 +140,25 @@ impl Faults {
         let fault = Fault::Link {
             interface: interface.clone(),
         };
-        let total = LINK_DOWN_DELAY + Duration::from_secs(seconds.into());
+        let outage = Duration::from_secs(seconds.into());
+        let total = LINK_DOWN_DELAY + outage;
         self.add(fault.clone(), total)?;
+        self.wake.notify_one();
         let this = Arc::clone(self);
+        let downed = fault.clone();
         tokio::spawn(async move {
             tokio::time::sleep(LINK_DOWN_DELAY).await;
-            match link::set(&interface, false).await {
-                Ok(()) => info!("link {interface} is down for {seconds}s"),
+            if let Err(e) = link::set(&interface, false).await {
                 // It stays recorded: restoring sets up a link that is up.
-                Err(e) => error!("LinkDown: {e}"),
+                return error!("LinkDown: {e}");
+            }
+            // The outage counts from when the link is down (`ip` takes a
+            // while on a slow machine); if the fault was restored meanwhile
+            // (the agent is stopping), undo at once.
+            if this.reschedule(&downed, outage) {
+                info!("link {interface} is down for {seconds}s");
+            } else if let Err(e) = link::set(&interface, true).await {
+                error!("could not set link {interface} up again: {e}");
             }
             this.wake.notify_one();
         });
@@ -339,6 +349,22 @@ impl Faults {
         result
     }
 
+    /// Makes `fault`, if still in force, end `left` from now; returns
+    /// whether it was in force.
+    fn reschedule(&self, fault: &Fault, left: Duration) -> bool {
+        let found = {
+            let mut pending = self.lock();
+            let found = pending.iter_mut().find(|p| &p.fault == fault);
+            found
+                .map(|p| p.until_ms = now_ms() + duration_ms(left))
+                .is_some()
+        };
+        if found {
+            self.save_or_log();
+        }
+        found
+    }
+
     /// Fails if a fault on the same thing as `fault` is in force.
     fn check_free(&self, fault: &Fault) -> Result<(), ControlError> {
         in_force(&self.lock(), fault, self.address)
@@ -522,11 +548,12 @@ fn save(path: &Path, pending: &[Pending]) -> Result<(), ControlError> {
         boot_id: boot_id(),
         pending: pending.to_vec(),
     };
-    let text = serde_json::to_string_pretty(&file).unwrap_or_default() + "\n";
-    replace_file(path, &text).map_err(|cause| ControlError::Persist {
+    let persist = |cause| ControlError::Persist {
         path: path.to_path_buf(),
         cause,
-    })
+    };
+    let text = serde_json::to_string_pretty(&file).map_err(|e| persist(e.into()))?;
+    replace_file(path, &(text + "\n")).map_err(persist)
 }
 
 #[cfg(test)]
