@@ -299,8 +299,19 @@ impl Report {
                             .as_ref()
                             .map(|n| format!("    {n}\n"))
                             .unwrap_or_default();
+                        let fio = s
+                            .fio
+                            .as_ref()
+                            .map(|f| {
+                                let [_, _, iops, mib, p50, p99, errors] = fio_row("", s, f);
+                                format!(
+                                    "    fio: {iops} IOPS, {mib} MiB/s, p50 {p50} ms, \
+                                     p99 {p99} ms, errors {errors}\n"
+                                )
+                            })
+                            .unwrap_or_default();
                         format!(
-                            "{} ...{verdict} ({:.2} seconds)\n{note}",
+                            "{} ...{verdict} ({:.2} seconds)\n{fio}{note}",
                             s.name, s.duration_secs
                         )
                     })
@@ -314,7 +325,8 @@ impl Report {
     }
 }
 
-/// One row of [`Report::fio_table`].
+/// One row of [`Report::fio_table`] (also the fio line of a step in
+/// JUnit).
 fn fio_row(case: &str, step: &StepReport, fio: &FioSummary) -> [String; 7] {
     let dirs = || fio.jobs.iter().flat_map(|j| [&j.read, &j.write]);
     let sum = |f: fn(&IoStats) -> f64| dirs().map(f).sum::<f64>();
@@ -448,6 +460,13 @@ mod tests {
             assert!(row.contains(cell), "{cell} not in {row}");
         }
         assert!(report(vec![step("x", None)]).fio_table().is_none());
+        let xml = r.junit().to_string().unwrap();
+        assert!(
+            xml.contains(
+                "fio: 600 IOPS, 2.3 MiB/s, p50 2.50 ms, p99 5.00 ms, errors 1 verify, 1 I/O"
+            ),
+            "{xml}"
+        );
     }
 
     #[test]
