@@ -21,6 +21,7 @@
 
 pub mod faults;
 mod link;
+mod record;
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;

@@ -123,12 +123,37 @@ async fn only_controller(env: &Env, steps: &mut Steps, nqn: &str) -> Result<Stri
         .await
 }
 
-/// The cleanup of every case: the run's bdev neither connected nor shared.
+/// The cleanup of every case: no fault in force (a case that failed
+/// half-way may have left one), the run's bdev neither connected nor
+/// shared.
 fn cleanup<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
     Box::pin(async move {
         path::wait_for_agent(env, AGENT_BACK).await?;
+        wait_for_no_fault(env).await?;
         path::teardown(env, steps, &env.settings.bdev_uri).await
     })
+}
+
+/// Waits until the agent has no fault in force, for at most
+/// [`AGENT_BACK`]; a target without the `Control` service has none.
+async fn wait_for_no_fault(env: &Env) -> Result<(), CheckError> {
+    let control = control(env).await?;
+    let deadline = std::time::Instant::now() + AGENT_BACK;
+    loop {
+        let why = match control.info().await {
+            Ok(info) if info.faults.is_empty() => return Ok(()),
+            Ok(info) => format!("faults in force: {:?}", info.faults),
+            Err(e) if e.code() == Some(tonic::Code::Unimplemented) => return Ok(()),
+            Err(e) => e.to_string(),
+        };
+        if std::time::Instant::now() >= deadline {
+            return Err(CheckError::Failed(format!(
+                "the agent did not end its faults within {}s: {why}",
+                AGENT_BACK.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// A size in bytes for step names: `512 B`, `4 KiB`, `128 KiB`, `8 MiB`.
