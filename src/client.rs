@@ -65,39 +65,9 @@ impl Target {
     /// Connects to `host:port`, giving up after `timeout`; each later call
     /// also gets `timeout` as its deadline.
     pub async fn connect(addr: &str, timeout: Duration) -> Result<Self, ClientError> {
-        let bad = |reason: &str| ClientError::Address {
-            addr: addr.to_string(),
-            reason: reason.to_string(),
-        };
-        let (host, port) = addr.rsplit_once(':').ok_or_else(|| bad("no port"))?;
-        if host.is_empty() {
-            return Err(bad("no host"));
-        }
-        match port.parse::<u16>() {
-            Ok(p) if p > 0 => {}
-            _ => return Err(bad("the port is not a number from 1 to 65535")),
-        }
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| bad(&e.to_string()))?
-            .connect_timeout(timeout)
-            .timeout(timeout);
-        let channel = tokio::time::timeout(timeout, endpoint.connect())
-            .await
-            .map_err(|_| ClientError::Rpc {
-                addr: addr.to_string(),
-                call: "connect",
-                status: tonic::Status::deadline_exceeded(format!(
-                    "no connection to {addr} within {}s",
-                    timeout.as_secs_f64()
-                )),
-            })?
-            .map_err(|source| ClientError::Connect {
-                addr: addr.to_string(),
-                source,
-            })?;
         Ok(Self {
             addr: addr.to_string(),
-            rpc: BdevRpcClient::new(channel),
+            rpc: BdevRpcClient::new(channel(addr, timeout).await?),
         })
     }
 
@@ -164,13 +134,56 @@ impl Target {
     }
 }
 
+/// A gRPC channel to `host:port`, connected within `timeout`; each call
+/// on it also gets `timeout` as its deadline.
+pub(crate) async fn channel(addr: &str, timeout: Duration) -> Result<Channel, ClientError> {
+    let bad = |reason: &str| ClientError::Address {
+        addr: addr.to_string(),
+        reason: reason.to_string(),
+    };
+    let (host, port) = addr.rsplit_once(':').ok_or_else(|| bad("no port"))?;
+    if host.is_empty() {
+        return Err(bad("no host"));
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => {}
+        _ => return Err(bad("the port is not a number from 1 to 65535")),
+    }
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| bad(&e.to_string()))?
+        .connect_timeout(timeout)
+        .timeout(timeout);
+    tokio::time::timeout(timeout, endpoint.connect())
+        .await
+        .map_err(|_| ClientError::Rpc {
+            addr: addr.to_string(),
+            call: "connect",
+            status: tonic::Status::deadline_exceeded(format!(
+                "no connection to {addr} within {}s",
+                timeout.as_secs_f64()
+            )),
+        })?
+        .map_err(|source| ClientError::Connect {
+            addr: addr.to_string(),
+            source,
+        })
+}
+
 impl Target {
     fn rpc(&self, call: &'static str) -> impl FnOnce(tonic::Status) -> ClientError + '_ {
-        move |status| ClientError::Rpc {
-            addr: self.addr.clone(),
-            call,
-            status,
-        }
+        rpc_error(&self.addr, call)
+    }
+}
+
+/// Turns the status of call `call` to `addr` into an error.
+pub(crate) fn rpc_error<'a>(
+    addr: &'a str,
+    call: &'static str,
+) -> impl FnOnce(tonic::Status) -> ClientError + 'a {
+    move |status| ClientError::Rpc {
+        addr: addr.to_string(),
+        call,
+        status,
     }
 }
 

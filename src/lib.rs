@@ -7,6 +7,7 @@ pub mod agent;
 pub mod bench;
 pub mod client;
 pub mod cmd;
+pub mod control;
 pub mod fio;
 pub mod nvme;
 pub mod suite;
@@ -17,5 +18,11 @@ pub mod proto {
     /// Mayastor's v0 API (package `mayastor`), wire compatible with Mayastor.
     pub mod mayastor {
         tonic::include_proto!("mayastor");
+    }
+
+    /// nvmfcheck's own control service (package `nvmfcheck.control.v1`):
+    /// faults and the agent's identity, for the test cases.
+    pub mod control {
+        tonic::include_proto!("nvmfcheck.control.v1");
     }
 }

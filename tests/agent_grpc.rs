@@ -23,7 +23,8 @@ struct Running {
     client: BdevRpcClient<Channel>,
     addr: String,
     stop: Option<oneshot::Sender<()>>,
-    server: tokio::task::JoinHandle<Result<(), nvmfcheck::agent::AgentError>>,
+    server:
+        tokio::task::JoinHandle<Result<nvmfcheck::agent::Stopped, nvmfcheck::agent::AgentError>>,
     fs: Arc<FakeConfigfs>,
     _dir: tempfile::TempDir,
 }

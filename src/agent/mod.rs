@@ -26,6 +26,7 @@
 //! `127.0.0.1:0`.
 
 pub mod configfs;
+pub mod control;
 pub mod device;
 pub mod fake;
 pub mod kernel;
@@ -38,15 +39,20 @@ pub mod uri;
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tonic::transport::server::TcpIncoming;
 use tracing::{info, warn};
+use uuid::Uuid;
 
+use crate::proto::control::control_server::ControlServer;
 use crate::proto::mayastor::bdev_rpc_server::BdevRpcServer;
 use configfs::{Configfs, SysConfigfs};
+use control::faults::Faults;
+use control::ControlService;
 use device::{DeviceError, MallocDir};
 use kernel::KernelError;
 use nvmet::{Listener, Nvmet};
@@ -188,17 +194,35 @@ pub enum AgentError {
     /// Startup work was cancelled.
     #[error("startup was interrupted: {0}")]
     Interrupted(String),
+    /// `Restart` could not re-execute the agent.
+    #[error("cannot re-execute the agent for Restart: {0}; start it again by hand")]
+    Reexec(String),
+}
+
+/// Why [`Agent::serve`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// The shutdown future completed; faults in force were restored.
+    Shutdown,
+    /// `Control.Restart` was called: re-execute the agent ([`reexec`]);
+    /// faults in force stay recorded for the next instance.
+    Restart,
 }
 
 /// A started agent: its view of the bdevs, ready to serve.
 pub struct Agent {
     target: Arc<Mutex<Target>>,
+    faults: Arc<Faults>,
+    instance: Uuid,
+    started: Instant,
+    restart: Arc<Notify>,
 }
 
 impl Agent {
     /// Rebuilds the view from configfs (through `configfs`, rooted at the
     /// `nvmet` directory) and `<state dir>/state.json`, then applies
-    /// `--create` and `--share`. Blocking.
+    /// `--create` and `--share`, and reads the faults still in force from
+    /// `<state dir>/faults.json`. Blocking.
     pub fn start(config: &AgentConfig, configfs: Arc<dyn Configfs>) -> Result<Agent, AgentError> {
         config.validate()?;
         let malloc = MallocDir::open(config.state_dir.join("malloc"))?;
@@ -223,8 +247,19 @@ impl Agent {
                     cause,
                 })?;
         }
+        let target = Arc::new(Mutex::new(target));
+        let faults = Faults::open(
+            Arc::clone(&target),
+            config.address,
+            [config.discovery_port, config.io_port],
+            config.state_dir.join("faults.json"),
+        );
         Ok(Agent {
-            target: Arc::new(Mutex::new(target)),
+            target,
+            faults: Arc::new(faults),
+            instance: Uuid::new_v4(),
+            started: Instant::now(),
+            restart: Arc::new(Notify::new()),
         })
     }
 
@@ -233,18 +268,40 @@ impl Agent {
         BdevRpcServer::new(BdevService::new(Arc::clone(&self.target)))
     }
 
-    /// Serves gRPC on `listener` until `shutdown` completes; open
-    /// connections then get [`SHUTDOWN_GRACE`] to finish. Shares stay.
+    /// The `Control` service (faults, restart, identity).
+    pub fn control_service(&self) -> ControlServer<ControlService> {
+        ControlServer::new(ControlService::new(
+            Arc::clone(&self.faults),
+            self.instance,
+            self.started,
+            Arc::clone(&self.restart),
+        ))
+    }
+
+    /// Serves `BdevRpc` and `Control` on `listener` until `shutdown`
+    /// completes or `Control.Restart` is called; open connections then get
+    /// [`SHUTDOWN_GRACE`] to finish. Shares stay. Faults recorded by an
+    /// earlier instance are imposed again and restored at their deadline;
+    /// on shutdown every fault in force is restored.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send,
-    ) -> Result<(), AgentError> {
+    ) -> Result<Stopped, AgentError> {
+        self.faults.resume().await;
+        let restorer = tokio::spawn(Arc::clone(&self.faults).restore_when_due());
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let why = Arc::new(Mutex::new(Stopped::Shutdown));
+        let (restart, reason) = (Arc::clone(&self.restart), Arc::clone(&why));
         let server = tonic::transport::Server::builder()
             .add_service(self.service())
+            .add_service(self.control_service())
             .serve_with_incoming_shutdown(TcpIncoming::from(listener), async move {
-                shutdown.await;
+                let stopped = tokio::select! {
+                    () = shutdown => Stopped::Shutdown,
+                    () = restart.notified() => Stopped::Restart,
+                };
+                *reason.lock().unwrap_or_else(PoisonError::into_inner) = stopped;
                 let _ = stopping_tx.send(());
             });
         tokio::pin!(server);
@@ -255,15 +312,43 @@ impl Agent {
                 std::future::pending::<()>().await;
             }
         };
-        tokio::select! {
-            result = &mut server => result.map_err(AgentError::Server)?,
-            () = grace => warn!(
-                "connections were still open {}s after the shutdown signal; stopping anyway",
-                SHUTDOWN_GRACE.as_secs()
-            ),
+        let served = tokio::select! {
+            result = &mut server => result.map_err(AgentError::Server),
+            () = grace => {
+                warn!(
+                    "connections were still open {}s after the shutdown signal; stopping anyway",
+                    SHUTDOWN_GRACE.as_secs()
+                );
+                Ok(())
+            }
+        };
+        let stopped = *why.lock().unwrap_or_else(PoisonError::into_inner);
+        restorer.abort();
+        served?;
+        if stopped == Stopped::Shutdown {
+            self.faults.restore_all().await;
         }
         info!("agent stopped; shares stay in the kernel");
-        Ok(())
+        Ok(stopped)
+    }
+}
+
+/// Replaces this process with a fresh run of the same program and
+/// arguments (`/proc/self/exe`), as `Control.Restart` asks; the pid stays.
+/// Returns only if that fails.
+pub fn reexec() -> AgentError {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStringExt;
+    let args: Result<Vec<CString>, _> = std::env::args_os()
+        .map(|a| CString::new(a.into_vec()))
+        .collect();
+    let exe = CString::new("/proc/self/exe");
+    match (exe, args) {
+        (Ok(exe), Ok(args)) => match nix::unistd::execv(&exe, &args) {
+            Err(e) => AgentError::Reexec(e.to_string()),
+            Ok(never) => match never {},
+        },
+        _ => AgentError::Reexec("an argument contains a NUL byte".into()),
     }
 }
 
@@ -274,7 +359,7 @@ impl Agent {
 pub async fn serve(
     config: AgentConfig,
     shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), AgentError> {
+) -> Result<Stopped, AgentError> {
     config.validate()?;
     let listener = TcpListener::bind(config.listen)
         .await

@@ -250,10 +250,9 @@ impl Nvmet {
         }
     }
 
-    /// The port serving TCP `svc` on our address, created if missing.
-    fn ensure_port(&self, svc: u16, undo: &mut Vec<Undo>) -> Result<PathBuf, NvmetError> {
-        let ports = self.list(Path::new("ports"))?;
-        for id in &ports {
+    /// The port serving TCP `svc` on our address, if configfs has one.
+    pub fn find_port(&self, svc: u16) -> Result<Option<PathBuf>, NvmetError> {
+        for id in self.list(Path::new("ports"))? {
             let port = Path::new("ports").join(id);
             let attr = |a: &str| self.read(&port.join(a));
             if attr("addr_trtype")? == "tcp"
@@ -261,9 +260,56 @@ impl Nvmet {
                 && attr("addr_traddr")? == self.listener.address.to_string()
                 && attr("addr_trsvcid")? == svc.to_string()
             {
-                return Ok(port);
+                return Ok(Some(port));
             }
         }
+        Ok(None)
+    }
+
+    /// The NQNs of the subsystems linked to `port` (a path `find_port` gave).
+    pub fn port_subsystems(&self, port: &Path) -> Result<Vec<String>, NvmetError> {
+        self.list(&port.join("subsystems"))
+    }
+
+    /// Unlinks subsystem `nqn` from `port`: the port stops serving it, and
+    /// stops listening once no subsystem is left.
+    pub fn unlink_subsystem(&self, port: &Path, nqn: &str) -> Result<(), NvmetError> {
+        self.unlink(&port.join("subsystems").join(nqn))
+    }
+
+    /// Links subsystem `nqn` to `port` unless it is linked; returns false
+    /// when the subsystem no longer exists.
+    pub fn link_subsystem(&self, port: &Path, nqn: &str) -> Result<bool, NvmetError> {
+        let subsys = Path::new("subsystems").join(nqn);
+        if !self.fs.exists(&subsys) {
+            return Ok(false);
+        }
+        let link = port.join("subsystems").join(nqn);
+        if !self.fs.exists(&link) {
+            self.symlink(&subsys, &link)?;
+        }
+        Ok(true)
+    }
+
+    /// Removes `port` if no subsystem or referral is left on it; returns
+    /// whether it did.
+    pub fn remove_port_if_unused(&self, port: &Path) -> Result<bool, NvmetError> {
+        if !self.fs.exists(port)
+            || !self.list(&port.join("subsystems"))?.is_empty()
+            || !self.list(&port.join("referrals"))?.is_empty()
+        {
+            return Ok(false);
+        }
+        self.rmdir(port)?;
+        Ok(true)
+    }
+
+    /// The port serving TCP `svc` on our address, created if missing.
+    fn ensure_port(&self, svc: u16, undo: &mut Vec<Undo>) -> Result<PathBuf, NvmetError> {
+        if let Some(port) = self.find_port(svc)? {
+            return Ok(port);
+        }
+        let ports = self.list(Path::new("ports"))?;
         let used: Vec<u16> = ports.iter().filter_map(|p| p.parse().ok()).collect();
         let id = (1..=u16::MAX)
             .find(|n| !used.contains(n))
@@ -311,11 +357,7 @@ impl Nvmet {
         }
         self.rmdir(&subsys)?;
         for port in touched {
-            if self.list(&port.join("subsystems"))?.is_empty()
-                && self.list(&port.join("referrals"))?.is_empty()
-            {
-                self.rmdir(&port)?;
-            }
+            self.remove_port_if_unused(&port)?;
         }
         Ok(true)
     }

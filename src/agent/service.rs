@@ -33,24 +33,19 @@ impl BdevService {
         F: FnOnce(&mut Target) -> Result<T, RequestError> + Send + 'static,
     {
         debug!("request {what}");
-        let target = Arc::clone(&self.target);
-        let job = tokio::task::spawn_blocking(move || {
-            let mut target = target.lock().unwrap_or_else(PoisonError::into_inner);
-            f(&mut target)
-        });
-        match tokio::time::timeout(REQUEST_DEADLINE, job).await {
-            Ok(Ok(Ok(value))) => Ok(value),
-            Ok(Ok(Err(e))) => {
+        match locked(&self.target, f).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => {
                 warn!("{what} refused: {e}");
                 Err(e.into())
             }
-            Ok(Err(join)) => {
+            Err(Stuck::Crashed(join)) => {
                 error!("{what} crashed: {join}");
                 Err(Status::internal(format!(
                     "{what} crashed in the agent: {join}"
                 )))
             }
-            Err(_) => {
+            Err(Stuck::Timeout) => {
                 error!(
                     "{what} did not finish within {}s",
                     REQUEST_DEADLINE.as_secs()
@@ -61,6 +56,36 @@ impl BdevService {
                 )))
             }
         }
+    }
+}
+
+/// Why [`locked`] has no result.
+#[derive(Debug)]
+pub(super) enum Stuck {
+    /// The work panicked.
+    Crashed(tokio::task::JoinError),
+    /// It did not finish within [`REQUEST_DEADLINE`] (it goes on).
+    Timeout,
+}
+
+/// Runs `f` on `target` under its lock on a blocking thread (configfs
+/// writes block in the kernel), waiting at most [`REQUEST_DEADLINE`],
+/// earlier requests included, so that no caller waits forever on a stuck
+/// kernel.
+pub(super) async fn locked<T, F>(target: &Arc<Mutex<Target>>, f: F) -> Result<T, Stuck>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Target) -> T + Send + 'static,
+{
+    let target = Arc::clone(target);
+    let job = tokio::task::spawn_blocking(move || {
+        let mut target = target.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&mut target)
+    });
+    match tokio::time::timeout(REQUEST_DEADLINE, job).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(join)) => Err(Stuck::Crashed(join)),
+        Err(_) => Err(Stuck::Timeout),
     }
 }
 

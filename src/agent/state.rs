@@ -107,12 +107,19 @@ pub fn save(path: &Path, bdevs: &[BdevRecord]) -> Result<(), StateError> {
         reason: e.to_string(),
     })?;
     text.push('\n');
-    let tmp = path.with_extension("json.tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(io("write"))?;
-    f.write_all(text.as_bytes()).map_err(io("write"))?;
-    f.sync_all().map_err(io("write"))?;
-    std::fs::rename(&tmp, path).map_err(io("replace"))?;
-    Ok(())
+    replace_file(path, &text).map_err(io("replace"))
+}
+
+/// Replaces `path` with `text` so that a crash leaves the old or the new
+/// content, never a torn file: write a sibling, sync it, rename it over.
+pub fn replace_file(path: &Path, text: &str) -> std::io::Result<()> {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    let tmp = path.with_file_name(name);
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]

@@ -189,6 +189,12 @@ pub struct Target {
 }
 
 impl Target {
+    /// The kernel target, for operations beside the bdev calls (the
+    /// control service's port faults); hold the agent's lock around them.
+    pub fn nvmet(&self) -> &Nvmet {
+        &self.nvmet
+    }
+
     /// Rebuilds the view of a (re)starting agent: the bdevs of the state
     /// file, checked against their devices and against configfs, plus any
     /// share of ours that configfs has but the state file lacks. Partial

@@ -9,7 +9,7 @@ use anyhow::Context;
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::info;
 
-use nvmfcheck::agent::{self, AgentConfig};
+use nvmfcheck::agent::{self, AgentConfig, Stopped};
 
 /// Arguments of `nvmfcheck agent`.
 #[derive(clap::Args)]
@@ -66,6 +66,8 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
             _ = int.recv() => info!("SIGINT: shutting down"),
         }
     };
-    agent::serve(config, shutdown).await?;
-    Ok(ExitCode::SUCCESS)
+    match agent::serve(config, shutdown).await? {
+        Stopped::Shutdown => Ok(ExitCode::SUCCESS),
+        Stopped::Restart => Err(agent::reexec().into()),
+    }
 }

@@ -35,8 +35,8 @@ use crate::cmd::{Cmd, CmdError};
 pub use job::{FioJob, Rw, Verify};
 pub use summary::{FioSummary, IoStats, JobSummary};
 
-/// fio's error number for a verify failure (EILSEQ).
-const EILSEQ: i32 = 84;
+/// fio's error number for a verify failure (EILSEQ), as in [`JobSummary::error`].
+pub const EILSEQ: i32 = 84;
 
 /// How much of fio's stderr an error message shows (the end of it).
 const STDERR_SHOWN: usize = 4000;

@@ -28,7 +28,7 @@ mod output;
 mod sysfs;
 
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -322,10 +322,19 @@ pub async fn connect(
 /// `None` when it has no controller of it.
 pub async fn connection(subnqn: &str, timeout: Duration) -> Result<Option<Connection>, NvmeError> {
     validate_nqn("subsystem NQN", subnqn)?;
-    // sysfs is memory-backed, but a wedged driver can block a read: keep the
-    // read off the runtime so the deadline holds.
     let subnqn = subnqn.to_string();
-    let read = tokio::task::spawn_blocking(move || Sysfs::host().connection(&subnqn));
+    read_sysfs(timeout, move |sys| sys.connection(&subnqn)).await
+}
+
+/// Runs `read` on the host's sysfs within `timeout`. sysfs is
+/// memory-backed, but a wedged driver can block a read: the read runs off
+/// the runtime so that the deadline holds.
+async fn read_sysfs<T, F>(timeout: Duration, read: F) -> Result<T, NvmeError>
+where
+    T: Send + 'static,
+    F: FnOnce(&Sysfs) -> Result<T, NvmeError> + Send + 'static,
+{
+    let read = tokio::task::spawn_blocking(move || read(&Sysfs::host()));
     match tokio::time::timeout(timeout, read).await {
         Ok(Ok(result)) => result,
         Ok(Err(join)) => Err(NvmeError::Sysfs {
@@ -363,6 +372,45 @@ pub async fn disconnect(subnqn: &str, timeout: Duration) -> Result<u32, NvmeErro
         }
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// Resets controller `controller` (e.g. `nvme0`) with `nvme reset`: the
+/// host tears its queues down and sets them up again, as after an error.
+/// Returns when nvme-cli does; the controller may still be `resetting` or
+/// `connecting` (see [`controller_state`]).
+pub async fn reset(controller: &str, timeout: Duration) -> Result<(), NvmeError> {
+    validate_controller(controller)?;
+    let cmd = Cmd::new("nvme")
+        .arg("reset")
+        .arg(format!("/dev/{controller}"))
+        .timeout(timeout);
+    run(&cmd, None).await.map(drop)
+}
+
+/// Flushes the volatile write cache of the namespace behind block device
+/// `device` (`nvme flush`), so that what was written is on stable storage.
+pub async fn flush(device: &Path, timeout: Duration) -> Result<(), NvmeError> {
+    let cmd = Cmd::new("nvme").arg("flush").arg(device).timeout(timeout);
+    run(&cmd, None).await.map(drop)
+}
+
+/// Controller `controller`'s state as the kernel reports it (`live`,
+/// `resetting`, `connecting`, `deleting`, ...), or `gone` when it no
+/// longer exists.
+pub async fn controller_state(controller: &str, timeout: Duration) -> Result<String, NvmeError> {
+    validate_controller(controller)?;
+    let controller = controller.to_string();
+    read_sysfs(timeout, move |sys| Ok(sys.controller_state(&controller))).await
+}
+
+fn validate_controller(controller: &str) -> Result<(), NvmeError> {
+    if sysfs::is_controller_name(controller) {
+        return Ok(());
+    }
+    Err(NvmeError::InvalidOption {
+        what: "controller",
+        reason: format!("`{controller}` is not a controller name such as nvme0"),
+    })
 }
 
 /// nvme-cli's and libnvme's versions, as `nvme version` prints them, on one line.

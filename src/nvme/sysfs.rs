@@ -182,6 +182,11 @@ impl Sysfs {
     }
 }
 
+/// Whether `name` names a controller (`nvme<c>`).
+pub(super) fn is_controller_name(name: &str) -> bool {
+    controller_instance(name).is_some()
+}
+
 /// `nvme<c>` → `c`; `None` for anything else (`nvme0n1`, `nvme-fabrics`).
 fn controller_instance(name: &str) -> Option<u32> {
     let digits = name.strip_prefix("nvme")?;

@@ -12,6 +12,8 @@ use std::pin::Pin;
 pub mod bad_input;
 mod basic;
 mod env;
+mod io;
+mod path;
 pub mod report;
 mod runner;
 mod steps;
@@ -53,5 +55,5 @@ pub struct Category {
 
 /// Every category nvmfcheck knows, in a valid dependency order.
 pub fn registry() -> Vec<Category> {
-    vec![basic::category()]
+    vec![basic::category(), io::category()]
 }

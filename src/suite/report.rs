@@ -14,7 +14,8 @@
 //!                     "duration_secs",
 //!                     "cases": [ { "name", "status", "duration_secs", "error",
 //!                                  "steps": [ { "name", "status", "duration_secs",
-//!                                               "error", "fio": FioSummary|null } ] } ] } ] }
+//!                                               "error", "fio": FioSummary|null,
+//!                                               "note": string|null } ] } ] } ] }
 //! ```
 //!
 //! `FioSummary` is `nvmfcheck::fio::FioSummary` serialized: per job, IOPS,
@@ -26,7 +27,7 @@ use std::time::Duration;
 use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus, TestSuite};
 use serde::{Deserialize, Serialize};
 
-use crate::fio::FioSummary;
+use crate::fio::{FioSummary, IoStats, EILSEQ};
 
 /// The schema version written into `report.json`.
 pub const SCHEMA: u32 = 1;
@@ -120,7 +121,13 @@ pub struct StepReport {
     pub error: Option<String>,
     /// fio's summary, for fio steps.
     pub fio: Option<FioSummary>,
+    /// What the step observed beyond passing, e.g. how long I/O stalled.
+    #[serde(default)]
+    pub note: Option<String>,
 }
+
+/// Width of the step column of [`Report::fio_table`].
+const STEP_WIDTH: usize = 48;
 
 /// Why a report could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -205,6 +212,54 @@ impl Report {
         std::fs::write(&xml, text).map_err(io(&xml))
     }
 
+    /// A table of every step that ran fio, one row each: case, step, IOPS
+    /// and bandwidth (reads and writes of all its jobs together), the
+    /// worst job's median and 99th percentile completion latency, and how
+    /// many jobs ended in a verify error or another error. `None` when no
+    /// step ran fio.
+    pub fn fio_table(&self) -> Option<String> {
+        let rows: Vec<[String; 7]> = self
+            .categories
+            .iter()
+            .flat_map(|cat| cat.cases.iter().map(move |case| (cat, case)))
+            .flat_map(|(cat, case)| {
+                case.steps.iter().filter_map(move |step| {
+                    let fio = step.fio.as_ref()?;
+                    Some(fio_row(&format!("{}/{}", cat.name, case.name), step, fio))
+                })
+            })
+            .collect();
+        if rows.is_empty() {
+            return None;
+        }
+        let header = [
+            "case", "step", "IOPS", "MiB/s", "p50 ms", "p99 ms", "errors",
+        ]
+        .map(String::from);
+        let mut widths = [0; 7];
+        for row in std::iter::once(&header).chain(&rows) {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        let line = |row: &[String; 7]| {
+            let cells: Vec<String> = row
+                .iter()
+                .zip(widths)
+                .enumerate()
+                .map(|(i, (cell, w))| {
+                    if i < 2 {
+                        format!("{cell:<w$}")
+                    } else {
+                        format!("{cell:>w$}")
+                    }
+                })
+                .collect();
+            cells.join("  ").trim_end().to_string() + "\n"
+        };
+        Some(std::iter::once(&header).chain(&rows).map(line).collect())
+    }
+
     /// The report as JUnit XML: a test suite per category, a test case per
     /// case, its steps as the case's output.
     pub fn junit(&self) -> quick_junit::Report {
@@ -239,7 +294,26 @@ impl Report {
                         } else {
                             " FAILED"
                         };
-                        format!("{} ...{verdict} ({:.2} seconds)\n", s.name, s.duration_secs)
+                        let note = s
+                            .note
+                            .as_ref()
+                            .map(|n| format!("    {n}\n"))
+                            .unwrap_or_default();
+                        let fio = s
+                            .fio
+                            .as_ref()
+                            .map(|f| {
+                                let [_, _, iops, mib, p50, p99, errors] = fio_row("", s, f);
+                                format!(
+                                    "    fio: {iops} IOPS, {mib} MiB/s, p50 {p50} ms, \
+                                     p99 {p99} ms, errors {errors}\n"
+                                )
+                            })
+                            .unwrap_or_default();
+                        format!(
+                            "{} ...{verdict} ({:.2} seconds)\n{fio}{note}",
+                            s.name, s.duration_secs
+                        )
                     })
                     .collect();
                 tc.set_system_out(steps);
@@ -248,5 +322,162 @@ impl Report {
             junit.add_test_suite(suite);
         }
         junit
+    }
+}
+
+/// One row of [`Report::fio_table`] (also the fio line of a step in
+/// JUnit).
+fn fio_row(case: &str, step: &StepReport, fio: &FioSummary) -> [String; 7] {
+    let dirs = || fio.jobs.iter().flat_map(|j| [&j.read, &j.write]);
+    let sum = |f: fn(&IoStats) -> f64| dirs().map(f).sum::<f64>();
+    let worst = |f: fn(&IoStats) -> u64| {
+        // A verify-only job counts the writes it skips in io_bytes, with no
+        // samples and nonsense percentiles: only directions that did I/O count.
+        let ns = dirs().filter(|d| d.iops > 0.0).map(f).max().unwrap_or(0);
+        ns as f64 / 1e6
+    };
+    let verify = fio.jobs.iter().filter(|j| j.error == EILSEQ).count();
+    let other = fio
+        .jobs
+        .iter()
+        .filter(|j| j.error != 0 && j.error != EILSEQ)
+        .count();
+    let errors = match (verify, other) {
+        (0, 0) => "0".to_string(),
+        (v, 0) => format!("{v} verify"),
+        (0, o) => format!("{o} I/O"),
+        (v, o) => format!("{v} verify, {o} I/O"),
+    };
+    let name = step.name.strip_prefix("should ").unwrap_or(&step.name);
+    let name = if name.chars().count() > STEP_WIDTH {
+        let cut: String = name.chars().take(STEP_WIDTH - 3).collect();
+        format!("{cut}...")
+    } else {
+        name.to_string()
+    };
+    [
+        case.to_string(),
+        name,
+        format!("{:.0}", sum(|d| d.iops)),
+        format!("{:.1}", sum(|d| d.bw_bytes as f64) / f64::from(1 << 20)),
+        format!("{:.2}", worst(|d| d.lat_p50_ns)),
+        format!("{:.2}", worst(|d| d.lat_p99_ns)),
+        errors,
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fio::JobSummary;
+
+    fn job(name: &str, error: i32, iops: f64, p99_ns: u64) -> JobSummary {
+        let stats = IoStats {
+            io_bytes: 1 << 20,
+            iops,
+            bw_bytes: (iops as u64) * 4096,
+            lat_p50_ns: p99_ns / 2,
+            lat_p99_ns: p99_ns,
+        };
+        // As fio reports the writes a verify-only job skips.
+        let skipped = IoStats {
+            io_bytes: 1 << 20,
+            lat_p50_ns: 17_112_760_320,
+            lat_p99_ns: 17_112_760_320,
+            ..IoStats::default()
+        };
+        JobSummary {
+            name: name.into(),
+            error,
+            read: stats,
+            write: skipped,
+        }
+    }
+
+    fn report(steps: Vec<StepReport>) -> Report {
+        Report {
+            schema: SCHEMA,
+            status: Status::Passed,
+            error: None,
+            target: String::new(),
+            started_unix: 0,
+            duration_secs: 1.0,
+            versions: Versions::default(),
+            categories: vec![CategoryReport {
+                name: "io".into(),
+                status: Status::Passed,
+                reason: None,
+                duration_secs: 1.0,
+                cases: vec![CaseReport {
+                    name: "reset".into(),
+                    status: Status::Passed,
+                    duration_secs: 1.0,
+                    error: None,
+                    steps,
+                }],
+            }],
+        }
+    }
+
+    fn step(name: &str, fio: Option<FioSummary>) -> StepReport {
+        StepReport {
+            name: name.into(),
+            status: Status::Passed,
+            duration_secs: 1.0,
+            error: None,
+            fio,
+            note: Some("longest I/O stall 2.1 s".into()),
+        }
+    }
+
+    #[test]
+    fn the_fio_table_has_a_row_per_fio_step() {
+        let fio = FioSummary {
+            jobs: vec![
+                job("a", 0, 300.0, 2_000_000),
+                job("b", EILSEQ, 200.0, 5_000_000),
+                job("c", 5, 100.0, 1_000_000),
+            ],
+            fio_version: "fio-3.33".into(),
+            elapsed: Duration::from_secs(1),
+            command_line: "fio".into(),
+        };
+        let r = report(vec![
+            step("should connect", None),
+            step("should verify while the controller resets", Some(fio)),
+        ]);
+        let table = r.fio_table().unwrap();
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 2, "{table}");
+        assert!(lines[0].starts_with("case") && lines[0].ends_with("errors"));
+        let row = lines[1];
+        assert!(
+            row.starts_with("io/reset  verify while the controller resets"),
+            "{row}"
+        );
+        // 600 IOPS of 4 KiB, the worst job's latencies, both kinds of error.
+        for cell in ["600", "2.3", "2.50", "5.00", "1 verify, 1 I/O"] {
+            assert!(row.contains(cell), "{cell} not in {row}");
+        }
+        assert!(report(vec![step("x", None)]).fio_table().is_none());
+        let xml = r.junit().to_string().unwrap();
+        assert!(
+            xml.contains(
+                "fio: 600 IOPS, 2.3 MiB/s, p50 2.50 ms, p99 5.00 ms, errors 1 verify, 1 I/O"
+            ),
+            "{xml}"
+        );
+    }
+
+    #[test]
+    fn a_report_without_notes_still_loads() {
+        let r = report(vec![step("x", None)]);
+        let mut json = serde_json::to_value(&r).unwrap();
+        let steps = &mut json["categories"][0]["cases"][0]["steps"][0];
+        steps.as_object_mut().unwrap().remove("note");
+        let back: Report = serde_json::from_value(json).unwrap();
+        assert_eq!(back.categories[0].cases[0].steps[0].note, None);
+        let xml = r.junit().to_string().unwrap();
+        assert!(xml.contains("longest I/O stall 2.1 s"), "{xml}");
     }
 }

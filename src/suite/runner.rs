@@ -145,6 +145,10 @@ pub async fn run(plan: &[&Category], env: &Env, opts: &RunOptions) -> Report {
         versions: versions().await,
         categories,
     };
+    if let Some(table) = report.fio_table() {
+        println!("fio steps:");
+        print!("{table}");
+    }
     let (passed, failed, skipped) = report.counts();
     println!("{passed} passed, {failed} failed, {skipped} skipped");
     report

@@ -81,16 +81,39 @@ impl Steps {
         jobs: &[FioJob],
         timeout: Duration,
     ) -> Result<FioSummary, CheckError> {
+        self.run_fio(name, async {
+            let result = fio::run(jobs, timeout).await;
+            let summary = fio_summary(&result);
+            (result.map_err(CheckError::from), summary)
+        })
+        .await
+    }
+
+    /// Runs one named step that runs fio among other things (a fault while
+    /// it runs, say): `step` gives the step's result and fio's summary,
+    /// which goes into the report whether the step passed or not.
+    pub async fn run_fio<T, F>(&mut self, name: &str, step: F) -> Result<T, CheckError>
+    where
+        F: Future<Output = (Result<T, CheckError>, Option<FioSummary>)>,
+    {
         let name = format!("{}{name}", self.prefix);
         let start = begin(&name);
-        let result = fio::run(jobs, timeout).await;
-        let summary = match &result {
-            Ok(s) => Some(s.clone()),
-            Err(e) => e.summary().cloned(),
-        };
-        let result = result.map_err(CheckError::from);
+        let (result, summary) = step.await;
         self.finish(name, start.elapsed(), result.as_ref().err(), summary);
         result
+    }
+
+    /// Adds what the last step observed (e.g. how long I/O stalled) to its
+    /// record, and prints it under the step.
+    pub fn note(&mut self, text: impl Into<String>) {
+        let text = text.into();
+        println!("      {text}");
+        if let Some(last) = self.records.last_mut() {
+            last.note = Some(match last.note.take() {
+                Some(before) => format!("{before}; {text}"),
+                None => text,
+            });
+        }
     }
 
     fn finish(
@@ -121,12 +144,21 @@ impl Steps {
             duration_secs: secs,
             error,
             fio,
+            note: None,
         });
     }
 
     /// The recorded steps.
     pub fn into_records(self) -> Vec<StepReport> {
         self.records
+    }
+}
+
+/// fio's summary from a run's result, when it got far enough to print one.
+pub fn fio_summary(result: &Result<FioSummary, FioError>) -> Option<FioSummary> {
+    match result {
+        Ok(s) => Some(s.clone()),
+        Err(e) => e.summary().cloned(),
     }
 }
 

@@ -1,0 +1,90 @@
+//! A typed client for the agent's own `Control` service (faults, restart,
+//! identity; see `proto/control.proto`), with a deadline on every call.
+//! A real Mayastor does not serve it: calls fail with `Unimplemented`.
+
+use std::time::Duration;
+
+use tonic::transport::Channel;
+
+use crate::client::{channel, rpc_error, ClientError};
+use crate::proto::control::control_client::ControlClient;
+use crate::proto::control::{
+    Fault, InfoReply, InfoRequest, LinkDownRequest, PortDownRequest, RestartRequest,
+};
+
+/// A connection to one agent's `Control` service. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Control {
+    addr: String,
+    rpc: ControlClient<Channel>,
+}
+
+impl Control {
+    /// Connects to the agent at `host:port` (its gRPC port), giving up
+    /// after `timeout`; each later call also gets `timeout`.
+    pub async fn connect(addr: &str, timeout: Duration) -> Result<Self, ClientError> {
+        Ok(Self {
+            addr: addr.to_string(),
+            rpc: ControlClient::new(channel(addr, timeout).await?),
+        })
+    }
+
+    /// `Control.LinkDown`: the target's NVMe link goes down for `seconds`
+    /// shortly after the reply, then up again. Until then the agent is
+    /// unreachable if this client reaches it over that link.
+    pub async fn link_down(&self, seconds: u32) -> Result<Fault, ClientError> {
+        let reply = self
+            .rpc
+            .clone()
+            .link_down(LinkDownRequest { seconds })
+            .await;
+        self.fault(
+            reply
+                .map_err(self.rpc("Control.LinkDown"))?
+                .into_inner()
+                .fault,
+        )
+    }
+
+    /// `Control.PortDown`: TCP port `port` of the target is unlinked from
+    /// its subsystems for `seconds`.
+    pub async fn port_down(&self, port: u16, seconds: u32) -> Result<Fault, ClientError> {
+        let req = PortDownRequest {
+            port: port.into(),
+            seconds,
+        };
+        let reply = self.rpc.clone().port_down(req).await;
+        self.fault(
+            reply
+                .map_err(self.rpc("Control.PortDown"))?
+                .into_inner()
+                .fault,
+        )
+    }
+
+    /// `Control.Restart`: the agent re-executes itself after replying;
+    /// returns the instance that restarts.
+    pub async fn restart(&self) -> Result<String, ClientError> {
+        let reply = self.rpc.clone().restart(RestartRequest {}).await;
+        Ok(reply
+            .map_err(self.rpc("Control.Restart"))?
+            .into_inner()
+            .instance)
+    }
+
+    /// `Control.Info`: instance, pid, uptime and faults in force.
+    pub async fn info(&self) -> Result<InfoReply, ClientError> {
+        let reply = self.rpc.clone().info(InfoRequest {}).await;
+        Ok(reply.map_err(self.rpc("Control.Info"))?.into_inner())
+    }
+
+    fn fault(&self, fault: Option<Fault>) -> Result<Fault, ClientError> {
+        fault.ok_or_else(|| {
+            rpc_error(&self.addr, "Control")(tonic::Status::internal("the reply carries no fault"))
+        })
+    }
+
+    fn rpc(&self, call: &'static str) -> impl FnOnce(tonic::Status) -> ClientError + '_ {
+        rpc_error(&self.addr, call)
+    }
+}

@@ -1,0 +1,161 @@
+//! Cases `link-loss` and `link-loss-beyond-tmo`: the target's network link
+//! goes down during a verify job (`Control.LinkDown`, from inside the
+//! target, so the same in every harness).
+//!
+//! For 2, 5 and 15 s, with a controller-loss timeout longer than that, the
+//! host must ride it out (reconnecting if it noticed), the job must pass,
+//! and the stall is recorded. For longer than the controller-loss timeout,
+//! the host must give up on the controller and fail the job's I/O within a
+//! deadline rather than hang.
+
+use std::time::Duration;
+
+use crate::fio::{FioJob, Rw, Verify};
+use crate::nvme::{self, ConnectOptions};
+
+use super::during::{errors_during, verify_during, WARM_UP, WARM_UP_IOS};
+use super::{cleanup, control, path, resilient, Session, AGENT_BACK};
+use crate::suite::steps::ensure;
+use crate::suite::{Case, CaseFuture, Env, Steps};
+
+/// Outages the host must ride out, in seconds.
+const LOSSES: [u32; 3] = [2, 5, 15];
+
+/// Bytes each verify job writes.
+const SIZE: u64 = 8 << 20;
+
+/// How long the host may take to have the controller live again once the
+/// link is back (it retries every second).
+const RECONNECT: Duration = Duration::from_secs(60);
+
+/// The controller-loss timeout of `link-loss-beyond-tmo`.
+const SHORT_TMO: i32 = 3;
+
+/// The outage of `link-loss-beyond-tmo`. The host gives up well before it
+/// ends, so that it cannot reconnect instead: measured under TCG (Linux
+/// 6.1), it notices the dead link about 7 s in (keep-alive timeout 5 s),
+/// tears the queues down for about 6 s, then makes ctrl_loss_tmo /
+/// reconnect_delay attempts of about 3.5 s each (a SYN and one retry).
+const LONG_LOSS: u32 = 40;
+
+/// Deadline for fio to fail and the controller to go, from fio's start.
+const GIVE_UP: Duration = Duration::from_secs(60);
+
+pub(super) fn ride_out() -> Case {
+    Case {
+        name: "link-loss",
+        about: "the target's link down for 2, 5 and 15 s during verify jobs: the host reconnects, \
+                0 errors, the stall recorded",
+        run: run_ride_out,
+        cleanup: Some(cleanup),
+    }
+}
+
+pub(super) fn beyond_tmo() -> Case {
+    Case {
+        name: "link-loss-beyond-tmo",
+        about: "the target's link down for 40 s with ctrl_loss_tmo 3: the job fails with I/O \
+                errors and the controller goes within 60 s, never a hang",
+        run: run_beyond_tmo,
+        cleanup: Some(cleanup),
+    }
+}
+
+fn run_ride_out<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
+    Box::pin(async move {
+        let session = Session::open(env, steps, &resilient(env)).await?;
+        let nqn = &session.share.nqn;
+        let control = control(env).await?;
+        for secs in LOSSES {
+            let job = FioJob::new(&session.ns.device, Rw::RandWrite, SIZE)
+                .name(format!("loss-{secs}s"))
+                .iodepth(8)
+                .verify(Verify::Crc32c);
+            let name = format!("should verify while the target's link is down for {secs} s");
+            let control = control.clone();
+            let (_, seen) = verify_during(
+                steps,
+                &name,
+                nqn,
+                &[job],
+                env.settings.fio_timeout,
+                |w| async move {
+                    w.wait_for_io(WARM_UP_IOS, WARM_UP).await?;
+                    let fault = control.link_down(secs).await?;
+                    tokio::time::sleep(Duration::from_millis(fault.restored_in_ms)).await;
+                    w.wait_for(
+                        "the controller live once the link is back",
+                        RECONNECT,
+                        |s| s.all_live(1),
+                    )
+                    .await
+                },
+            )
+            .await?;
+            steps
+                .run(
+                    &format!("should have stalled through the {secs} s outage, then recovered"),
+                    async {
+                        // The link goes down a moment after LinkDown replies.
+                        let outage = Duration::from_secs(secs.into()).mul_f64(0.8);
+                        ensure(seen.longest_stall >= outage, || {
+                            format!(
+                                "I/O stalled for {:.1} s at most: the link did not go down for {secs} s",
+                                seen.longest_stall.as_secs_f64()
+                            )
+                        })?;
+                        path::wait_for_agent(env, AGENT_BACK).await.map(drop)
+                    },
+                )
+                .await?;
+        }
+        session.close(env, steps).await
+    })
+}
+
+fn run_beyond_tmo<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
+    Box::pin(async move {
+        let s = &env.settings;
+        let opts = ConnectOptions {
+            ctrl_loss_tmo: Some(SHORT_TMO),
+            reconnect_delay: Some(1),
+            ..path::connect_options(env)
+        };
+        let Session { bdev, share, ns } = Session::open(env, steps, &opts).await?;
+        let control = control(env).await?;
+        // Far more than it gets to write.
+        let job = FioJob::new(&ns.device, Rw::RandWrite, 64 << 20)
+            .name("lost")
+            .iodepth(8)
+            .verify(Verify::Crc32c);
+        let name = format!(
+            "should fail the job's I/O within {} s when the link is down for {LONG_LOSS} s, \
+             beyond ctrl_loss_tmo {SHORT_TMO} s",
+            GIVE_UP.as_secs()
+        );
+        errors_during(steps, &name, &share.nqn, &[job], GIVE_UP, |w| async move {
+            w.wait_for_io(WARM_UP_IOS, WARM_UP).await?;
+            control.link_down(LONG_LOSS).await?;
+            w.wait_for("the host giving up the controller", GIVE_UP, |s| {
+                s.states.is_empty()
+            })
+            .await
+        })
+        .await?;
+        steps
+            .run(
+                "should reach the agent again once the link is back",
+                async { path::wait_for_agent(env, AGENT_BACK).await.map(drop) },
+            )
+            .await?;
+        steps
+            .run("should have no controller left for the subsystem", async {
+                let left = nvme::connection(&share.nqn, s.nvme_timeout).await?;
+                ensure(left.is_none(), || {
+                    format!("{} still has {left:?}", share.nqn)
+                })
+            })
+            .await?;
+        path::unshare(env, steps, &bdev.name).await
+    })
+}

@@ -1,0 +1,363 @@
+//! The NVMe/TCP path as steps that several categories share: the bdev on
+//! the target, its share, the host's connection to it, and taking them
+//! down again (also as a cleanup that undoes whatever a failed case left).
+
+use std::time::{Duration, Instant};
+
+use url::Url;
+
+use crate::nvme::{self, ConnectOptions, Connection, Namespace, Transport};
+use crate::proto::mayastor::Bdev;
+
+use super::steps::ensure;
+use super::{CheckError, Env, Steps};
+
+/// NQN prefix of the subsystems a target makes for its bdevs.
+pub(super) const NQN_PREFIX: &str = "nqn.2019-05.io.openebs:";
+
+/// `claimed_by` of a bdev that is shared over NVMe-oF.
+const CLAIMED_BY_NVMF: &str = "NVMe-oF Target";
+
+/// How often [`wait_for_agent`] asks the target.
+const AGENT_POLL: Duration = Duration::from_millis(250);
+
+/// The NQN a target gives the share of bdev `uuid`.
+pub(super) fn nqn_of(uuid: &str) -> String {
+    format!("{NQN_PREFIX}{uuid}")
+}
+
+/// A parsed `nvmf://host:port/nqn` share URI.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct ShareUri {
+    pub host: String,
+    pub port: u16,
+    pub nqn: String,
+}
+
+impl ShareUri {
+    /// Parses a share URI and checks that its NQN names the bdev's uuid.
+    pub fn parse(uri: &str, uuid: &str) -> Result<Self, CheckError> {
+        let bad = |why: &str| CheckError::Failed(format!("share URI {uri:?} {why}"));
+        let url = Url::parse(uri).map_err(|e| bad(&e.to_string()))?;
+        if url.scheme() != "nvmf" {
+            return Err(bad("is not nvmf://"));
+        }
+        let host = url
+            .host_str()
+            .ok_or_else(|| bad("has no host"))?
+            .to_string();
+        let port = url.port().ok_or_else(|| bad("has no port"))?;
+        let nqn = url.path().trim_start_matches('/').to_string();
+        let expected = nqn_of(uuid);
+        if nqn != expected {
+            return Err(bad(&format!("names {nqn:?}, expected {expected:?}")));
+        }
+        Ok(Self { host, port, nqn })
+    }
+
+    /// The transport of this share on TCP port `port` of its host.
+    pub fn on_port(&self, port: u16) -> Transport {
+        Transport {
+            traddr: self.host.clone(),
+            trsvcid: port,
+        }
+    }
+
+    /// The transport the URI names.
+    pub fn transport(&self) -> Transport {
+        self.on_port(self.port)
+    }
+}
+
+/// Bdev `name`, created from `uri` first if the target lacks it (an aio
+/// bdev is named by its URI, a malloc bdev by its path).
+pub(super) async fn ensure_bdev(env: &Env, name: &str, uri: &str) -> Result<Bdev, CheckError> {
+    if let Some(b) = env.target.find(name).await? {
+        return Ok(b);
+    }
+    let created = env.target.create(uri).await?;
+    ensure(created == name, || {
+        format!("{uri} was created as bdev {created:?}, expected {name:?}")
+    })?;
+    find(env, name).await
+}
+
+/// Shares `bdev` over NVMe-oF (twice: the second must give the same URI)
+/// and checks that the target lists it as claimed with that URI.
+pub(super) async fn share(
+    env: &Env,
+    steps: &mut Steps,
+    bdev: &Bdev,
+) -> Result<ShareUri, CheckError> {
+    steps
+        .run("should share the bdev over NVMe-oF", async {
+            let uri = env.target.share(&bdev.name, "nvmf").await?;
+            let again = env.target.share(&bdev.name, "nvmf").await?;
+            ensure(uri == again, || {
+                format!("sharing twice gave two URIs: {uri} then {again}")
+            })?;
+            let listed = find(env, &bdev.name).await?;
+            ensure(listed.claimed && listed.claimed_by == CLAIMED_BY_NVMF, || {
+                format!(
+                    "shared bdev lists claimed={} claimed_by={:?}, expected true and {CLAIMED_BY_NVMF:?}",
+                    listed.claimed, listed.claimed_by
+                )
+            })?;
+            ensure(listed.share_uri == uri, || {
+                format!("share_uri is {:?}, Share returned {uri:?}", listed.share_uri)
+            })?;
+            ShareUri::parse(&uri, &bdev.uuid)
+        })
+        .await
+}
+
+/// Connects to the share through `t` and checks that its namespace is a
+/// block device of the bdev's size carrying the bdev's uuid.
+pub(super) async fn connect(
+    steps: &mut Steps,
+    bdev: &Bdev,
+    nqn: &str,
+    t: &Transport,
+    opts: &ConnectOptions,
+) -> Result<Namespace, CheckError> {
+    let conn = steps
+        .run(
+            &format!("should be able to connect through port {}", t.trsvcid),
+            async { Ok(nvme::connect(t, nqn, opts).await?) },
+        )
+        .await?;
+    steps
+        .run(
+            "should see the namespace as a block device of the bdev's size and uuid",
+            async { namespace_of(&conn, bdev) },
+        )
+        .await
+}
+
+/// Connect options for the run: its deadline, the kernel's timeouts.
+pub(super) fn connect_options(env: &Env) -> ConnectOptions {
+    ConnectOptions {
+        timeout: env.settings.nvme_timeout,
+        ..ConnectOptions::default()
+    }
+}
+
+/// The one namespace of `conn`, checked against `bdev`.
+pub(super) fn namespace_of(conn: &Connection, bdev: &Bdev) -> Result<Namespace, CheckError> {
+    let ns = match conn.namespaces.as_slice() {
+        [ns] => ns,
+        [] => {
+            return Err(CheckError::Failed(format!(
+                "{} has no namespace",
+                conn.subnqn
+            )))
+        }
+        many => {
+            let devices: Vec<_> = many.iter().map(|n| n.device.display()).collect();
+            return Err(CheckError::Failed(format!(
+                "{} shows {} block devices ({}), expected one: is native NVMe multipath \
+                 off (nvme_core.multipath=N)?",
+                conn.subnqn,
+                many.len(),
+                devices
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    };
+    let size = bdev.num_blocks * u64::from(bdev.blk_size);
+    ensure(ns.size_bytes == size, || {
+        format!(
+            "{} has {} bytes, the bdev {size}",
+            ns.device.display(),
+            ns.size_bytes
+        )
+    })?;
+    let uuid = ns.uuid.map(|u| u.to_string());
+    ensure(uuid.as_deref() == Some(bdev.uuid.as_str()), || {
+        format!(
+            "{} carries uuid {uuid:?}, the bdev {}",
+            ns.device.display(),
+            bdev.uuid
+        )
+    })?;
+    Ok(ns.clone())
+}
+
+/// Disconnects every controller of `nqn` and checks none is left.
+pub(super) async fn disconnect(env: &Env, steps: &mut Steps, nqn: &str) -> Result<(), CheckError> {
+    let timeout = env.settings.nvme_timeout;
+    steps
+        .run("should be able to disconnect", async {
+            let n = nvme::disconnect(nqn, timeout).await?;
+            ensure(n > 0, || {
+                format!("disconnect of {nqn} removed no controller")
+            })
+        })
+        .await?;
+    steps
+        .run("should have no controller left for the subsystem", async {
+            let left = nvme::connection(nqn, timeout).await?;
+            ensure(left.is_none(), || {
+                format!("{nqn} still has controllers after disconnect: {left:?}")
+            })
+        })
+        .await
+}
+
+/// Unshares bdev `name` and checks it is no longer claimed.
+pub(super) async fn unshare(env: &Env, steps: &mut Steps, name: &str) -> Result<(), CheckError> {
+    steps
+        .run("should unshare the bdev", async {
+            env.target.unshare(name).await?;
+            Ok(())
+        })
+        .await?;
+    steps
+        .run("should list the bdev as no longer claimed", async {
+            let b = find(env, name).await?;
+            ensure(!b.claimed && b.share_uri.is_empty(), || {
+                format!(
+                    "after unshare {name} lists claimed={} share_uri={:?}",
+                    b.claimed, b.share_uri
+                )
+            })
+        })
+        .await
+}
+
+/// Leaves bdev `name` as a case found it: not connected, not shared.
+/// Does nothing for a bdev the target does not list.
+pub(super) async fn teardown(env: &Env, steps: &mut Steps, name: &str) -> Result<(), CheckError> {
+    let Some(bdev) = env.target.find(name).await? else {
+        return Ok(());
+    };
+    let nqn = nqn_of(&bdev.uuid);
+    if nvme::connection(&nqn, env.settings.nvme_timeout)
+        .await?
+        .is_some()
+    {
+        disconnect(env, steps, &nqn).await?;
+    }
+    if bdev.claimed {
+        unshare(env, steps, &bdev.name).await?;
+    }
+    Ok(())
+}
+
+/// The bdev called `name`; failing if the target no longer lists it.
+pub(super) async fn find(env: &Env, name: &str) -> Result<Bdev, CheckError> {
+    env.target
+        .find(name)
+        .await?
+        .ok_or_else(|| CheckError::Failed(format!("the target no longer lists {name}")))
+}
+
+/// Polls `List` until the target answers, for at most `timeout` (after a
+/// restart of the agent or an outage of the link); returns its bdevs.
+pub(super) async fn wait_for_agent(env: &Env, timeout: Duration) -> Result<Vec<Bdev>, CheckError> {
+    retry("the target's List", timeout, || env.target.list()).await
+}
+
+/// Calls `call` until it succeeds, for at most `timeout`: a gRPC channel
+/// whose server went away connects again only on a later call.
+pub(super) async fn retry<T, E, F, Fut>(
+    what: &str,
+    timeout: Duration,
+    mut call: F,
+) -> Result<T, CheckError>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        match call().await {
+            Ok(value) => return Ok(value),
+            Err(e) if Instant::now() >= deadline => {
+                return Err(CheckError::Failed(format!(
+                    "{what} did not answer within {}s: {e}",
+                    timeout.as_secs_f64()
+                )))
+            }
+            Err(_) => tokio::time::sleep(AGENT_POLL).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const UUID: &str = "0f3c5e46-8a3b-4a53-9a3c-1d8e4f3b2a10";
+
+    #[test]
+    fn parses_a_share_uri() {
+        let uri = format!("nvmf://192.168.1.2:8430/{NQN_PREFIX}{UUID}");
+        let s = ShareUri::parse(&uri, UUID).unwrap();
+        assert_eq!(s.host, "192.168.1.2");
+        assert_eq!(s.port, 8430);
+        assert_eq!(s.nqn, nqn_of(UUID));
+        assert_eq!(s.on_port(8420).trsvcid, 8420);
+        assert_eq!(s.transport().trsvcid, 8430);
+    }
+
+    #[test]
+    fn rejects_a_share_uri_for_another_bdev_or_scheme() {
+        let other =
+            format!("nvmf://192.168.1.2:8430/{NQN_PREFIX}00000000-0000-0000-0000-000000000000");
+        assert!(ShareUri::parse(&other, UUID).is_err());
+        let iscsi = format!("iscsi://192.168.1.2:8430/{NQN_PREFIX}{UUID}");
+        assert!(ShareUri::parse(&iscsi, UUID).is_err());
+        let no_port = format!("nvmf://192.168.1.2/{NQN_PREFIX}{UUID}");
+        assert!(ShareUri::parse(&no_port, UUID).is_err());
+    }
+
+    fn ns(device: &str, uuid: &str, size: u64) -> Namespace {
+        Namespace {
+            device: device.into(),
+            nsid: 1,
+            size_bytes: size,
+            block_size: 512,
+            uuid: Some(uuid.parse().unwrap()),
+            nguid: None,
+        }
+    }
+
+    #[test]
+    fn a_connection_must_show_one_namespace_of_the_bdev() {
+        let bdev = Bdev {
+            name: "aio:///dev/vdb".into(),
+            uuid: UUID.into(),
+            num_blocks: 2048,
+            blk_size: 512,
+            ..Bdev::default()
+        };
+        let conn = |namespaces| Connection {
+            subnqn: nqn_of(UUID),
+            controllers: vec!["nvme0".into()],
+            namespaces,
+        };
+        let good = ns("/dev/nvme0n1", UUID, 1 << 20);
+        assert_eq!(
+            namespace_of(&conn(vec![good.clone()]), &bdev).unwrap(),
+            good
+        );
+        let err = namespace_of(&conn(vec![]), &bdev).unwrap_err().to_string();
+        assert!(err.contains("no namespace"), "{err}");
+        let two = conn(vec![good.clone(), ns("/dev/nvme1n1", UUID, 1 << 20)]);
+        let err = namespace_of(&two, &bdev).unwrap_err().to_string();
+        assert!(err.contains("multipath"), "{err}");
+        let small = ns("/dev/nvme0n1", UUID, 1 << 19);
+        assert!(namespace_of(&conn(vec![small]), &bdev).is_err());
+        let other = ns(
+            "/dev/nvme0n1",
+            "00000000-0000-0000-0000-000000000001",
+            1 << 20,
+        );
+        assert!(namespace_of(&conn(vec![other]), &bdev).is_err());
+    }
+}
