@@ -5,6 +5,7 @@
 {
   config,
   lib,
+  pkgs,
   utils,
   ...
 }:
@@ -91,6 +92,8 @@ in
     systemd.services.nvmfcheck-agent = {
       description = "nvmfcheck agent (NVMe-oF target, Mayastor v0 BdevRpc)";
       wantedBy = [ "multi-user.target" ];
+      # The Control service's LinkDown runs `ip link set`.
+      path = [ pkgs.iproute2 ];
       wants = [ "network-online.target" ];
       after = [
         "network-online.target"

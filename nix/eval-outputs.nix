@@ -57,6 +57,7 @@ let
     qemu = fakeDrv "qemu" { };
     fio = fakeDrv "fio" { };
     nvme-cli = fakeDrv "nvme-cli" { };
+    iproute2 = fakeDrv "iproute2" { };
     nixfmt = fakeDrv "nixfmt" { };
     deadnix = fakeDrv "deadnix" { };
     nixfmt-tree = fakeDrv "nixfmt-tree" { };
@@ -153,6 +154,7 @@ let
     let
       module = import ../modules/target.nix {
         lib = fakeLib;
+        pkgs = fakePkgs "x86_64-linux";
         utils.escapeSystemdExecArgs = args: builtins.concatStringsSep " " (map builtins.toJSON args);
         config.services.nvmfcheck-agent = configFrom module.options.services.nvmfcheck-agent set;
       };

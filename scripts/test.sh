@@ -3,7 +3,7 @@
 # lacks, then lint, unit and integration tests, the Nix layer's static
 # checks, the QEMU runner's smoke test (which also calls the target's gRPC
 # from the host) and the end-to-end run of the `basic` category in two
-# QEMU VMs.
+# QEMU VMs, followed by the `io` category (data integrity under faults).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
@@ -21,6 +21,6 @@ echo "== Nix layer (static)"
 bash tests/nix.sh
 echo "== QEMU runner: vm up / exec / down, a killed vm run leaves no QEMU"
 cargo test --locked --test vm_smoke -- --ignored --test-threads=1
-echo "== basic in QEMU VMs"
+echo "== basic and io in QEMU VMs"
 cargo build --locked
-target/debug/nvmfcheck vm run basic --out target/nvmfcheck-out
+target/debug/nvmfcheck vm run basic io --out target/nvmfcheck-out
