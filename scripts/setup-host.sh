@@ -34,6 +34,6 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then
-  echo "setup: cargo not found: install Rust 1.88 or newer (https://rustup.rs), then run this again" >&2
+  echo "setup: cargo not found: install Rust 1.89 or newer (https://rustup.rs), then run this again" >&2
   exit 1
 fi
