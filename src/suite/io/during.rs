@@ -35,26 +35,7 @@ where
     F: FnOnce(IoWatch) -> Fut,
     Fut: Future<Output = Result<T, CheckError>>,
 {
-    let mut seen = None;
-    let result = steps
-        .run_fio(name, async {
-            let (fio, fault, watched) = during(nqn, jobs, timeout, fault).await;
-            let summary = fio_summary(&fio);
-            seen = Some(watched.clone());
-            // The fault's verdict first: if it did not strike, fio passing
-            // proves nothing.
-            let result = match (fault, fio) {
-                (Err(e), _) => Err(e),
-                (Ok(_), Err(e)) => Err(e.into()),
-                (Ok(t), Ok(_)) => Ok((t, watched)),
-            };
-            (result, summary)
-        })
-        .await;
-    if let Some(seen) = seen {
-        steps.note(describe(&seen));
-    }
-    result
+    fault_step(steps, name, nqn, jobs, timeout, fault, Expect::Pass).await
 }
 
 /// Like [`verify_during`], but the fault must make fio fail with I/O
@@ -72,28 +53,61 @@ where
     F: FnOnce(IoWatch) -> Fut,
     Fut: Future<Output = Result<T, CheckError>>,
 {
+    fault_step(steps, name, nqn, jobs, deadline, fault, Expect::IoErrors).await
+}
+
+/// What fio must do while the fault strikes.
+#[derive(Clone, Copy, PartialEq)]
+enum Expect {
+    /// Pass: exit 0, no verify error.
+    Pass,
+    /// Fail with I/O errors within its deadline.
+    IoErrors,
+}
+
+async fn fault_step<T, F, Fut>(
+    steps: &mut Steps,
+    name: &str,
+    nqn: &str,
+    jobs: &[FioJob],
+    timeout: Duration,
+    fault: F,
+    expect: Expect,
+) -> Result<(T, Seen), CheckError>
+where
+    F: FnOnce(IoWatch) -> Fut,
+    Fut: Future<Output = Result<T, CheckError>>,
+{
     let mut seen = None;
-    let mut ended = None;
     let result = steps
         .run_fio(name, async {
             let started = std::time::Instant::now();
-            let (fio, fault, watched) = during(nqn, jobs, deadline, fault).await;
-            ended = Some(started.elapsed());
+            let (fio, fault, watched) = during(nqn, jobs, timeout, fault).await;
+            let ended = started.elapsed();
             let summary = fio_summary(&fio);
-            seen = Some(watched.clone());
-            let result = match (fault, fio) {
-                (Err(e), _) => Err(e),
-                (Ok(t), fio) => expect_io_errors(fio).map(|()| (t, watched)),
+            seen = Some((watched.clone(), ended));
+            // The fault's verdict first: if it did not strike, what fio did
+            // proves nothing.
+            let result = match fault {
+                Err(e) => Err(e),
+                Ok(t) => match expect {
+                    Expect::Pass => fio.map(drop).map_err(CheckError::from),
+                    Expect::IoErrors => expect_io_errors(fio),
+                }
+                .map(|()| (t, watched)),
             };
             (result, summary)
         })
         .await;
-    if let (Some(seen), Some(ended)) = (seen, ended) {
-        steps.note(format!(
-            "fio ended after {:.1} s; {}",
-            ended.as_secs_f64(),
-            describe(&seen)
-        ));
+    if let Some((seen, ended)) = seen {
+        steps.note(match expect {
+            Expect::Pass => describe(&seen),
+            Expect::IoErrors => format!(
+                "fio ended after {:.1} s; {}",
+                ended.as_secs_f64(),
+                describe(&seen)
+            ),
+        });
     }
     result
 }
