@@ -19,60 +19,28 @@ pub(super) const WARM_UP_IOS: u64 = 300;
 /// How long fio may take to complete [`WARM_UP_IOS`].
 pub(super) const WARM_UP: Duration = Duration::from_secs(30);
 
-/// Runs `jobs` on subsystem `nqn`'s namespace while `fault` runs, as one
-/// step that passes only when fio passes (0 verify errors, exit 0) and
-/// `fault`'s checks hold. Returns what `fault` returned and what the watch
-/// saw.
-pub(super) async fn verify_during<T, F, Fut>(
-    steps: &mut Steps,
-    name: &str,
-    nqn: &str,
-    jobs: &[FioJob],
-    timeout: Duration,
-    fault: F,
-) -> Result<(T, Seen), CheckError>
-where
-    F: FnOnce(IoWatch) -> Fut,
-    Fut: Future<Output = Result<T, CheckError>>,
-{
-    fault_step(steps, name, nqn, jobs, timeout, fault, Expect::Pass).await
-}
-
-/// Like [`verify_during`], but the fault must make fio fail with I/O
-/// errors (not verify errors) within `deadline` of fio's start, rather
-/// than hang: the step passes only then.
-pub(super) async fn errors_during<T, F, Fut>(
-    steps: &mut Steps,
-    name: &str,
-    nqn: &str,
-    jobs: &[FioJob],
-    deadline: Duration,
-    fault: F,
-) -> Result<(T, Seen), CheckError>
-where
-    F: FnOnce(IoWatch) -> Fut,
-    Fut: Future<Output = Result<T, CheckError>>,
-{
-    fault_step(steps, name, nqn, jobs, deadline, fault, Expect::IoErrors).await
-}
-
 /// What fio must do while the fault strikes.
 #[derive(Clone, Copy, PartialEq)]
-enum Expect {
+pub(super) enum Expect {
     /// Pass: exit 0, no verify error.
     Pass,
     /// Fail with I/O errors within its deadline.
     IoErrors,
 }
 
-async fn fault_step<T, F, Fut>(
+/// Runs `jobs` on subsystem `nqn`'s namespace while `fault` runs, as one
+/// step. It passes only when `fault`'s checks hold and fio does what
+/// `expect` says: passes (0 verify errors, exit 0), or fails with I/O
+/// errors (not verify errors) within `timeout` rather than hang. Returns
+/// what `fault` returned and what the watch saw.
+pub(super) async fn fio_during<T, F, Fut>(
     steps: &mut Steps,
     name: &str,
     nqn: &str,
     jobs: &[FioJob],
     timeout: Duration,
-    fault: F,
     expect: Expect,
+    fault: F,
 ) -> Result<(T, Seen), CheckError>
 where
     F: FnOnce(IoWatch) -> Fut,

@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::fio::{FioJob, Rw, Verify};
 use crate::nvme::{self, ConnectOptions};
 
-use super::during::{errors_during, verify_during, WARM_UP, WARM_UP_IOS};
+use super::during::{fio_during, Expect, WARM_UP, WARM_UP_IOS};
 use super::{cleanup, control, path, resilient, Session, AGENT_BACK};
 use crate::suite::steps::ensure;
 use crate::suite::{Case, CaseFuture, Env, Steps};
@@ -73,12 +73,13 @@ fn run_ride_out<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
                 .verify(Verify::Crc32c);
             let name = format!("should verify while the target's link is down for {secs} s");
             let control = control.clone();
-            let (_, seen) = verify_during(
+            let (_, seen) = fio_during(
                 steps,
                 &name,
                 nqn,
                 &[job],
                 env.settings.fio_timeout,
+                Expect::Pass,
                 |w| async move {
                     w.wait_for_io(WARM_UP_IOS, WARM_UP).await?;
                     let fault = control.link_down(secs).await?;
@@ -133,14 +134,22 @@ fn run_beyond_tmo<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
              beyond ctrl_loss_tmo {SHORT_TMO} s",
             GIVE_UP.as_secs()
         );
-        errors_during(steps, &name, &share.nqn, &[job], GIVE_UP, |w| async move {
-            w.wait_for_io(WARM_UP_IOS, WARM_UP).await?;
-            control.link_down(LONG_LOSS).await?;
-            w.wait_for("the host giving up the controller", GIVE_UP, |s| {
-                s.states.is_empty()
-            })
-            .await
-        })
+        fio_during(
+            steps,
+            &name,
+            &share.nqn,
+            &[job],
+            GIVE_UP,
+            Expect::IoErrors,
+            |w| async move {
+                w.wait_for_io(WARM_UP_IOS, WARM_UP).await?;
+                control.link_down(LONG_LOSS).await?;
+                w.wait_for("the host giving up the controller", GIVE_UP, |s| {
+                    s.states.is_empty()
+                })
+                .await
+            },
+        )
         .await?;
         steps
             .run(

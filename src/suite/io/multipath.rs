@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::fio::{FioJob, Rw, Verify};
 use crate::nvme;
 
-use super::during::{verify_during, WARM_UP, WARM_UP_IOS};
+use super::during::{fio_during, Expect, WARM_UP, WARM_UP_IOS};
 use super::{cleanup, control, only_controller, path, resilient, Session};
 use crate::suite::steps::ensure;
 use crate::suite::{Case, CaseFuture, CheckError, Env, Steps};
@@ -78,19 +78,27 @@ fn run<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
         let name = format!(
             "should verify on the multipath device while port {port} is down for {PORT_DOWN} s"
         );
-        let (_, seen) = verify_during(steps, &name, &nqn, &[job], s.fio_timeout, |w| {
-            let first = first.clone();
-            async move {
-                w.wait_for_io(WARM_UP_IOS, WARM_UP).await?;
-                control.port_down(port, PORT_DOWN).await?;
-                let failing = format!("path {first} (port {port}) failing");
-                w.wait_for(&failing, Duration::from_secs(15), |s| s.left_live(&first))
-                    .await?;
-                let back = Duration::from_secs(PORT_DOWN.into()) + Duration::from_secs(30);
-                w.wait_for("both paths live again", back, |s| s.all_live(2))
-                    .await
-            }
-        })
+        let (_, seen) = fio_during(
+            steps,
+            &name,
+            &nqn,
+            &[job],
+            s.fio_timeout,
+            Expect::Pass,
+            |w| {
+                let first = first.clone();
+                async move {
+                    w.wait_for_io(WARM_UP_IOS, WARM_UP).await?;
+                    control.port_down(port, PORT_DOWN).await?;
+                    let failing = format!("path {first} (port {port}) failing");
+                    w.wait_for(&failing, Duration::from_secs(15), |s| s.left_live(&first))
+                        .await?;
+                    let back = Duration::from_secs(PORT_DOWN.into()) + Duration::from_secs(30);
+                    w.wait_for("both paths live again", back, |s| s.all_live(2))
+                        .await
+                }
+            },
+        )
         .await?;
         steps
             .run(

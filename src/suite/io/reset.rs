@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::fio::{FioJob, Rw, Verify};
 use crate::nvme;
 
-use super::during::{verify_during, WARM_UP, WARM_UP_IOS};
+use super::during::{fio_during, Expect, WARM_UP, WARM_UP_IOS};
 use super::{cleanup, only_controller, resilient, Session};
 use crate::suite::{Case, CaseFuture, Env, Steps};
 
@@ -40,15 +40,23 @@ fn run<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
             .iodepth(8)
             .verify(Verify::Crc32c);
         let name = format!("should verify while the controller {ctrl} is reset {RESETS} times");
-        verify_during(steps, &name, nqn, &[job], s.fio_timeout, |w| async move {
-            for i in 1..=RESETS {
-                w.wait_for_io(i * WARM_UP_IOS, WARM_UP).await?;
-                nvme::reset(&ctrl, s.nvme_timeout).await?;
-                w.wait_for("the controller live again", LIVE_AGAIN, |s| s.all_live(1))
-                    .await?;
-            }
-            Ok(())
-        })
+        fio_during(
+            steps,
+            &name,
+            nqn,
+            &[job],
+            s.fio_timeout,
+            Expect::Pass,
+            |w| async move {
+                for i in 1..=RESETS {
+                    w.wait_for_io(i * WARM_UP_IOS, WARM_UP).await?;
+                    nvme::reset(&ctrl, s.nvme_timeout).await?;
+                    w.wait_for("the controller live again", LIVE_AGAIN, |s| s.all_live(1))
+                        .await?;
+                }
+                Ok(())
+            },
+        )
         .await?;
         session.close(env, steps).await
     })

@@ -6,7 +6,7 @@
 use crate::fio::{FioJob, Rw, Verify};
 use crate::proto::mayastor::Bdev;
 
-use super::during::{verify_during, WARM_UP, WARM_UP_IOS};
+use super::during::{fio_during, Expect, WARM_UP, WARM_UP_IOS};
 use super::{cleanup, control, only_controller, path, resilient, Session, AGENT_BACK};
 use crate::suite::steps::ensure;
 use crate::suite::{Case, CaseFuture, CheckError, Env, Steps};
@@ -41,12 +41,13 @@ fn run<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
             .iodepth(8)
             .verify(Verify::Crc32c);
         let (restarting, instance) = (control.clone(), before.instance.clone());
-        let ((after, listed), seen) = verify_during(
+        let ((after, listed), seen) = fio_during(
             steps,
             "should verify while the agent restarts",
             nqn,
             &[job],
             s.fio_timeout,
+            Expect::Pass,
             |w| async move {
                 w.wait_for_io(WARM_UP_IOS, WARM_UP).await?;
                 let old = restarting.restart().await?;

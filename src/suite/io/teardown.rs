@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::fio::{FioJob, Rw, Verify};
 use crate::nvme::{self, ConnectOptions};
 
-use super::during::{errors_during, WARM_UP, WARM_UP_IOS};
+use super::during::{fio_during, Expect, WARM_UP, WARM_UP_IOS};
 use super::{cleanup, path, Session};
 use crate::suite::steps::ensure;
 use crate::suite::{Case, CaseFuture, Env, Steps};
@@ -53,14 +53,22 @@ fn run<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
             DEADLINE.as_secs()
         );
         let name_of = bdev.name.clone();
-        errors_during(steps, &name, &share.nqn, &[job], DEADLINE, |w| async move {
-            w.wait_for_io(WARM_UP_IOS, WARM_UP).await?;
-            env.target.unshare(&name_of).await?;
-            w.wait_for("the controller going away", DEADLINE, |s| {
-                s.states.is_empty()
-            })
-            .await
-        })
+        fio_during(
+            steps,
+            &name,
+            &share.nqn,
+            &[job],
+            DEADLINE,
+            Expect::IoErrors,
+            |w| async move {
+                w.wait_for_io(WARM_UP_IOS, WARM_UP).await?;
+                env.target.unshare(&name_of).await?;
+                w.wait_for("the controller going away", DEADLINE, |s| {
+                    s.states.is_empty()
+                })
+                .await
+            },
+        )
         .await?;
         steps
             .run("should read the host's NVMe state without hanging", async {
