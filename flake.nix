@@ -36,12 +36,15 @@
           craneLib = crane.mkLib pkgs;
 
           # Rust and cargo files, plus proto/ (build.rs compiles proto/*.proto
-          # with protox, so no protoc is needed).
+          # with protox, so no protoc is needed) and docs/bad-input.md (a test
+          # checks that it shows the bad-input table the code has).
+          # scripts/flake-src.sh copies the same files for CI's test of them.
           src = pkgs.lib.fileset.toSource {
             root = ./.;
             fileset = pkgs.lib.fileset.unions [
               (craneLib.fileset.commonCargoSources ./.)
               ./proto
+              ./docs/bad-input.md
             ];
           };
 
