@@ -10,8 +10,17 @@ pub mod cmd;
 pub mod control;
 pub mod fio;
 pub mod nvme;
+pub mod soak;
 pub mod suite;
 pub mod vm;
+
+/// The cargo profile this binary was built with: what a figure or a soak
+/// result was measured with.
+pub const BUILD_PROFILE: &str = if cfg!(debug_assertions) {
+    "debug"
+} else {
+    "release"
+};
 
 /// Generated protobuf and gRPC code.
 pub mod proto {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use nvmfcheck::bench::{table, Sample};
+use nvmfcheck::soak::{BusyCore, Soak};
 use nvmfcheck::suite::report::Report;
 use nvmfcheck::vm::channel::{Channel, Event};
 use nvmfcheck::vm::kernel::{default_cache_dir, KernelSource};
@@ -97,6 +98,14 @@ pub struct RunArgs {
     /// Seconds the checks may take.
     #[arg(long, default_value_t = 1800)]
     timeout: u64,
+    /// Run the categories this many times in a row, each on freshly booted
+    /// VMs (a soak); results go to `run-1`, `run-2`, ... under --out, and
+    /// a table of each case's passes and median time ends the output.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    repeat: u32,
+    /// Keep one host core busy throughout, as a loaded CI host would.
+    #[arg(long)]
+    busy_core: bool,
     #[command(flatten)]
     boot: BootArgs,
 }
@@ -275,14 +284,76 @@ impl Drop for RemoveDir {
 
 async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let progress = Progress::new();
-    let outcome = run_once(&args, &progress).await?;
-    match outcome.code {
-        0 => Ok(ExitCode::SUCCESS),
-        code => {
-            eprintln!("error: phase checks: `nvmfcheck run` in the initiator exited with {code}");
-            Ok(ExitCode::FAILURE)
+    let _busy = args.busy_core.then(|| {
+        progress.say("keeping one host core busy until the end");
+        BusyCore::start()
+    });
+    if args.repeat == 1 {
+        let outcome = run_once(&args, &progress).await?;
+        return Ok(match outcome.code {
+            0 => ExitCode::SUCCESS,
+            code => {
+                eprintln!(
+                    "error: phase checks: `nvmfcheck run` in the initiator exited with {code}"
+                );
+                ExitCode::FAILURE
+            }
+        });
+    }
+    soak(&args, &progress).await
+}
+
+/// `vm run --repeat N`: N runs one after another, each into its own
+/// `run-K` under --out, a failed run not stopping the next; then the
+/// table of each case's passes and median time, also written to
+/// `soak.txt`.
+async fn soak(args: &RunArgs, progress: &Progress) -> anyhow::Result<ExitCode> {
+    let mut tally = Soak::new();
+    for i in 1..=args.repeat {
+        progress.say(format!("soak: run {i} of {}", args.repeat));
+        let run = RunArgs {
+            categories: args.categories.clone(),
+            out: args.out.join(format!("run-{i}")),
+            filter: args.filter.clone(),
+            timeout: args.timeout,
+            repeat: 1,
+            busy_core: false,
+            boot: args.boot.clone(),
+        };
+        let outcome = match run_once(&run, progress).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                progress.say(format!("soak: run {i} failed: {e:#}"));
+                tally.add_unreported(i, format!("{e:#}"));
+                continue;
+            }
+        };
+        let path = run.out.join("report.json");
+        match Report::load(&path) {
+            Ok(report) => tally.add(i, &report, outcome.code == 0),
+            Err(e) => tally.add_unreported(i, e.to_string()),
         }
     }
+    let load = if args.busy_core {
+        "one host core busy"
+    } else {
+        "no load added"
+    };
+    let table = format!(
+        "soak: {} runs of {} with the {} binary, {load}\n{}",
+        args.repeat,
+        args.categories.join(" "),
+        nvmfcheck::BUILD_PROFILE,
+        tally.table()
+    );
+    outln!("{table}");
+    let file = args.out.join("soak.txt");
+    std::fs::write(&file, &table).with_context(|| format!("cannot write {}", file.display()))?;
+    Ok(if tally.all_green() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// What one `vm run` measured besides its report.
@@ -336,7 +407,11 @@ async fn run_once(args: &RunArgs, progress: &Progress) -> anyhow::Result<Outcome
     if let Some(f) = &args.filter {
         argv.extend(["--filter".into(), f.clone()]);
     }
-    progress.say(format!("initiator: {}", argv.join(" ")));
+    progress.say(format!(
+        "initiator: {} ({} build)",
+        argv.join(" "),
+        nvmfcheck::BUILD_PROFILE
+    ));
     let started = std::time::Instant::now();
     let result = tokio::select! {
         r = stream(pair.initiator.channel()?, &argv, Duration::from_secs(args.timeout)) => r,
@@ -394,6 +469,8 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
             out: args.out.join(format!("run-{i}")),
             filter: None,
             timeout: 1800,
+            repeat: 1,
+            busy_core: false,
             boot: args.boot.clone(),
         };
         let outcome = run_once(&run, &progress).await?;
