@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The project's tests, as CI runs them: installs what a fresh Debian 12 host
-# lacks, then lint, unit and integration tests, the Nix layer's static
+# lacks, then lint, unit and integration tests, the same tests again in just
+# the flake's source set as its `nextest` check runs them, the Nix layer's
 # checks, the QEMU runner's smoke test (which also calls the target's gRPC
-# from the host) and the end-to-end run of the `basic` category in two
-# QEMU VMs, followed by the `io` category (data integrity under faults).
+# from the host) and the end-to-end run of the `basic` and `io` categories
+# in two QEMU VMs with the release binary, the one users run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
@@ -17,10 +18,12 @@ echo "== cargo clippy"
 cargo clippy --locked --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --locked
+echo "== cargo tests in the flake's src only, release profile, unprivileged, no network"
+bash tests/flake-src.sh
 echo "== Nix layer (static)"
 bash tests/nix.sh
 echo "== QEMU runner: vm up / exec / down, a killed vm run leaves no QEMU"
 cargo test --locked --test vm_smoke -- --ignored --test-threads=1
-echo "== basic and io in QEMU VMs"
-cargo build --locked
-target/debug/nvmfcheck vm run basic io --out target/nvmfcheck-out
+echo "== basic and io in QEMU VMs, with the release binary (what users run)"
+cargo build --release --locked
+target/release/nvmfcheck vm run basic io --out target/nvmfcheck-out
