@@ -122,6 +122,15 @@ let
     && builtins.substring 0 7 node.locked.narHash == "sha256-"
     && builtins.isInt node.locked.lastModified;
 
+  # The pinned crane (lib/default.nix, `minSupported`) warns on every
+  # evaluation with a nixpkgs release older than 26.05.
+  craneMinNixpkgs = "26.05";
+  nixpkgsRelease =
+    let
+      m = builtins.match "nixos-([0-9]+[.][0-9]+)" (lock.nodes.nixpkgs.original.ref or "");
+    in
+    if m == null then null else builtins.head m;
+
   contains = needle: haystack: builtins.replaceStrings [ needle ] [ "" ] haystack != haystack;
   hasAll = names: attrs: builtins.all (n: attrs ? ${n}) names;
 
@@ -200,6 +209,10 @@ let
         && lock.nodes.flake-utils.inputs.systems == [ "systems" ]
         && flake.inputs.flake-utils.inputs.systems.follows == "systems"
       )
+    ]
+    [
+      "flake.lock: nixpkgs is a nixos-YY.MM release the pinned crane supports"
+      (nixpkgsRelease != null && builtins.compareVersions nixpkgsRelease craneMinNixpkgs >= 0)
     ]
     [
       "systems"
