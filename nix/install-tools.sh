@@ -9,11 +9,11 @@
 #   deadnix      crates.io (Debian 12 has no deadnix package)
 #   debootstrap, python3, git   Debian, if missing
 # The chroot comes from the Debian mirror apt is configured with (or
-# $NVMFCHECK_DEBIAN_MIRROR); making it downloads about 100 MB and takes
-# about 400 MB of disk. A chroot whose Nix already answers, and a tool
-# already on PATH (or in ~/.cargo/bin), are kept, so a second run costs a
-# second or so; the `cargo install`s are the slow part of a first run (about
-# a minute each on 2 cores).
+# $NVMFCHECK_DEBIAN_MIRROR); making it takes about a minute and 340 MB of
+# disk. A chroot whose Nix already answers, and a tool already on PATH (or in
+# ~/.cargo/bin), are kept, so a second run takes well under a second; the
+# `cargo install`s are the slow part of a first run (one to two minutes each
+# on 2 cores; about 4.5 minutes for everything).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
