@@ -4,10 +4,10 @@
 # one found in the real sources, see nix/VERIFIED.md), so a misspelt or new
 # attribute fails here. It also checks the hand-written flake.lock against
 # flake.nix and calls modules/*.nix with a minimal module-system stand-in.
-# Run by tests/nix.sh, from the repository root:
+# Run by tests/nix.sh, from the repository root, with the chroot's Nix:
 #
-#   nix-instantiate --option restrict-eval true -I "$PWD" \
-#     --eval --strict --json nix/eval-outputs.nix
+#   bash nix/nix-in-chroot.sh nix-instantiate --option restrict-eval true \
+#     -I "$PWD" --eval --strict --json nix/eval-outputs.nix
 #
 # It evaluates to { checked = [ names ]; testScripts = { ... }; } (the NixOS
 # test scripts, which tests/nix.sh parses as Python) or throws naming the
