@@ -7,7 +7,8 @@
 #                nixpkgs >= 25.11 (which needs 2.18).
 #   nixfmt       crates.io crate nixfmt_rs (its binary is `nixfmt`)
 #   deadnix      crates.io (Debian 12 has no deadnix package)
-#   debootstrap, python3, git   Debian, if missing
+#   debootstrap, python3, git   Debian, if missing (debootstrap only to
+#                make the chroot)
 # The chroot comes from the Debian mirror apt is configured with (or
 # $NVMFCHECK_DEBIAN_MIRROR); making it takes about a minute and 340 MB of
 # disk. A chroot whose Nix already answers, and a tool already on PATH (or in
@@ -28,7 +29,6 @@ if ((EUID != 0)); then
 fi
 
 apt_pkgs=()
-have debootstrap || apt_pkgs+=(debootstrap)
 have unshare || apt_pkgs+=(util-linux)
 have python3 || apt_pkgs+=(python3)
 have git || apt_pkgs+=(git)
@@ -53,6 +53,11 @@ debian_mirror() {
 }
 
 if ! chroot_nix_version >/dev/null; then
+  if ! have debootstrap; then
+    echo "install-tools: apt-get install debootstrap" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap
+  fi
   mirror=${NVMFCHECK_DEBIAN_MIRROR:-$(debian_mirror)}
   if [[ -z $mirror ]]; then
     echo "install-tools: no Debian mirror in apt's configuration; set NVMFCHECK_DEBIAN_MIRROR" >&2
