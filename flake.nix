@@ -5,7 +5,7 @@
   description = "nvmfcheck: end-to-end checks of an NVMe-over-Fabrics target in NixOS VMs";
 
   inputs = {
-    nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.11";
+    nixpkgs.url = "github:NixOS/nixpkgs/nixos-26.05";
     crane.url = "github:ipetkov/crane";
     systems.url = "github:nix-systems/default";
     flake-utils = {

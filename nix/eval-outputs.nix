@@ -4,10 +4,10 @@
 # one found in the real sources, see nix/VERIFIED.md), so a misspelt or new
 # attribute fails here. It also checks the hand-written flake.lock against
 # flake.nix and calls modules/*.nix with a minimal module-system stand-in.
-# Run by tests/nix.sh, from the repository root:
+# Run by tests/nix.sh, from the repository root, with the chroot's Nix:
 #
-#   nix-instantiate --option restrict-eval true -I "$PWD" \
-#     --eval --strict --json nix/eval-outputs.nix
+#   bash nix/nix-in-chroot.sh nix-instantiate --option restrict-eval true \
+#     -I "$PWD" --eval --strict --json nix/eval-outputs.nix
 #
 # It evaluates to { checked = [ names ]; testScripts = { ... }; } (the NixOS
 # test scripts, which tests/nix.sh parses as Python) or throws naming the
@@ -122,6 +122,15 @@ let
     && builtins.substring 0 7 node.locked.narHash == "sha256-"
     && builtins.isInt node.locked.lastModified;
 
+  # The pinned crane (lib/default.nix, `minSupported`) warns on every
+  # evaluation with a nixpkgs release older than 26.05.
+  craneMinNixpkgs = "26.05";
+  nixpkgsRelease =
+    let
+      m = builtins.match "nixos-([0-9]+[.][0-9]+)" (lock.nodes.nixpkgs.original.ref or "");
+    in
+    if m == null then null else builtins.head m;
+
   contains = needle: haystack: builtins.replaceStrings [ needle ] [ "" ] haystack != haystack;
   hasAll = names: attrs: builtins.all (n: attrs ? ${n}) names;
 
@@ -200,6 +209,10 @@ let
         && lock.nodes.flake-utils.inputs.systems == [ "systems" ]
         && flake.inputs.flake-utils.inputs.systems.follows == "systems"
       )
+    ]
+    [
+      "flake.lock: nixpkgs is a nixos-YY.MM release the pinned crane supports"
+      (nixpkgsRelease != null && builtins.compareVersions nixpkgsRelease craneMinNixpkgs >= 0)
     ]
     [
       "systems"
