@@ -59,14 +59,25 @@ archive=$src/tests.tar.zst
   --archive-file "$archive")
 
 # Run as an unprivileged user, with loopback only, in a writable copy (the
-# Nix build directory is writable too).
+# Nix build directory is writable too). A test that skips itself here says
+# why on stderr in a line starting SKIPPED; those lines are shown, and the
+# whole log when something fails.
 chown -R "$user:" "$src"
 chmod 755 "$src"
+log=$PWD/target/flake-src.log
+rc=0
 unshare -n sh -c '
   ip link set lo up
   cd "$1/tree"
   exec setpriv --reuid="$2" --regid="$(id -g "$2")" --clear-groups \
     env HOME=/nonexistent TMPDIR=/tmp \
     cargo-nextest nextest run --archive-file "$3" --workspace-remap "$1/tree" \
-    --no-fail-fast --color never
-' sh "$src" "$user" "$archive"
+    --no-fail-fast --color never --success-output final
+' sh "$src" "$user" "$archive" >"$log" 2>&1 || rc=$?
+if ((rc != 0)); then
+  cat "$log"
+  echo "flake-src: the tests failed in the flake's source set (log: $log)" >&2
+  exit "$rc"
+fi
+grep -E '^ *SKIPPED ' "$log" | sed 's/^ */flake-src: /' || true
+grep -E '^ *Summary ' "$log"
