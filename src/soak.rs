@@ -196,7 +196,10 @@ mod tests {
         assert!(!soak.all_green());
         assert!(t.contains("\nio/a      3/4      3.00\n"), "{t}");
         assert!(t.contains("\nio/b      1/4      3.00\n"), "{t}");
-        assert!(t.contains("io/b failed in 1 of 4 runs, first in run 2: b broke"), "{t}");
+        assert!(
+            t.contains("io/b failed in 1 of 4 runs, first in run 2: b broke"),
+            "{t}"
+        );
         assert!(t.contains("run 4 left no report: boot timed out"), "{t}");
         assert!(t.ends_with("runs: 1 passed, 3 failed\n"), "{t}");
     }
