@@ -19,7 +19,12 @@ cd "$(dirname "$0")/.."
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 
 user=nobody
-target_dir=$PWD/target/flake-src
+# The repository's own target directory: the copy's crate builds beside the
+# repository's (its path differs, so its artifacts do too) and shares the
+# compiled dependencies, which saves CI minutes. The copy's binary is then
+# what target/release/nvmfcheck links to until the repository's own
+# `cargo build --release` next builds it; scripts/test.sh does so after this.
+target_dir=$PWD/target
 
 # The `./path` entries of the src fileset, after commonCargoSources.
 extra=$(awk '
