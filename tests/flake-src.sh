@@ -12,8 +12,9 @@
 # flake sees only those), plus each `./path` listed beside it in flake.nix's
 # `fileset.unions [ ... ]`, read from flake.nix so the two cannot drift.
 #
-# Needs root (unshare, setpriv), cargo-nextest and the crates already in
-# cargo's cache (the build runs --offline). Ends with nextest's summary.
+# Needs root (unshare, setpriv) and the crates already in cargo's cache (the
+# build runs --offline); installs cargo-nextest if it is missing. Ends with
+# nextest's summary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
@@ -57,6 +58,14 @@ tar -cf - -T "$src.list" | tar -xf - -C "$src/tree"
 echo "flake-src: $(wc -l <"$src.list") files (commonCargoSources + ${extra//$'\n'/ }) in $src/tree"
 rm -f "$src.list"
 
+# nextest, as crane's cargoNextest uses; a copy in the directory the
+# unprivileged user runs in, since root's home may be closed to it.
+if ! command -v cargo-nextest >/dev/null 2>&1; then
+  echo "flake-src: installing cargo-nextest" >&2
+  cargo install --locked cargo-nextest
+fi
+cp "$(command -v cargo-nextest)" "$src/cargo-nextest"
+
 # Build as root (the toolchain lives in root's home), offline.
 archive=$src/tests.tar.zst
 (cd "$src/tree" && unshare -n env CARGO_TARGET_DIR="$target_dir" \
@@ -76,7 +85,7 @@ unshare -n sh -c '
   cd "$1/tree"
   exec setpriv --reuid="$2" --regid="$(id -g "$2")" --clear-groups \
     env HOME=/nonexistent TMPDIR=/tmp \
-    cargo-nextest nextest run --archive-file "$3" --workspace-remap "$1/tree" \
+    "$1/cargo-nextest" nextest run --archive-file "$3" --workspace-remap "$1/tree" \
     --no-fail-fast --color never --success-output final
 ' sh "$src" "$user" "$archive" >"$log" 2>&1 || rc=$?
 if ((rc != 0)); then
