@@ -269,3 +269,72 @@ async fn startup_errors_name_the_flag() {
     let msg = Agent::start(&cfg, fs).err().unwrap().to_string();
     assert!(msg.contains("must differ"), "{msg}");
 }
+
+/// Oversized input gets a proper status with a short message, from a stock
+/// tonic client, and changes nothing: a field over 4096 bytes is
+/// `INVALID_ARGUMENT`, a request over the agent's 64 KiB message limit is
+/// `OUT_OF_RANGE` (tonic's code for it), never an HTTP/2 error.
+#[tokio::test]
+async fn oversized_input_gets_a_short_proper_status() {
+    use nvmfcheck::agent::limits::{MAX_MESSAGE_LEN, MAX_REQUEST_LEN};
+    let dir = tempfile::tempdir().unwrap();
+    let fs = Arc::new(FakeConfigfs::new());
+    let mut r = start(config(&dir), fs, dir).await;
+    let c = &mut r.client;
+    c.create(uri("malloc:///m0?size_mb=1")).await.unwrap();
+    let before = r.fs.dump();
+
+    let within = "p\u{1}".repeat(MAX_REQUEST_LEN / 4);
+    let beyond = "p".repeat(4 << 20);
+    let cases = [
+        (c.share(share("m0", &within)).await, Code::InvalidArgument),
+        (c.share(share(&within, "nvmf")).await, Code::InvalidArgument),
+        (c.share(share("m0", &beyond)).await, Code::OutOfRange),
+    ];
+    for (i, (reply, code)) in cases.into_iter().enumerate() {
+        let e = reply.unwrap_err();
+        assert_eq!(e.code(), code, "case {i}: {e:?}");
+        assert!(
+            e.message().len() <= MAX_MESSAGE_LEN,
+            "case {i}: {}",
+            e.message().len()
+        );
+    }
+    for u in [
+        format!("aio:///{within}"),
+        format!("malloc:///{within}?size_mb=1"),
+    ] {
+        let e = c.create(uri(&u)).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+        assert!(
+            e.message().len() <= MAX_MESSAGE_LEN,
+            "{}",
+            e.message().len()
+        );
+    }
+    let proto = "\u{1}".repeat(100);
+    let e = c.share(share("m0", &proto)).await.unwrap_err();
+    assert!(
+        e.message().contains("\\u{1}") && !e.message().contains("\\\\u{1}"),
+        "the protocol is escaped once: {}",
+        e.message()
+    );
+
+    // Eight at once: each gets its status, and the agent still answers.
+    let calls: Vec<_> = (0..8)
+        .map(|_| {
+            let mut c = r.client.clone();
+            let beyond = beyond.clone();
+            tokio::spawn(async move { c.share(share("m0", &beyond)).await })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap().unwrap_err().code(), Code::OutOfRange);
+    }
+    tokio::time::timeout(Duration::from_secs(2), r.client.list(Null {}))
+        .await
+        .expect("List answers within 2 s")
+        .unwrap();
+    assert_eq!(r.fs.dump(), before, "oversized requests changed nothing");
+    r.stop().await;
+}

@@ -30,6 +30,7 @@ pub mod control;
 pub mod device;
 pub mod fake;
 pub mod kernel;
+pub mod limits;
 pub mod nvmet;
 pub mod service;
 pub mod state;
@@ -266,6 +267,7 @@ impl Agent {
     /// The tonic service, to add to a server of one's own.
     pub fn service(&self) -> BdevRpcServer<BdevService> {
         BdevRpcServer::new(BdevService::new(Arc::clone(&self.target)))
+            .max_decoding_message_size(limits::MAX_REQUEST_LEN)
     }
 
     /// The `Control` service (faults, restart, identity).
@@ -276,6 +278,7 @@ impl Agent {
             self.started,
             Arc::clone(&self.restart),
         ))
+        .max_decoding_message_size(limits::MAX_REQUEST_LEN)
     }
 
     /// Serves `BdevRpc` and `Control` on `listener` until `shutdown`

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tonic::{Request, Response, Status};
 use tracing::{debug, error, warn};
 
+use super::limits::{self, shown};
 use super::target::{RequestError, Target};
 use crate::proto::mayastor::bdev_rpc_server::BdevRpc;
 use crate::proto::mayastor::{BdevShareReply, BdevShareRequest, BdevUri, Bdevs, CreateReply, Null};
@@ -41,9 +42,10 @@ impl BdevService {
             }
             Err(Stuck::Crashed(join)) => {
                 error!("{what} crashed: {join}");
-                Err(Status::internal(format!(
-                    "{what} crashed in the agent: {join}"
-                )))
+                Err(limits::status(
+                    tonic::Code::Internal,
+                    format!("{what} crashed in the agent: {join}"),
+                ))
             }
             Err(Stuck::Timeout) => {
                 error!(
@@ -89,16 +91,6 @@ where
     }
 }
 
-/// A request argument as it appears in logs and messages: escaped, and cut
-/// short if huge.
-fn shown(arg: &str) -> String {
-    let escaped = arg.escape_debug().to_string();
-    match escaped.char_indices().nth(120) {
-        Some((cut, _)) => format!("\"{}...\" ({} bytes)", &escaped[..cut], arg.len()),
-        None => format!("\"{escaped}\""),
-    }
-}
-
 #[tonic::async_trait]
 impl BdevRpc for BdevService {
     async fn list(&self, _request: Request<Null>) -> Result<Response<Bdevs>, Status> {
@@ -135,18 +127,5 @@ impl BdevRpc for BdevService {
         let what = format!("Unshare({})", shown(&name));
         self.call(what, move |t| t.unshare(&name)).await?;
         Ok(Response::new(Null {}))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::shown;
-
-    #[test]
-    fn arguments_are_escaped_and_cut() {
-        assert_eq!(shown("m0"), "\"m0\"");
-        assert_eq!(shown("a\nb"), "\"a\\nb\"");
-        let long = shown(&"x".repeat(5000));
-        assert!(long.len() < 200 && long.ends_with("(5000 bytes)"), "{long}");
     }
 }

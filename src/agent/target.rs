@@ -11,6 +11,7 @@ use tracing::{info, warn};
 use uuid::Uuid;
 
 use super::device::{self, Backing, DeviceError, Geometry, MallocDir};
+use super::limits::{shown, MAX_ARG_LEN};
 use super::nvmet::{self, Export, FoundShare, Nvmet, NvmetError};
 use super::state::{self, BdevRecord, StateError};
 use super::uri::{self, Backend, BdevSpec, UriError, MAX_URI_LEN};
@@ -85,6 +86,14 @@ pub enum RequestError {
         /// What was asked for.
         proto: String,
     },
+    /// A protocol string longer than any argument may be.
+    #[error(
+        "the share protocol is {len} bytes long; at most {MAX_ARG_LEN} are accepted; give \"nvmf\""
+    )]
+    ProtocolTooLong {
+        /// Its length in bytes.
+        len: usize,
+    },
     /// Share of a bdev whose device has gone.
     #[error("bdev `{name}` cannot be shared: {cause}; destroy it, or bring the device back")]
     DeviceGone {
@@ -105,7 +114,7 @@ fn describe_protocol(proto: &str) -> String {
     if proto.is_empty() {
         "\"\" (empty)".to_string()
     } else {
-        format!("{:?}", proto)
+        shown(proto)
     }
 }
 
@@ -116,7 +125,8 @@ impl RequestError {
             RequestError::Uri(_)
             | RequestError::EmptyName
             | RequestError::NameTooLong { .. }
-            | RequestError::Protocol { .. } => Code::InvalidArgument,
+            | RequestError::Protocol { .. }
+            | RequestError::ProtocolTooLong { .. } => Code::InvalidArgument,
             RequestError::Device(DeviceError::Missing { .. })
             | RequestError::UnknownBdev { .. } => Code::NotFound,
             RequestError::Device(DeviceError::Io { .. }) => Code::Internal,
@@ -134,7 +144,7 @@ impl RequestError {
 
 impl From<RequestError> for tonic::Status {
     fn from(e: RequestError) -> Self {
-        tonic::Status::new(e.code(), e.to_string())
+        super::limits::status(e.code(), e.to_string())
     }
 }
 
@@ -575,9 +585,12 @@ impl Target {
     /// `Share`: returns the share URI; sharing again returns the same.
     pub fn share(&mut self, name: &str, proto: &str) -> Result<String, RequestError> {
         let index = self.find(name)?;
+        if proto.len() > MAX_ARG_LEN {
+            return Err(RequestError::ProtocolTooLong { len: proto.len() });
+        }
         if proto != PROTOCOL {
             return Err(RequestError::Protocol {
-                proto: proto.escape_debug().to_string(),
+                proto: proto.to_string(),
             });
         }
         let bdev = &self.bdevs[index];

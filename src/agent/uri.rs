@@ -14,7 +14,7 @@ use url::Url;
 use uuid::Uuid;
 
 /// Longest URI accepted (Linux's `PATH_MAX`).
-pub const MAX_URI_LEN: usize = 4096;
+pub const MAX_URI_LEN: usize = super::limits::MAX_ARG_LEN;
 /// Longest malloc bdev name (Linux's `NAME_MAX`: the name is a file name).
 pub const MAX_MALLOC_NAME_LEN: usize = 255;
 /// Largest malloc bdev, in MiB (1 TiB); the RAM actually free is checked at

@@ -129,7 +129,7 @@ impl ControlError {
 
 impl From<ControlError> for Status {
     fn from(e: ControlError) -> Self {
-        Status::new(e.code(), e.to_string())
+        super::limits::status(e.code(), e.to_string())
     }
 }
 

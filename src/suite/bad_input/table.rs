@@ -68,6 +68,7 @@ pub fn rows(fx: &Fixture) -> Vec<Row> {
         row("share huge name", share(&x5000, "nvmf"), InvalidArgument, "name is 5000 bytes long; at most 4096"),
         row("unknown protocol", share(malloc, "iscsi"), InvalidArgument, "share protocol \"iscsi\" is not supported"),
         row("empty protocol", share(malloc, ""), InvalidArgument, "share protocol \"\" (empty) is not supported"),
+        row("huge protocol", share(malloc, &x5000), InvalidArgument, "share protocol is 5000 bytes long; at most 4096"),
         // Unshare.
         row("unshare unknown name", unshare("nope"), NotFound, "no bdev is named `nope`"),
         row("unshare empty name", unshare(""), InvalidArgument, "the bdev name is empty"),
