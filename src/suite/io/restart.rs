@@ -3,8 +3,6 @@
 //! untouched; the new instance rebuilds its view from configfs and lists
 //! the same shares.
 
-use std::time::{Duration, Instant};
-
 use crate::control::Control;
 use crate::fio::{FioJob, Rw, Verify};
 use crate::proto::control::InfoReply;
@@ -17,9 +15,6 @@ use crate::suite::{Case, CaseFuture, CheckError, Env, Steps};
 
 /// Bytes the verify job writes.
 const SIZE: u64 = 16 << 20;
-
-/// How often [`new_instance`] asks the agent.
-const INFO_POLL: Duration = Duration::from_millis(100);
 
 pub(super) fn case() -> Case {
     Case {
@@ -100,24 +95,17 @@ fn run<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
 /// instance; if none does in time, the agent did not restart.
 async fn new_instance(env: &Env, old: &str) -> Result<InfoReply, CheckError> {
     let s = &env.settings;
-    let deadline = Instant::now() + AGENT_BACK;
-    loop {
-        let why = match Control::connect(&s.target, s.rpc_timeout).await {
-            Ok(control) => match control.info().await {
-                Ok(info) if info.instance != old => return Ok(info),
-                Ok(_) => format!("instance {old} still answers"),
-                Err(e) => e.to_string(),
-            },
-            Err(e) => e.to_string(),
-        };
-        if Instant::now() >= deadline {
-            return Err(CheckError::Failed(format!(
-                "no new instance of the agent answered Info within {}s after Restart: {why}",
-                AGENT_BACK.as_secs()
-            )));
+    path::retry("a new instance of the agent (Info)", AGENT_BACK, || async {
+        let info = Control::connect(&s.target, s.rpc_timeout)
+            .await?
+            .info()
+            .await?;
+        if info.instance == old {
+            return Err(CheckError::Failed(format!("instance {old} still answers")));
         }
-        tokio::time::sleep(INFO_POLL).await;
-    }
+        Ok(info)
+    })
+    .await
 }
 
 /// Fails unless both lists have the same bdevs with the same uuids, claims
