@@ -3,6 +3,9 @@
 //! a fault that outlives a `Restart` or ends with a stop. `LinkDown` on a
 //! real link runs in the VM (`io/link-loss`); here it can only be refused.
 
+mod common;
+use common::fake_loops;
+
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -38,7 +41,7 @@ fn config(dir: &Path) -> AgentConfig {
 }
 
 async fn start(config: &AgentConfig, fs: &Arc<FakeConfigfs>) -> Running {
-    let agent = Agent::start(config, fs.clone()).unwrap();
+    let agent = Agent::start(config, fs.clone(), fake_loops(config)).unwrap();
     let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let (stop, stopped) = oneshot::channel::<()>();

@@ -18,6 +18,7 @@ use tonic::transport::Channel;
 use tonic::Code;
 
 mod common;
+use common::fake_loops;
 
 struct Running {
     client: BdevRpcClient<Channel>,
@@ -37,7 +38,7 @@ fn config(dir: &tempfile::TempDir) -> AgentConfig {
 }
 
 async fn start(config: AgentConfig, fs: Arc<FakeConfigfs>, dir: tempfile::TempDir) -> Running {
-    let agent = Agent::start(&config, fs.clone()).unwrap();
+    let agent = Agent::start(&config, fs.clone(), fake_loops(&config)).unwrap();
     let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -252,21 +253,30 @@ async fn startup_errors_name_the_flag() {
     let fs = Arc::new(FakeConfigfs::new());
     let mut cfg = config(&dir);
     cfg.share = vec!["m7".into()];
-    let msg = Agent::start(&cfg, fs.clone()).err().unwrap().to_string();
+    let msg = Agent::start(&cfg, fs.clone(), fake_loops(&cfg))
+        .err()
+        .unwrap()
+        .to_string();
     assert!(
         msg.contains("--share m7") && msg.contains("no bdev"),
         "{msg}"
     );
     cfg.share.clear();
     cfg.create = vec!["malloc:///m7".into()];
-    let msg = Agent::start(&cfg, fs.clone()).err().unwrap().to_string();
+    let msg = Agent::start(&cfg, fs.clone(), fake_loops(&cfg))
+        .err()
+        .unwrap()
+        .to_string();
     assert!(
         msg.contains("--create malloc:///m7") && msg.contains("size_mb"),
         "{msg}"
     );
     cfg.create.clear();
     cfg.io_port = cfg.discovery_port;
-    let msg = Agent::start(&cfg, fs).err().unwrap().to_string();
+    let msg = Agent::start(&cfg, fs, fake_loops(&cfg))
+        .err()
+        .unwrap()
+        .to_string();
     assert!(msg.contains("must differ"), "{msg}");
 }
 

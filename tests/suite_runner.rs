@@ -2,6 +2,9 @@
 //! model): dependants of a failed category are skipped, not passed, and the
 //! reports say so.
 
+mod common;
+use common::fake_loops;
+
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,7 +62,7 @@ async fn env() -> (Env, tempfile::TempDir) {
     let mut config = AgentConfig::new(Ipv4Addr::new(192, 168, 1, 2));
     config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     config.state_dir = dir.path().join("state");
-    let agent = Agent::start(&config, Arc::new(FakeConfigfs::new())).unwrap();
+    let agent = Agent::start(&config, Arc::new(FakeConfigfs::new()), fake_loops(&config)).unwrap();
     let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     tokio::spawn(agent.serve(listener, std::future::pending()));

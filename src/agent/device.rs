@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 
 use nix::sys::statfs::{statfs, FsType, TMPFS_MAGIC};
 
+use super::uri::{MallocSize, DEFAULT_BLK_SIZE};
+
 /// `RAMFS_MAGIC` from `linux/magic.h` (nix has no constant for it).
 const RAMFS_MAGIC: FsType = FsType(0x8584_58f6);
 
@@ -88,14 +90,24 @@ pub enum DeviceError {
     },
     /// A malloc bdev larger than the RAM file system has room for
     /// (gRPC `INVALID_ARGUMENT`).
-    #[error("size_mb={size_mb} does not fit: the RAM file system at {} has {free_mb} MiB free for new malloc bdevs; ask for at most that", .dir.display())]
+    #[error("{asked} does not fit: the RAM file system at {} has {free_mb} MiB free for new malloc bdevs; ask for at most that", .dir.display())]
     NoRoom {
-        /// What was asked for.
-        size_mb: u64,
+        /// What was asked for, as in the URI (`size_mb=64`).
+        asked: MallocSize,
         /// The malloc directory.
         dir: PathBuf,
         /// What is free.
         free_mb: u64,
+    },
+    /// A block size below the device's own (gRPC `INVALID_ARGUMENT`).
+    #[error("blk_size={asked} is smaller than the logical block size of {}, {logical} bytes; give blk_size={logical}, or leave it out", .path.display())]
+    BlockSizeBelowDevice {
+        /// The device.
+        path: PathBuf,
+        /// What was asked for.
+        asked: u32,
+        /// The device's logical block size.
+        logical: u32,
     },
     /// Any other system error (gRPC `INTERNAL`).
     #[error("cannot {op} {}: {cause}", .path.display())]
@@ -124,7 +136,8 @@ nix::ioctl_read_bad!(
     nix::libc::c_int
 );
 
-/// Probes a path: what it is and how big.
+/// Probes a path: what it is, how big, and the block size nvmet would
+/// export it with ([`export_blk_size`] checks it holds a block).
 pub fn probe(path: &Path) -> Result<(Backing, Geometry), DeviceError> {
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
@@ -175,13 +188,6 @@ pub fn probe(path: &Path) -> Result<(Backing, Geometry), DeviceError> {
             kind,
         });
     };
-    if geometry.num_blocks() == 0 {
-        return Err(DeviceError::TooSmall {
-            path: path.to_path_buf(),
-            size: geometry.size,
-            blk_size: geometry.blk_size,
-        });
-    }
     Ok((backing, geometry))
 }
 
@@ -203,6 +209,42 @@ fn block_device_geometry(path: &Path) -> Result<Geometry, DeviceError> {
         size,
         blk_size: u32::try_from(blk).unwrap_or(512),
     })
+}
+
+/// The block size a bdev on `path` exports when its URI asks for `asked`:
+/// that size, or by default 512 (Mayastor's default) unless the device's
+/// logical blocks are bigger. A size below a block device's logical block
+/// size is refused, as Mayastor's aio module does; a file takes either
+/// (see [`super::loopdev`] for how). `probed` is what [`probe`] found.
+pub fn export_blk_size(
+    path: &Path,
+    (backing, probed): (Backing, Geometry),
+    asked: Option<u32>,
+) -> Result<Geometry, DeviceError> {
+    let blk_size = match (backing, asked) {
+        (Backing::BlockDevice, Some(asked)) if asked < probed.blk_size => {
+            return Err(DeviceError::BlockSizeBelowDevice {
+                path: path.to_path_buf(),
+                asked,
+                logical: probed.blk_size,
+            })
+        }
+        (Backing::BlockDevice, None) => probed.blk_size.max(DEFAULT_BLK_SIZE),
+        (_, Some(asked)) => asked,
+        (Backing::File { .. }, None) => DEFAULT_BLK_SIZE,
+    };
+    let geometry = Geometry {
+        size: probed.size,
+        blk_size,
+    };
+    if geometry.num_blocks() == 0 {
+        return Err(DeviceError::TooSmall {
+            path: path.to_path_buf(),
+            size: geometry.size,
+            blk_size,
+        });
+    }
+    Ok(geometry)
 }
 
 /// Whether `path` is on tmpfs or ramfs.
@@ -235,15 +277,22 @@ impl MallocDir {
         self.dir.join(name)
     }
 
-    /// Creates (or empties) the file of bdev `name` with `size_mb` MiB,
-    /// refusing sizes the file system cannot hold next to the others.
-    pub fn create(&self, name: &str, size_mb: u64) -> Result<PathBuf, DeviceError> {
-        let free_mb = self.free_bytes()? >> 20;
-        if size_mb > free_mb {
+    /// Creates (or empties) the file of bdev `name` with `size` in blocks
+    /// of `blk_size`, refusing sizes the file system cannot hold next to the
+    /// others.
+    pub fn create(
+        &self,
+        name: &str,
+        size: MallocSize,
+        blk_size: u32,
+    ) -> Result<PathBuf, DeviceError> {
+        let bytes = size.bytes(blk_size);
+        let free = self.free_bytes()?;
+        if bytes > free {
             return Err(DeviceError::NoRoom {
-                size_mb,
+                asked: size,
                 dir: self.dir.clone(),
-                free_mb,
+                free_mb: free >> 20,
             });
         }
         let path = self.path(name);
@@ -253,7 +302,7 @@ impl MallocDir {
             .truncate(true)
             .open(&path)
             .map_err(io_err("create", &path))?;
-        if let Err(e) = file.set_len(size_mb << 20) {
+        if let Err(e) = file.set_len(bytes) {
             let _ = std::fs::remove_file(&path);
             return Err(io_err("size", &path)(e));
         }
@@ -319,7 +368,7 @@ mod tests {
 
     /// Probes real block devices through the ioctls and compares with
     /// sysfs. Devices this process may not open are passed over; empty
-    /// ones (unattached loop devices) still go through the ioctls. Where
+    /// ones (unattached loop devices) go through the ioctls too. Where
     /// there is no block device it may open (not root, or a build sandbox
     /// without /sys, as in the flake's `nextest` check) it says so and
     /// skips; run as root, as CI's `cargo test` is, it must probe one.
@@ -347,11 +396,6 @@ mod tests {
                 Ok((backing, g)) => {
                     assert_eq!(backing, Backing::BlockDevice);
                     assert_eq!((g.size, u64::from(g.blk_size)), (size, blk), "{name}");
-                }
-                Err(DeviceError::TooSmall {
-                    size: 0, blk_size, ..
-                }) => {
-                    assert_eq!((0, u64::from(blk_size)), (size, blk), "{name}");
                 }
                 Err(DeviceError::Missing { .. }) => continue,
                 Err(DeviceError::Io {
@@ -391,16 +435,57 @@ mod tests {
         let empty = dir.path().join("empty");
         File::create(&empty).unwrap();
         assert!(matches!(
-            probe(&empty),
+            export_blk_size(&empty, probe(&empty).unwrap(), None),
             Err(DeviceError::TooSmall { size: 0, .. })
         ));
+    }
+
+    #[test]
+    fn block_sizes_default_to_512_and_never_go_below_a_device() {
+        let p = Path::new("/dev/x");
+        let dev = |blk_size| {
+            (
+                Backing::BlockDevice,
+                Geometry {
+                    size: 1 << 20,
+                    blk_size,
+                },
+            )
+        };
+        let file = (
+            Backing::File { in_ram: true },
+            Geometry {
+                size: 1 << 20,
+                blk_size: 4096,
+            },
+        );
+        let blk = |g: Result<Geometry, DeviceError>| g.map(|g| g.blk_size).ok();
+        assert_eq!(blk(export_blk_size(p, dev(512), None)), Some(512));
+        assert_eq!(blk(export_blk_size(p, dev(512), Some(4096))), Some(4096));
+        assert_eq!(blk(export_blk_size(p, dev(4096), None)), Some(4096));
+        let err = export_blk_size(p, dev(4096), Some(512)).unwrap_err();
+        assert!(err.to_string().contains("give blk_size=4096"), "{err}");
+        assert_eq!(blk(export_blk_size(p, file, None)), Some(512));
+        assert_eq!(blk(export_blk_size(p, file, Some(4096))), Some(4096));
+        let small = (
+            Backing::File { in_ram: false },
+            Geometry {
+                size: 1024,
+                blk_size: 4096,
+            },
+        );
+        assert!(matches!(
+            export_blk_size(p, small, Some(4096)),
+            Err(DeviceError::TooSmall { .. })
+        ));
+        assert_eq!(blk(export_blk_size(p, small, None)), Some(512));
     }
 
     #[test]
     fn malloc_files_are_created_sized_and_removed() {
         let dir = tempfile::tempdir().unwrap();
         let m = MallocDir::open(dir.path().join("malloc")).unwrap();
-        let path = m.create("m0", 2).unwrap();
+        let path = m.create("m0", MallocSize::SizeMb(2), 512).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 2 << 20);
         assert_eq!(m.names().unwrap(), ["m0"]);
         m.remove("m0").unwrap();
@@ -414,12 +499,13 @@ mod tests {
         let m = MallocDir::open(dir.path().to_path_buf()).unwrap();
         let free_mb = m.free_bytes().unwrap() >> 20;
         // Margins are wide because other programs share the file system.
-        let err = m.create("big", free_mb * 2).unwrap_err();
+        let mb = |n| MallocSize::SizeMb(n);
+        let err = m.create("big", mb(free_mb * 2), 512).unwrap_err();
         assert!(matches!(err, DeviceError::NoRoom { .. }), "{err}");
         assert!(m.names().unwrap().is_empty());
         // A sparse file takes no space yet but its size is promised.
-        m.create("a", free_mb / 2).unwrap();
-        let err = m.create("b", free_mb / 4 * 3).unwrap_err();
+        m.create("a", mb(free_mb / 2), 512).unwrap();
+        let err = m.create("b", mb(free_mb / 4 * 3), 512).unwrap_err();
         assert!(matches!(err, DeviceError::NoRoom { .. }), "{err}");
         assert_eq!(m.names().unwrap(), ["a"]);
     }

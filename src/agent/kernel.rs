@@ -48,17 +48,21 @@ pub enum KernelError {
 
 /// Makes sure `<configfs>/nvmet` exists: loads `nvmet-tcp` if it is not
 /// loaded (which pulls in `nvmet`), mounts configfs on `configfs` if
-/// nothing is mounted there.
+/// nothing is mounted there. Loads `loop` too, for block sizes the
+/// kernel target cannot give a file or device by itself.
 pub async fn prepare_target(configfs: &Path) -> Result<(), KernelError> {
-    if !Path::new("/sys/module/nvmet_tcp").exists() {
-        let modprobe = Cmd::new("modprobe")
-            .arg("nvmet-tcp")
-            .timeout(Duration::from_secs(30));
-        match modprobe.run().await {
-            Ok(_) => info!("loaded the nvmet-tcp kernel module"),
-            Err(e) => warn!("{e}; the kernel may load it itself when a port is enabled"),
-        }
-    }
+    load_module(
+        "nvmet-tcp",
+        Path::new("/sys/module/nvmet_tcp"),
+        "the kernel may load it itself when a port is enabled",
+    )
+    .await;
+    load_module(
+        "loop",
+        Path::new("/dev/loop-control"),
+        "bdevs whose block size needs a loop device cannot be shared",
+    )
+    .await;
     let nvmet = configfs.join("nvmet");
     if !nvmet.is_dir() && configfs.is_dir() && !is_fs(configfs, CONFIGFS_MAGIC) {
         mount(
@@ -106,6 +110,21 @@ pub fn ensure_tmpfs(dir: &Path) -> Result<(), KernelError> {
     })?;
     info!("mounted a tmpfs on {} for malloc bdevs", dir.display());
     Ok(())
+}
+
+/// Loads `module` unless `present` exists; a failure is only logged, with
+/// what it costs.
+async fn load_module(module: &str, present: &Path, otherwise: &str) {
+    if present.exists() {
+        return;
+    }
+    let modprobe = Cmd::new("modprobe")
+        .arg(module)
+        .timeout(Duration::from_secs(30));
+    match modprobe.run().await {
+        Ok(_) => info!("loaded the {module} kernel module"),
+        Err(e) => warn!("{e}; {otherwise}"),
+    }
 }
 
 fn is_fs(path: &Path, magic: FsType) -> bool {

@@ -2,13 +2,16 @@
 //! kernel NVMe target (nvmet), driven through configfs.
 //!
 //! - **Bdevs.** `aio:///<path>` is a block device or regular file, named by
-//!   its URI (`aio:///dev/vdb`). `malloc:///<name>?size_mb=<n>` is a RAM
-//!   disk named `<name>` (as Mayastor names it: the path without its `/`),
-//!   backed by a sparse file `<state dir>/malloc/<name>` on a tmpfs that
-//!   [`serve`] mounts there (unless it already is tmpfs), so it works in a
-//!   minimal VM whatever `/dev/shm` is. Both take `uuid=<uuid>`; otherwise
-//!   a random uuid is assigned, and kept in `<state dir>/state.json`.
-//!   Sizes come from the device (see [`device`] for the block size rule).
+//!   its URI (`aio:///dev/vdb`). `malloc:///<name>?size_mb=<n>` (or
+//!   `num_blocks=<n>`) is a RAM disk named `<name>` (as Mayastor names it:
+//!   the path without its `/`), backed by a sparse file
+//!   `<state dir>/malloc/<name>` on a tmpfs that [`serve`] mounts there
+//!   (unless it already is tmpfs), so it works in a minimal VM whatever
+//!   `/dev/shm` is. Both take `uuid=<uuid>`; otherwise a random uuid is
+//!   assigned, and kept in `<state dir>/state.json`. Both take
+//!   `blk_size=512|4096`, 512 by default as in Mayastor (see
+//!   [`device::export_blk_size`]); where nvmet would export another block
+//!   size, a loop device gives the bdev its own ([`loopdev`]).
 //! - **Shares.** See [`nvmet`]: subsystem `nqn.2019-05.io.openebs:<uuid>`,
 //!   namespace 1, linked to both the I/O port (8430) and the discovery
 //!   port (8420); share URI `nvmf://<address>:8430/<nqn>`.
@@ -21,9 +24,9 @@
 //!   not shared succeeds (as in Mayastor: nothing to do); a missing aio
 //!   path is `NOT_FOUND`.
 //!
-//! A test starts an agent on a fake kernel with [`Agent::start`] and a
-//! [`fake::FakeConfigfs`], then [`Agent::serve`] on a listener bound to
-//! `127.0.0.1:0`.
+//! A test starts an agent on a fake kernel with [`Agent::start`], a
+//! [`fake::FakeConfigfs`] and [`loopdev::FakeLoops`], then [`Agent::serve`]
+//! on a listener bound to `127.0.0.1:0`.
 
 pub mod configfs;
 pub mod control;
@@ -31,6 +34,7 @@ pub mod device;
 pub mod fake;
 pub mod kernel;
 pub mod limits;
+pub mod loopdev;
 pub mod nvmet;
 pub mod service;
 pub mod state;
@@ -56,6 +60,7 @@ use control::faults::Faults;
 use control::ControlService;
 use device::{DeviceError, MallocDir};
 use kernel::KernelError;
+use loopdev::{KernelLoops, Loops};
 use nvmet::{Listener, Nvmet};
 use service::BdevService;
 use target::{RequestError, Target, PROTOCOL};
@@ -136,7 +141,7 @@ impl AgentConfig {
             uri::parse_create(value).map_err(|e| AgentError::Startup {
                 flag: "--create",
                 value: value.clone(),
-                cause: e.into(),
+                cause: Box::new(e.into()),
             })?;
         }
         for name in &self.share {
@@ -178,8 +183,8 @@ pub enum AgentError {
         flag: &'static str,
         /// Its value.
         value: String,
-        /// Why.
-        cause: RequestError,
+        /// Why (boxed: it is much bigger than the other variants).
+        cause: Box<RequestError>,
     },
     /// The gRPC port is taken or not ours.
     #[error("cannot listen on {addr}: {cause}; is another agent running? Pick another --listen")]
@@ -224,11 +229,15 @@ impl Agent {
     /// `nvmet` directory) and `<state dir>/state.json`, then applies
     /// `--create` and `--share`, and reads the faults still in force from
     /// `<state dir>/faults.json`. Blocking.
-    pub fn start(config: &AgentConfig, configfs: Arc<dyn Configfs>) -> Result<Agent, AgentError> {
+    pub fn start(
+        config: &AgentConfig,
+        configfs: Arc<dyn Configfs>,
+        loops: Arc<dyn Loops>,
+    ) -> Result<Agent, AgentError> {
         config.validate()?;
         let malloc = MallocDir::open(config.state_dir.join("malloc"))?;
         let nvmet = Nvmet::new(configfs, config.listener());
-        let mut target = Target::open(nvmet, malloc, config.state_dir.join("state.json"))
+        let mut target = Target::open(nvmet, malloc, loops, config.state_dir.join("state.json"))
             .map_err(AgentError::Open)?;
         for uri in &config.create {
             target
@@ -236,7 +245,7 @@ impl Agent {
                 .map_err(|cause| AgentError::Startup {
                     flag: "--create",
                     value: uri.clone(),
-                    cause,
+                    cause: Box::new(cause),
                 })?;
         }
         for name in &config.share {
@@ -245,7 +254,7 @@ impl Agent {
                 .map_err(|cause| AgentError::Startup {
                     flag: "--share",
                     value: name.clone(),
-                    cause,
+                    cause: Box::new(cause),
                 })?;
         }
         let target = Arc::new(Mutex::new(target));
@@ -374,9 +383,11 @@ pub async fn serve(
     kernel::ensure_tmpfs(&config.state_dir.join("malloc"))?;
     let configfs = Arc::new(SysConfigfs::new(config.configfs.join("nvmet")));
     let start_config = config.clone();
-    let agent = tokio::task::spawn_blocking(move || Agent::start(&start_config, configfs))
-        .await
-        .map_err(|e| AgentError::Interrupted(e.to_string()))??;
+    let agent = tokio::task::spawn_blocking(move || {
+        Agent::start(&start_config, configfs, Arc::new(KernelLoops))
+    })
+    .await
+    .map_err(|e| AgentError::Interrupted(e.to_string()))??;
     info!(
         "agent serving gRPC on {}; shares on {}: discovery port {}, I/O port {}; state in {}",
         config.listen,

@@ -167,6 +167,15 @@ impl Nvmet {
         self.fs.exists(&subsystem(uuid))
     }
 
+    /// The device bdev `uuid`'s enabled namespace exports, if any.
+    pub fn exported_device(&self, uuid: Uuid) -> Result<Option<PathBuf>, NvmetError> {
+        let ns = subsystem(uuid).join("namespaces/1");
+        if !self.fs.exists(&ns) || self.read(&ns.join("enable"))? != "1" {
+            return Ok(None);
+        }
+        Ok(Some(PathBuf::from(self.read(&ns.join("device_path"))?)))
+    }
+
     /// Shares bdev `export.uuid`, completing whatever part is missing.
     /// Returns whether anything changed. On failure nothing this call made
     /// is left behind.

@@ -125,6 +125,7 @@ pub fn replace_file(path: &Path, text: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::agent::uri::MallocSize;
 
     #[test]
     fn round_trip_and_missing_file() {
@@ -137,6 +138,7 @@ mod tests {
                 uuid: Uuid::new_v4(),
                 backend: Backend::Aio {
                     path: "/dev/vdb".into(),
+                    blk_size: None,
                 },
                 geometry: Geometry {
                     size: 512 << 20,
@@ -147,10 +149,26 @@ mod tests {
             BdevRecord {
                 name: "m0".into(),
                 uuid: Uuid::new_v4(),
-                backend: Backend::Malloc { size_mb: 64 },
+                backend: Backend::Malloc {
+                    size: MallocSize::SizeMb(64),
+                    blk_size: Some(4096),
+                },
                 geometry: Geometry {
                     size: 64 << 20,
                     blk_size: 4096,
+                },
+                shared: false,
+            },
+            BdevRecord {
+                name: "m1".into(),
+                uuid: Uuid::new_v4(),
+                backend: Backend::Malloc {
+                    size: MallocSize::NumBlocks(1000),
+                    blk_size: None,
+                },
+                geometry: Geometry {
+                    size: 512_000,
+                    blk_size: 512,
                 },
                 shared: false,
             },
@@ -158,6 +176,29 @@ mod tests {
         save(&path, &records).unwrap();
         assert_eq!(load(&path).unwrap(), records);
         assert!(!path.with_extension("json.tmp").exists());
+    }
+
+    /// Files written before `blk_size` and `num_blocks` existed still load.
+    #[test]
+    fn records_without_block_parameters_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let uuid = Uuid::new_v4();
+        std::fs::write(
+            &path,
+            format!(
+                r#"{{"version":1,"bdevs":[{{"name":"m0","uuid":"{uuid}","backend":{{"type":"malloc","size_mb":64}},"geometry":{{"size":67108864,"blk_size":4096}},"shared":false}}]}}"#
+            ),
+        )
+        .unwrap();
+        let records = load(&path).unwrap();
+        assert_eq!(
+            records[0].backend,
+            Backend::Malloc {
+                size: MallocSize::SizeMb(64),
+                blk_size: None
+            }
+        );
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! The methods are synchronous; the gRPC service runs each under one mutex
 //! on a blocking thread, so calls that change state never interleave.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use tonic::Code;
 use tracing::{info, warn};
@@ -12,9 +14,10 @@ use uuid::Uuid;
 
 use super::device::{self, Backing, DeviceError, Geometry, MallocDir};
 use super::limits::{shown, MAX_ARG_LEN};
+use super::loopdev::{LoopError, Loops};
 use super::nvmet::{self, Export, FoundShare, Nvmet, NvmetError};
 use super::state::{self, BdevRecord, StateError};
-use super::uri::{self, Backend, BdevSpec, UriError, MAX_URI_LEN};
+use super::uri::{self, Backend, BdevSpec, MallocSize, UriError, DEFAULT_BLK_SIZE, MAX_URI_LEN};
 use crate::proto::mayastor as pb;
 
 /// `claimed_by` of a shared bdev (Mayastor's wording).
@@ -105,6 +108,9 @@ pub enum RequestError {
     /// The kernel target refused.
     #[error(transparent)]
     Nvmet(#[from] NvmetError),
+    /// No loop device could give the bdev its block size.
+    #[error(transparent)]
+    Loop(#[from] LoopError),
     /// The state file could not be written.
     #[error(transparent)]
     State(#[from] StateError),
@@ -137,7 +143,9 @@ impl RequestError {
             RequestError::Shared { .. } | RequestError::DeviceGone { .. } => {
                 Code::FailedPrecondition
             }
-            RequestError::Nvmet(_) | RequestError::State(_) => Code::Internal,
+            RequestError::Nvmet(_) | RequestError::Loop(_) | RequestError::State(_) => {
+                Code::Internal
+            }
         }
     }
 }
@@ -194,6 +202,7 @@ impl Bdev {
 pub struct Target {
     nvmet: Nvmet,
     malloc: MallocDir,
+    loops: Arc<dyn Loops>,
     state_path: PathBuf,
     bdevs: Vec<Bdev>,
 }
@@ -213,6 +222,7 @@ impl Target {
     pub fn open(
         nvmet: Nvmet,
         malloc: MallocDir,
+        loops: Arc<dyn Loops>,
         state_path: PathBuf,
     ) -> Result<Self, RequestError> {
         let records = state::load(&state_path)?;
@@ -220,6 +230,7 @@ impl Target {
         let mut target = Target {
             nvmet,
             malloc,
+            loops,
             state_path,
             bdevs: Vec::new(),
         };
@@ -253,7 +264,11 @@ impl Target {
             &record.backend,
             device::probe(&self.backend_path(&name, &record.backend)),
         ) {
-            (_, Ok((_, geometry))) => geometry,
+            // The block size is the one the bdev was created with.
+            (_, Ok((_, probed))) => Geometry {
+                size: probed.size,
+                blk_size: record.geometry.blk_size,
+            },
             (Backend::Aio { .. }, Err(e)) => {
                 warn!("bdev {name}: {e}; keeping it with its recorded size");
                 record.geometry
@@ -282,7 +297,7 @@ impl Target {
     /// Adopts a subsystem of ours that the state file does not know.
     fn recover(&mut self, share: &FoundShare) {
         let nqn = nvmet::nqn(share.uuid);
-        let Some(device) = &share.device else {
+        let Some(exported) = &share.device else {
             warn!(
                 "configfs subsystem {nqn} has no namespace device (a share cut short); removing it"
             );
@@ -291,6 +306,11 @@ impl Target {
             }
             return;
         };
+        // A loop device of ours stands for the file or device behind it.
+        let looped = self.loops.backing(exported);
+        let device = &looped
+            .as_ref()
+            .map_or_else(|| exported.clone(), |(file, _)| file.clone());
         let malloc_name = (device.parent() == Some(self.malloc.dir()))
             .then(|| {
                 device
@@ -316,19 +336,29 @@ impl Target {
             );
             return;
         }
-        let geometry = match device::probe(device) {
-            Ok((_, g)) => g,
+        let geometry = match device::probe(exported) {
+            Ok((_, g)) => Geometry {
+                blk_size: looped.map_or(g.blk_size, |(_, blk)| blk),
+                ..g
+            },
             Err(e) => {
-                warn!("configfs subsystem {nqn} exports {}, which is unusable ({e}); leaving it alone", device.display());
+                warn!("configfs subsystem {nqn} exports {}, which is unusable ({e}); leaving it alone", exported.display());
                 return;
             }
         };
+        let blk_size = (geometry.blk_size != DEFAULT_BLK_SIZE).then_some(geometry.blk_size);
         let backend = match malloc_name {
+            Some(_) if geometry.size % (1 << 20) == 0 => Backend::Malloc {
+                size: MallocSize::SizeMb(geometry.size >> 20),
+                blk_size,
+            },
             Some(_) => Backend::Malloc {
-                size_mb: geometry.size >> 20,
+                size: MallocSize::NumBlocks(geometry.num_blocks()),
+                blk_size,
             },
             None => Backend::Aio {
                 path: device.clone(),
+                blk_size,
             },
         };
         info!(
@@ -379,7 +409,7 @@ impl Target {
 
     fn backend_path(&self, name: &str, backend: &Backend) -> PathBuf {
         match backend {
-            Backend::Aio { path } => path.clone(),
+            Backend::Aio { path, .. } => path.clone(),
             Backend::Malloc { .. } => self.malloc.path(name),
         }
     }
@@ -388,19 +418,41 @@ impl Target {
         self.backend_path(&bdev.name, &bdev.backend)
     }
 
-    /// Shares `bdev` (idempotent); returns whether configfs changed.
+    /// Shares `bdev` (idempotent); returns whether configfs changed. When
+    /// nvmet would export the device with another block size than the
+    /// bdev's, it exports a loop device with the bdev's instead (see
+    /// [`super::loopdev`]): the one it already exports, or a new one.
     fn export(&self, bdev: &Bdev) -> Result<bool, RequestError> {
         let device = self.device(bdev);
-        let (backing, _) = device::probe(&device).map_err(|cause| RequestError::DeviceGone {
-            name: bdev.name.clone(),
-            cause,
-        })?;
-        let export = Export {
-            uuid: bdev.uuid,
-            device: &device,
-            buffered_io: matches!(backing, Backing::File { in_ram: true }) || bdev.is_malloc(),
+        let (backing, native) =
+            device::probe(&device).map_err(|cause| RequestError::DeviceGone {
+                name: bdev.name.clone(),
+                cause,
+            })?;
+        let uuid = bdev.uuid;
+        let export = |device, buffered_io| Export {
+            uuid,
+            device,
+            buffered_io,
         };
-        Ok(self.nvmet.share(&export)?)
+        let wanted = bdev.geometry.blk_size;
+        if native.blk_size == wanted {
+            let buffered_io = matches!(backing, Backing::File { in_ram: true }) || bdev.is_malloc();
+            return Ok(self.nvmet.share(&export(&device, buffered_io))?);
+        }
+        if let Some(current) = self.nvmet.exported_device(bdev.uuid)? {
+            let ours = self
+                .loops
+                .backing(&current)
+                .is_some_and(|(file, blk)| blk == wanted && same_file(&file, &device));
+            if ours {
+                return Ok(self.nvmet.share(&export(&current, false))?);
+            }
+        }
+        // Dropped after nvmet has opened it (or failed to): the kernel
+        // detaches it on the last close.
+        let attached = self.loops.attach(&device, wanted)?;
+        Ok(self.nvmet.share(&export(&attached.path, false))?)
     }
 
     fn save(&self) -> Result<(), StateError> {
@@ -485,19 +537,17 @@ impl Target {
             }
         }
         let geometry = match &backend {
-            Backend::Aio { path } => {
-                let (_, geometry) = device::probe(path)?;
+            Backend::Aio { path, blk_size } => {
+                let geometry = device::export_blk_size(path, device::probe(path)?, *blk_size)?;
                 self.check_unused(path)?;
                 geometry
             }
-            Backend::Malloc { size_mb } => {
-                let path = self.malloc.create(&name, *size_mb)?;
-                match device::probe(&path) {
-                    Ok((_, geometry)) => geometry,
-                    Err(e) => {
-                        let _ = self.malloc.remove(&name);
-                        return Err(e.into());
-                    }
+            Backend::Malloc { size, blk_size } => {
+                let blk_size = blk_size.unwrap_or(DEFAULT_BLK_SIZE);
+                self.malloc.create(&name, *size, blk_size)?;
+                Geometry {
+                    size: size.bytes(blk_size),
+                    blk_size,
                 }
             }
         };
@@ -539,7 +589,7 @@ impl Target {
     fn check_unused(&self, path: &Path) -> Result<(), RequestError> {
         let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
         for b in &self.bdevs {
-            if let Backend::Aio { path: other } = &b.backend {
+            if let Backend::Aio { path: other, .. } = &b.backend {
                 if std::fs::canonicalize(other).is_ok_and(|o| o == real) {
                     return Err(RequestError::SameDevice {
                         path: path.to_path_buf(),
@@ -619,11 +669,20 @@ impl Target {
     }
 }
 
+/// Whether two paths are the same file (device and inode).
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::agent::configfs::Configfs;
     use crate::agent::fake::FakeConfigfs;
+    use crate::agent::loopdev::FakeLoops;
     use crate::agent::nvmet::Listener;
     use nix::errno::Errno;
     use std::net::Ipv4Addr;
@@ -632,6 +691,7 @@ mod tests {
     struct Setup {
         dir: tempfile::TempDir,
         fs: Arc<FakeConfigfs>,
+        loops: Arc<FakeLoops>,
     }
 
     impl Setup {
@@ -643,9 +703,11 @@ mod tests {
                     .set_len(size)
                     .unwrap();
             }
+            let loops = Arc::new(FakeLoops::new(dir.path()));
             Self {
                 dir,
                 fs: Arc::new(FakeConfigfs::new()),
+                loops,
             }
         }
 
@@ -681,7 +743,7 @@ mod tests {
             };
             let nvmet = Nvmet::new(self.fs.clone(), listener);
             let malloc = MallocDir::open(self.malloc_dir()).unwrap();
-            Target::open(nvmet, malloc, self.state()).unwrap()
+            Target::open(nvmet, malloc, self.loops.clone(), self.state()).unwrap()
         }
     }
 
@@ -739,30 +801,67 @@ mod tests {
         assert_eq!(s.fs.dump(), FakeConfigfs::new().dump());
     }
 
+    fn namespace(s: &Setup, b: &pb::Bdev, attr: &str) -> String {
+        let ns = Path::new("subsystems")
+            .join(nvmet::nqn(b.uuid.parse().unwrap()))
+            .join("namespaces/1");
+        s.fs.read(&ns.join(attr)).unwrap().trim_end().to_string()
+    }
+
     #[test]
     fn malloc_bdevs_live_in_the_malloc_dir() {
         let s = Setup::new();
         let mut t = s.open();
-        assert_eq!(t.create("malloc:///m0?size_mb=4").unwrap(), "m0");
+        assert_eq!(
+            t.create("malloc:///m0?size_mb=4&blk_size=4096").unwrap(),
+            "m0"
+        );
         let file = s.malloc_dir().join("m0");
         assert_eq!(std::fs::metadata(&file).unwrap().len(), 4 << 20);
         let b = by_name(&t, "m0");
         assert_eq!(b.product_name, "Malloc disk");
-        assert_eq!(b.aliases, "malloc:///m0?size_mb=4");
-        assert_eq!(b.num_blocks * u64::from(b.blk_size), 4 << 20);
+        assert_eq!(b.aliases, "malloc:///m0?size_mb=4&blk_size=4096");
+        assert_eq!((b.blk_size, b.num_blocks), (4096, 1024));
         // Share and Unshare accept the alias and the URI as well as the name.
-        t.share("malloc:///m0?size_mb=4", "nvmf").unwrap();
-        let ns = Path::new("subsystems")
-            .join(nvmet::nqn(b.uuid.parse().unwrap()))
-            .join("namespaces/1");
-        assert_eq!(s.fs.read(&ns.join("buffered_io")).unwrap(), "1\n");
-        assert_eq!(
-            s.fs.read(&ns.join("device_path")).unwrap().trim_end(),
-            file.to_str().unwrap()
-        );
+        t.share(&b.aliases, "nvmf").unwrap();
+        // The file's own block size is 4096: nvmet exports it directly,
+        // through the page cache as tmpfs needs.
+        assert_eq!(namespace(&s, &b, "buffered_io"), "1");
+        assert_eq!(namespace(&s, &b, "device_path"), file.to_str().unwrap());
+        assert_eq!(s.loops.attached(), 0);
         t.unshare(&b.uri).unwrap();
         t.destroy("malloc:///m0").unwrap();
         assert!(!file.exists(), "destroy frees the RAM");
+    }
+
+    /// Mayastor's default block size, 512, is not what nvmet gives a file:
+    /// a loop device with 512-byte blocks is exported instead, once.
+    #[test]
+    fn other_block_sizes_go_through_one_loop_device() {
+        let s = Setup::new();
+        let mut t = s.open();
+        t.create("malloc:///m0?num_blocks=1000").unwrap();
+        let file = s.malloc_dir().join("m0");
+        assert_eq!(std::fs::metadata(&file).unwrap().len(), 512_000);
+        let b = by_name(&t, "m0");
+        assert_eq!((b.blk_size, b.num_blocks), (512, 1000));
+        assert_eq!(b.aliases, "malloc:///m0?num_blocks=1000");
+        t.share("m0", "nvmf").unwrap();
+        let device = PathBuf::from(namespace(&s, &b, "device_path"));
+        assert_eq!(s.loops.backing(&device), Some((file.clone(), 512)));
+        assert_eq!(namespace(&s, &b, "buffered_io"), "0");
+        // Sharing again, and a restarted agent completing the share, keep
+        // the loop device nvmet has.
+        t.share("m0", "nvmf").unwrap();
+        drop(t);
+        let mut t = s.open();
+        t.share("m0", "nvmf").unwrap();
+        assert_eq!(s.loops.attached(), 1);
+        assert_eq!(by_name(&t, "m0").blk_size, 512);
+        t.unshare("m0").unwrap();
+        // An aio file takes 512 by default too, as in Mayastor.
+        t.create(&s.disk(1)).unwrap();
+        assert_eq!(by_name(&t, &s.disk(1)).blk_size, 512);
     }
 
     #[test]

@@ -1,4 +1,6 @@
-//! Bdev URIs: `aio:///<path>` and `malloc:///<name>?size_mb=<n>`.
+//! Bdev URIs: `aio:///<path>[?blk_size=<b>]` and
+//! `malloc:///<name>?size_mb=<n>|num_blocks=<n>[&blk_size=<b>]`, with the
+//! parameters Mayastor's v0 URIs take (`uuid` on both).
 //!
 //! Parsing is strict so that every mistake is caught before anything is
 //! touched, and each error says what was wrong and how to write it instead.
@@ -20,6 +22,11 @@ pub const MAX_MALLOC_NAME_LEN: usize = 255;
 /// Largest malloc bdev, in MiB (1 TiB); the RAM actually free is checked at
 /// create time as well.
 pub const MAX_SIZE_MB: u64 = 1 << 20;
+/// The block sizes `blk_size=` may ask for (Mayastor's: "must be one of 512
+/// or 4096").
+pub const BLK_SIZES: [u32; 2] = [512, 4096];
+/// A malloc bdev's block size when its URI gives none (Mayastor's default).
+pub const DEFAULT_BLK_SIZE: u32 = 512;
 
 /// What a bdev URI says, once validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +38,8 @@ pub struct ParsedUri {
     pub kind: UriKind,
     /// The `uuid=` parameter, if given.
     pub uuid: Option<Uuid>,
+    /// The `blk_size=` parameter, if given: one of [`BLK_SIZES`].
+    pub blk_size: Option<u32>,
 }
 
 /// What a Create URI asks for.
@@ -44,7 +53,8 @@ pub struct BdevSpec {
     pub uuid: Option<Uuid>,
 }
 
-/// The backend of a bdev.
+/// The backend of a bdev, with the parameters its URI gave (kept so that
+/// List shows the URI it was created with).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum Backend {
@@ -52,15 +62,61 @@ pub enum Backend {
     Aio {
         /// Absolute path.
         path: PathBuf,
+        /// `blk_size=`, if given.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        blk_size: Option<u32>,
     },
-    /// A RAM disk of `size_mb` MiB.
+    /// A RAM disk.
     Malloc {
-        /// Its size.
-        size_mb: u64,
+        /// `size_mb=` or `num_blocks=`.
+        #[serde(flatten)]
+        size: MallocSize,
+        /// `blk_size=`, if given.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        blk_size: Option<u32>,
     },
 }
 
-/// The backend a URI names, with `size_mb` optional.
+impl Backend {
+    /// The `blk_size=` the URI gave.
+    pub fn blk_size(&self) -> Option<u32> {
+        match self {
+            Backend::Aio { blk_size, .. } | Backend::Malloc { blk_size, .. } => *blk_size,
+        }
+    }
+}
+
+/// How big a malloc bdev is, in the URI's terms (exactly one is given).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MallocSize {
+    /// `size_mb=`: MiB.
+    SizeMb(u64),
+    /// `num_blocks=`: blocks of the bdev's block size.
+    NumBlocks(u64),
+}
+
+impl MallocSize {
+    /// Bytes, for blocks of `blk_size` bytes.
+    pub fn bytes(self, blk_size: u32) -> u64 {
+        match self {
+            MallocSize::SizeMb(mb) => mb << 20,
+            MallocSize::NumBlocks(n) => n.saturating_mul(u64::from(blk_size)),
+        }
+    }
+}
+
+impl std::fmt::Display for MallocSize {
+    /// As written in a URI: `size_mb=64`, `num_blocks=1000`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MallocSize::SizeMb(mb) => write!(f, "size_mb={mb}"),
+            MallocSize::NumBlocks(n) => write!(f, "num_blocks={n}"),
+        }
+    }
+}
+
+/// The backend a URI names, with the size optional.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UriKind {
     /// A block device or regular file.
@@ -70,8 +126,9 @@ pub enum UriKind {
     },
     /// A RAM disk.
     Malloc {
-        /// `size_mb=`; required by Create, optional in Destroy.
-        size_mb: Option<u64>,
+        /// `size_mb=` or `num_blocks=`; required by Create, optional in
+        /// Destroy.
+        size: Option<MallocSize>,
     },
 }
 
@@ -177,8 +234,9 @@ pub enum UriError {
         /// Its length in bytes.
         len: usize,
     },
-    /// Create of a malloc bdev without `size_mb` (raised by Create).
-    #[error("`{uri}` lacks size_mb; write malloc:///{name}?size_mb=<MiB>, e.g. size_mb=64")]
+    /// Create of a malloc bdev without `size_mb` or `num_blocks` (raised by
+    /// Create).
+    #[error("`{uri}` lacks size_mb; write malloc:///{name}?size_mb=<MiB>, e.g. size_mb=64, or give num_blocks=<blocks>")]
     MissingSizeMb {
         /// What was given.
         uri: String,
@@ -199,6 +257,35 @@ pub enum UriError {
     HugeSizeMb {
         /// The value given.
         value: u64,
+    },
+    /// `num_blocks` is not a whole number.
+    #[error("num_blocks=`{value}` is not a whole number of blocks; give e.g. num_blocks=131072")]
+    BadNumBlocks {
+        /// The value given, escaped.
+        value: String,
+    },
+    /// `num_blocks=0`.
+    #[error("num_blocks=0: a malloc bdev needs at least one block")]
+    ZeroNumBlocks,
+    /// `num_blocks` × block size above [`MAX_SIZE_MB`].
+    #[error("num_blocks={value} of {blk_size} bytes is more than the largest malloc bdev, {MAX_SIZE_MB} MiB (1 TiB)")]
+    HugeNumBlocks {
+        /// The value given.
+        value: u64,
+        /// The block size it counts.
+        blk_size: u32,
+    },
+    /// Both `size_mb` and `num_blocks`.
+    #[error("`{uri}` gives both size_mb and num_blocks; give one of them")]
+    SizeAndBlocks {
+        /// What was given.
+        uri: String,
+    },
+    /// `blk_size` other than 512 or 4096.
+    #[error("blk_size=`{value}` is not a block size this target offers; give blk_size=512 or blk_size=4096")]
+    BadBlkSize {
+        /// The value given, escaped.
+        value: String,
     },
     /// `uuid` is not a UUID, or is the nil UUID.
     #[error(
@@ -279,9 +366,13 @@ pub fn parse(uri: &str) -> Result<ParsedUri, UriError> {
             _ => Err(UriError::BadUuid { value: v }),
         })
         .transpose()?;
+    let blk_size = params
+        .remove("blk_size")
+        .map(|v| parse_blk_size(&v))
+        .transpose()?;
     let parsed = match scheme {
         "aio" => {
-            reject_unknown(params, "aio", "uuid")?;
+            reject_unknown(params, "aio", "blk_size, uuid")?;
             // `aio://` has an empty path, `aio:///` the root: neither names a file.
             if path.is_empty() || path == "/" {
                 return Err(UriError::NoAioPath {
@@ -294,6 +385,7 @@ pub fn parse(uri: &str) -> Result<ParsedUri, UriError> {
                     path: PathBuf::from(path),
                 },
                 uuid,
+                blk_size,
             }
         }
         _ => {
@@ -301,27 +393,46 @@ pub fn parse(uri: &str) -> Result<ParsedUri, UriError> {
                 .remove("size_mb")
                 .map(|v| parse_size(&v))
                 .transpose()?;
-            reject_unknown(params, "malloc", "size_mb, uuid")?;
+            let num_blocks = params
+                .remove("num_blocks")
+                .map(|v| parse_num_blocks(&v, blk_size.unwrap_or(DEFAULT_BLK_SIZE)))
+                .transpose()?;
+            reject_unknown(params, "malloc", "size_mb, num_blocks, blk_size, uuid")?;
             let name = malloc_name(uri, &path)?;
+            let size = match (size_mb, num_blocks) {
+                (Some(_), Some(_)) => {
+                    return Err(UriError::SizeAndBlocks {
+                        uri: uri.to_string(),
+                    })
+                }
+                (Some(mb), None) => Some(MallocSize::SizeMb(mb)),
+                (None, Some(n)) => Some(MallocSize::NumBlocks(n)),
+                (None, None) => None,
+            };
             ParsedUri {
                 name,
-                kind: UriKind::Malloc { size_mb },
+                kind: UriKind::Malloc { size },
                 uuid,
+                blk_size,
             }
         }
     };
     Ok(parsed)
 }
 
-/// Parses a Create URI: [`parse`], and a malloc URI must give `size_mb`.
+/// Parses a Create URI: [`parse`], and a malloc URI must give `size_mb`
+/// or `num_blocks`.
 pub fn parse_create(uri: &str) -> Result<BdevSpec, UriError> {
-    let ParsedUri { name, kind, uuid } = parse(uri)?;
+    let ParsedUri {
+        name,
+        kind,
+        uuid,
+        blk_size,
+    } = parse(uri)?;
     let backend = match kind {
-        UriKind::Aio { path } => Backend::Aio { path },
-        UriKind::Malloc {
-            size_mb: Some(size_mb),
-        } => Backend::Malloc { size_mb },
-        UriKind::Malloc { size_mb: None } => {
+        UriKind::Aio { path } => Backend::Aio { path, blk_size },
+        UriKind::Malloc { size: Some(size) } => Backend::Malloc { size, blk_size },
+        UriKind::Malloc { size: None } => {
             return Err(UriError::MissingSizeMb {
                 uri: uri.to_string(),
                 name,
@@ -337,10 +448,17 @@ pub fn parse_create(uri: &str) -> Result<BdevSpec, UriError> {
 
 /// The URI a bdev was created with, without uuid (Mayastor's alias).
 pub fn alias(name: &str, backend: &Backend) -> String {
-    match backend {
-        Backend::Aio { .. } => name.to_string(),
-        Backend::Malloc { size_mb } => format!("malloc:///{name}?size_mb={size_mb}"),
-    }
+    let query = match backend {
+        Backend::Aio { blk_size: None, .. } => return name.to_string(),
+        Backend::Aio {
+            blk_size: Some(b), ..
+        } => return format!("{name}?blk_size={b}"),
+        Backend::Malloc { size, blk_size } => match blk_size {
+            Some(b) => format!("{size}&blk_size={b}"),
+            None => size.to_string(),
+        },
+    };
+    format!("malloc:///{name}?{query}")
 }
 
 /// The URI a bdev is listed with (Mayastor's `uri` field): its alias with
@@ -450,6 +568,33 @@ fn parse_size(value: &str) -> Result<u64, UriError> {
     }
 }
 
+fn parse_num_blocks(value: &str, blk_size: u32) -> Result<u64, UriError> {
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(UriError::BadNumBlocks {
+            value: value.escape_debug().to_string(),
+        });
+    }
+    // All digits: the only way to fail now is overflow, which is "huge".
+    let n: u64 = value.parse().unwrap_or(u64::MAX);
+    match n {
+        0 => Err(UriError::ZeroNumBlocks),
+        n if n.saturating_mul(u64::from(blk_size)) > MAX_SIZE_MB << 20 => {
+            Err(UriError::HugeNumBlocks { value: n, blk_size })
+        }
+        n => Ok(n),
+    }
+}
+
+fn parse_blk_size(value: &str) -> Result<u32, UriError> {
+    Some(value)
+        .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|v| v.parse().ok())
+        .filter(|b| BLK_SIZES.contains(b))
+        .ok_or_else(|| UriError::BadBlkSize {
+            value: value.escape_debug().to_string(),
+        })
+}
+
 fn malloc_name(uri: &str, path: &str) -> Result<String, UriError> {
     let name = path.strip_prefix('/').unwrap_or(path);
     if name.is_empty() {
@@ -532,14 +677,56 @@ mod tests {
     fn malloc_name_and_size() {
         let p = ok("malloc:///m0?size_mb=64");
         assert_eq!(p.name, "m0");
-        assert_eq!(p.kind, UriKind::Malloc { size_mb: Some(64) });
-        assert_eq!(ok("malloc:///m0").kind, UriKind::Malloc { size_mb: None });
+        assert_eq!(
+            p.kind,
+            UriKind::Malloc {
+                size: Some(MallocSize::SizeMb(64))
+            }
+        );
+        assert_eq!(p.blk_size, None);
+        assert_eq!(ok("malloc:///m0").kind, UriKind::Malloc { size: None });
+        let p = ok("malloc:///m0?num_blocks=1000&blk_size=4096");
+        assert_eq!(
+            p.kind,
+            UriKind::Malloc {
+                size: Some(MallocSize::NumBlocks(1000))
+            }
+        );
+        assert_eq!(p.blk_size, Some(4096));
+        assert_eq!(MallocSize::NumBlocks(1000).bytes(4096), 4_096_000);
+        assert_eq!(MallocSize::SizeMb(64).bytes(512), 64 << 20);
+    }
+
+    /// The URIs Mayastor's own Python tests and fixtures send.
+    #[test]
+    fn upstream_client_uris_are_accepted() {
+        let u = "0e1f5bd4-8f32-4b2a-9d5c-6c1c35f2b0a7";
+        for (uri, blk) in [
+            ("malloc:///malloc0?size_mb=64&blk_size=4096", Some(4096)),
+            (
+                &format!("malloc:///m?size_mb=64&uuid={u}&blk_size=4096"),
+                Some(4096),
+            ),
+            ("aio:///tmp/aio-file.img?blk_size=4096", Some(4096)),
+            ("malloc:///m?num_blocks=131072", None),
+            ("aio:///dev/vdb?blk_size=512", Some(512)),
+        ] {
+            let spec = parse_create(uri).unwrap_or_else(|e| panic!("{uri}: {e}"));
+            assert_eq!(spec.backend.blk_size(), blk, "{uri}");
+        }
+        assert_eq!(ok("aio:///tmp/f?blk_size=4096").name, "aio:///tmp/f");
     }
 
     #[test]
     fn canonical_uris_parse_back_to_the_same_bdev() {
         let u = Uuid::new_v4();
-        for uri in ["aio:///dev/vdb", "malloc:///m0?size_mb=8"] {
+        for uri in [
+            "aio:///dev/vdb",
+            "aio:///tmp/f?blk_size=4096",
+            "malloc:///m0?size_mb=8",
+            "malloc:///m0?size_mb=8&blk_size=512",
+            "malloc:///m0?num_blocks=100&blk_size=4096",
+        ] {
             let spec = parse_create(uri).unwrap();
             assert_eq!(alias(&spec.name, &spec.backend), uri);
             let again = parse_create(&canonical(&spec.name, &spec.backend, u)).unwrap();
@@ -555,7 +742,59 @@ mod tests {
         assert!(msg.contains("size_mb=<MiB>"), "{msg}");
         assert_eq!(
             parse_create("malloc:///m0?size_mb=3").unwrap().backend,
-            Backend::Malloc { size_mb: 3 }
+            Backend::Malloc {
+                size: MallocSize::SizeMb(3),
+                blk_size: None
+            }
+        );
+    }
+
+    #[test]
+    fn block_size_and_block_count_errors() {
+        for v in ["1024", "0", "abc", "", "+512", "4096.0", "65536"] {
+            assert!(
+                matches!(
+                    err(&format!("malloc:///m0?size_mb=1&blk_size={v}")),
+                    UriError::BadBlkSize { .. }
+                ),
+                "{v}"
+            );
+            assert!(
+                matches!(
+                    err(&format!("aio:///dev/vdb?blk_size={v}")),
+                    UriError::BadBlkSize { .. }
+                ),
+                "{v}"
+            );
+        }
+        for v in ["abc", "-1", "", "1.5"] {
+            assert!(
+                matches!(
+                    err(&format!("malloc:///m0?num_blocks={v}")),
+                    UriError::BadNumBlocks { .. }
+                ),
+                "{v}"
+            );
+        }
+        assert_eq!(err("malloc:///m0?num_blocks=0"), UriError::ZeroNumBlocks);
+        // 1 TiB is the cap, counted in the block size given.
+        assert!(ok("malloc:///m0?num_blocks=2147483648").blk_size.is_none());
+        assert!(matches!(
+            err("malloc:///m0?num_blocks=2147483649"),
+            UriError::HugeNumBlocks { blk_size: 512, .. }
+        ));
+        assert!(matches!(
+            err("malloc:///m0?num_blocks=268435457&blk_size=4096"),
+            UriError::HugeNumBlocks { blk_size: 4096, .. }
+        ));
+        assert!(matches!(
+            err("malloc:///m0?size_mb=1&num_blocks=8"),
+            UriError::SizeAndBlocks { .. }
+        ));
+        let msg = err("malloc:///m0?size_mb=1&blk_size=1024").to_string();
+        assert!(
+            msg.contains("`1024`") && msg.contains("512") && msg.contains("4096"),
+            "{msg}"
         );
     }
 
@@ -675,7 +914,7 @@ mod tests {
         assert_eq!(
             ok("malloc:///m0?size_mb=1048576").kind,
             UriKind::Malloc {
-                size_mb: Some(MAX_SIZE_MB)
+                size: Some(MallocSize::SizeMb(MAX_SIZE_MB))
             }
         );
     }
@@ -686,7 +925,7 @@ mod tests {
             matches!(err("aio:///dev/vdb?size_mb=1"), UriError::UnknownParam { key, .. } if key == "size_mb")
         );
         assert!(matches!(
-            err("aio:///dev/vdb?blk_size=512"),
+            err("aio:///dev/vdb?num_blocks=512"),
             UriError::UnknownParam { .. }
         ));
         assert!(

@@ -64,3 +64,11 @@ pub async fn check(target: &Target, fx: &Fixture, cli: Option<&Path>) -> Vec<Str
     }
     failures
 }
+
+/// Loop devices modelled in the agent's state directory (created by
+/// `Agent::start`), for agents on a fake kernel.
+pub fn fake_loops(
+    config: &nvmfcheck::agent::AgentConfig,
+) -> std::sync::Arc<nvmfcheck::agent::loopdev::FakeLoops> {
+    std::sync::Arc::new(nvmfcheck::agent::loopdev::FakeLoops::new(&config.state_dir))
+}
