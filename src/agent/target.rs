@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::device::{self, Backing, DeviceError, Geometry, MallocDir};
 use super::limits::{shown, MAX_ARG_LEN};
-use super::nvmet::{self, Export, FoundShare, Nvmet, NvmetError};
+use super::nvmet::{self, Export, FoundShare, HostAccess, Nvmet, NvmetError};
 use super::state::{self, BdevRecord, StateError};
 use super::uri::{self, Backend, BdevSpec, UriError, MAX_URI_LEN};
 use crate::proto::mayastor as pb;
@@ -345,7 +345,7 @@ impl Target {
 
     fn complete_shares(&self) {
         for bdev in self.bdevs.iter().filter(|b| self.nvmet.is_shared(b.uuid)) {
-            match self.export(bdev) {
+            match self.export(bdev, HostAccess::Any) {
                 Ok(true) => info!(
                     "completed the share of bdev {} (configfs lacked part of it)",
                     bdev.name
@@ -388,8 +388,9 @@ impl Target {
         self.backend_path(&bdev.name, &bdev.backend)
     }
 
-    /// Shares `bdev` (idempotent); returns whether configfs changed.
-    fn export(&self, bdev: &Bdev) -> Result<bool, RequestError> {
+    /// Shares `bdev` (idempotent) to `hosts`; returns whether configfs
+    /// changed.
+    fn export(&self, bdev: &Bdev, hosts: HostAccess<'_>) -> Result<bool, RequestError> {
         let device = self.device(bdev);
         let (backing, _) = device::probe(&device).map_err(|cause| RequestError::DeviceGone {
             name: bdev.name.clone(),
@@ -399,6 +400,7 @@ impl Target {
             uuid: bdev.uuid,
             device: &device,
             buffered_io: matches!(backing, Backing::File { in_ram: true }) || bdev.is_malloc(),
+            hosts,
         };
         Ok(self.nvmet.share(&export)?)
     }
@@ -594,7 +596,7 @@ impl Target {
             });
         }
         let bdev = &self.bdevs[index];
-        let changed = self.export(bdev)?;
+        let changed = self.export(bdev, HostAccess::Any)?;
         let uri = self.nvmet.share_uri(bdev.uuid);
         if changed {
             info!("shared bdev {} at {uri}", bdev.name);
