@@ -110,6 +110,7 @@ impl Target {
         let req = BdevShareRequest {
             name: name.to_string(),
             proto: proto.to_string(),
+            allowed_hosts: Vec::new(),
         };
         let reply = self.rpc.clone().share(req).await;
         Ok(reply.map_err(self.rpc("BdevRpc.Share"))?.into_inner().uri)

@@ -83,6 +83,7 @@ fn share(name: &str, proto: &str) -> BdevShareRequest {
     BdevShareRequest {
         name: name.to_string(),
         proto: proto.to_string(),
+        allowed_hosts: Vec::new(),
     }
 }
 

@@ -219,6 +219,7 @@ async fn agent_on_the_kernel_target() {
             .share(BdevShareRequest {
                 name: "aio:///dev/vdb".into(),
                 proto: "nvmf".into(),
+                allowed_hosts: Vec::new(),
             })
             .await
             .unwrap()

@@ -58,7 +58,7 @@ use device::{DeviceError, MallocDir};
 use kernel::KernelError;
 use nvmet::{Listener, Nvmet};
 use service::BdevService;
-use target::{RequestError, Target, PROTOCOL};
+use target::{RequestError, Target};
 
 /// How long open connections get to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -80,7 +80,8 @@ pub struct AgentConfig {
     pub configfs: PathBuf,
     /// Bdev URIs to create at start (existing identical bdevs are fine).
     pub create: Vec<String>,
-    /// Bdev names to share at start (shared ones are fine).
+    /// Bdev names to share at start, for any host; a bdev already shared
+    /// keeps its share as it is, allowed hosts included.
     pub share: Vec<String>,
 }
 
@@ -241,7 +242,7 @@ impl Agent {
         }
         for name in &config.share {
             target
-                .share(name, PROTOCOL)
+                .ensure_shared(name)
                 .map_err(|cause| AgentError::Startup {
                     flag: "--share",
                     value: name.clone(),
