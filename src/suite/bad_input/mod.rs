@@ -121,7 +121,7 @@ impl Call {
         match self {
             Call::Create(uri) => target.create(uri).await.map(drop),
             Call::Destroy(uri) => target.destroy(uri).await,
-            Call::Share(name, proto) => target.share(name, proto).await.map(drop),
+            Call::Share(name, proto) => target.share(name, proto, &[]).await.map(drop),
             Call::Unshare(name) => target.unshare(name).await,
         }
     }
