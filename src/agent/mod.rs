@@ -11,7 +11,10 @@
 //!   Sizes come from the device (see [`device`] for the block size rule).
 //! - **Shares.** See [`nvmet`]: subsystem `nqn.2019-05.io.openebs:<uuid>`,
 //!   namespace 1, linked to both the I/O port (8430) and the discovery
-//!   port (8420); share URI `nvmf://<address>:8430/<nqn>`.
+//!   port (8420); share URI `nvmf://<address>:8430/<nqn>`. Share's
+//!   `allowed_hosts` limits who may connect (none: any host); the agent
+//!   removes the `hosts/` directories it made once no subsystem admits
+//!   them, and never one it did not make.
 //! - **State lives in the kernel.** Shares are configfs objects and outlive
 //!   the agent; a starting agent rebuilds its view from configfs and the
 //!   state file ([`target::Target::open`]) and logs every discrepancy.
