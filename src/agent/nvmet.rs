@@ -28,7 +28,11 @@
 //! linked (both `EINVAL`). So restricting writes 0 first, then adds the
 //! missing links, then removes the links of hosts no longer listed (a host
 //! that stays listed is never locked out on the way); opening up removes
-//! every link, then writes 1. The host directories in `hosts/` are not
+//! every link, then writes 1. The kernel checks a host when it connects, so
+//! a change of hosts governs new connections: a controller already
+//! connected stays when its host is no longer listed
+//! (`nvmet_allowed_hosts_drop_link` only updates the list and the discovery
+//! log). The host directories in `hosts/` are not
 //! removed here: another tool may have made them (with DH-HMAC-CHAP keys,
 //! say), so the caller removes those it made, with
 //! [`Nvmet::remove_host_if_unused`].
