@@ -104,12 +104,20 @@ impl Target {
         Ok(())
     }
 
-    /// `BdevRpc.Share`: exports a bdev over `proto` (`nvmf`); returns the
-    /// share URI, e.g. `nvmf://192.168.1.2:8430/nqn.2019-05.io.openebs:<uuid>`.
-    pub async fn share(&self, name: &str, proto: &str) -> Result<String, ClientError> {
+    /// `BdevRpc.Share`: exports a bdev over `proto` (`nvmf`) to the host
+    /// NQNs `allowed_hosts` (none: any host); returns the share URI, e.g.
+    /// `nvmf://192.168.1.2:8430/nqn.2019-05.io.openebs:<uuid>`. Sharing a
+    /// shared bdev again changes which hosts it admits.
+    pub async fn share(
+        &self,
+        name: &str,
+        proto: &str,
+        allowed_hosts: &[String],
+    ) -> Result<String, ClientError> {
         let req = BdevShareRequest {
             name: name.to_string(),
             proto: proto.to_string(),
+            allowed_hosts: allowed_hosts.to_vec(),
         };
         let reply = self.rpc.clone().share(req).await;
         Ok(reply.map_err(self.rpc("BdevRpc.Share"))?.into_inner().uri)

@@ -80,7 +80,7 @@ impl Running {
 /// Shares a malloc bdev; returns its subsystem NQN.
 async fn share(r: &Running) -> String {
     r.target.create("malloc:///m0?size_mb=1").await.unwrap();
-    let uri = r.target.share("m0", "nvmf").await.unwrap();
+    let uri = r.target.share("m0", "nvmf", &[]).await.unwrap();
     uri.rsplit('/').next().unwrap().to_string()
 }
 

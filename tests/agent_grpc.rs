@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use nvmfcheck::agent::configfs::Configfs;
 use nvmfcheck::agent::fake::FakeConfigfs;
 use nvmfcheck::agent::{Agent, AgentConfig};
 use nvmfcheck::client::Target;
@@ -84,6 +85,7 @@ fn share(name: &str, proto: &str) -> BdevShareRequest {
     BdevShareRequest {
         name: name.to_string(),
         proto: proto.to_string(),
+        allowed_hosts: Vec::new(),
     }
 }
 
@@ -132,6 +134,62 @@ async fn the_whole_cycle_over_grpc() {
     c.destroy(uri("malloc:///m0?size_mb=8")).await.unwrap();
     assert!(c.list(Null {}).await.unwrap().into_inner().bdevs.is_empty());
     assert_eq!(r.fs.dump(), FakeConfigfs::new().dump());
+    r.stop().await;
+}
+
+/// Share with allowed hosts through `nvmfcheck bdev share --allow-host`
+/// and the client: configfs admits exactly those hosts, and sharing again
+/// with none opens the share to any host.
+#[tokio::test]
+async fn allowed_hosts_through_the_cli_and_the_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = Arc::new(FakeConfigfs::new());
+    let r = start(config(&dir), fs.clone(), dir).await;
+    let target = Target::connect(&r.addr, Duration::from_secs(10))
+        .await
+        .unwrap();
+    target.create("malloc:///m0?size_mb=1").await.unwrap();
+    let (a, b) = ("nqn.2014-08.org.example:a", "nqn.2014-08.org.example:b");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_nvmfcheck"))
+        .args(["bdev", "share", "m0", "--allow-host", a, "--allow-host", b])
+        .arg(format!("--target={}", r.addr))
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let uri = target.find("m0").await.unwrap().unwrap().share_uri;
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&uri),
+        "{out:?}"
+    );
+    let nqn = uri.rsplit('/').next().unwrap();
+    let subsys = Path::new("subsystems").join(nqn);
+    let hosts = subsys.join("allowed_hosts");
+    assert_eq!(fs.list(&hosts).unwrap(), [a, b]);
+    let any = subsys.join("attr_allow_any_host");
+    assert_eq!(fs.read(&any).unwrap(), "0\n");
+    // Again with b only, then with none.
+    let only_b = [b.to_string()];
+    assert_eq!(target.share("m0", "nvmf", &only_b).await.unwrap(), uri);
+    assert_eq!(fs.list(&hosts).unwrap(), [b]);
+    assert_eq!(fs.list(Path::new("hosts")).unwrap(), [b]);
+    assert_eq!(target.share("m0", "nvmf", &[]).await.unwrap(), uri);
+    assert!(fs.list(&hosts).unwrap().is_empty());
+    assert_eq!(fs.read(&any).unwrap(), "1\n");
+    assert!(fs.list(Path::new("hosts")).unwrap().is_empty());
+    // A bad host is refused through the CLI with the agent's message.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_nvmfcheck"))
+        .args(["bdev", "share", "m0", "--allow-host=nqn.a/b"])
+        .arg(format!("--target={}", r.addr))
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("InvalidArgument") && stderr.contains("\"nqn.a/b\" contains `/`"),
+        "{stderr}"
+    );
     r.stop().await;
 }
 
@@ -205,7 +263,6 @@ async fn concurrent_requests_do_not_interleave() {
     assert_eq!(bdevs.iter().filter(|b| b.claimed).count(), 8);
     // Two ports, each linking exactly the eight shared subsystems.
     let fs = r.fs.clone();
-    use nvmfcheck::agent::configfs::Configfs;
     let ports = fs.list(std::path::Path::new("ports")).unwrap();
     assert_eq!(ports.len(), 2);
     for p in ports {

@@ -219,6 +219,7 @@ async fn agent_on_the_kernel_target() {
             .share(BdevShareRequest {
                 name: "aio:///dev/vdb".into(),
                 proto: "nvmf".into(),
+                allowed_hosts: Vec::new(),
             })
             .await
             .unwrap()
@@ -258,6 +259,60 @@ async fn agent_on_the_kernel_target() {
     let mut agent = spawn_agent(&state, &log, &startup).await;
     assert_eq!(agent.list().await, bdevs, "a restart changed the bdevs");
     assert_eq!(snapshot(), before, "a restart changed configfs");
+
+    // Allowed hosts, in the order the kernel accepts: only those may
+    // connect, a restart (with --share k0) keeps them, sharing again with
+    // none opens up, and the agent removes the host directory it made but
+    // not one someone else made.
+    let k0 = agent
+        .list()
+        .await
+        .into_iter()
+        .find(|b| b.name == "k0")
+        .unwrap();
+    let sub = Path::new(NVMET).join("subsystems").join(nqn(&k0));
+    let hosts = Path::new(NVMET).join("hosts");
+    let ours = "nqn.2014-08.org.nvmfcheck:test-ours".to_string();
+    let theirs = "nqn.2014-08.org.nvmfcheck:test-theirs".to_string();
+    std::fs::create_dir(hosts.join(&theirs)).unwrap();
+    let read = |p: PathBuf| std::fs::read_to_string(&p).unwrap().trim_end().to_string();
+    let allowed = || {
+        let mut names: Vec<String> = std::fs::read_dir(sub.join("allowed_hosts"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let target = Target::connect(&agent.addr, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let both = [ours.clone(), theirs.clone()];
+    target.share("k0", "nvmf", &both).await.unwrap();
+    assert_eq!(read(sub.join("attr_allow_any_host")), "0");
+    assert_eq!(allowed(), both);
+    let link = std::fs::read_link(sub.join("allowed_hosts").join(&ours)).unwrap();
+    assert_eq!(link.file_name().unwrap().to_str(), Some(ours.as_str()));
+    agent.stop();
+    let mut agent = spawn_agent(&state, &log, &startup).await;
+    assert_eq!(
+        read(sub.join("attr_allow_any_host")),
+        "0",
+        "a restart opened k0"
+    );
+    assert_eq!(allowed(), both);
+    let target = Target::connect(&agent.addr, Duration::from_secs(30))
+        .await
+        .unwrap();
+    target.share("k0", "nvmf", &both[1..]).await.unwrap();
+    assert_eq!(allowed(), &both[1..]);
+    assert!(!hosts.join(&ours).exists(), "the agent's unused host stays");
+    target.share("k0", "nvmf", &[]).await.unwrap();
+    assert_eq!(read(sub.join("attr_allow_any_host")), "1");
+    assert!(allowed().is_empty());
+    assert!(hosts.join(&theirs).is_dir(), "someone else's host went");
+    std::fs::remove_dir(hosts.join(&theirs)).unwrap();
+    assert_eq!(snapshot(), before, "allowed hosts left something behind");
 
     // Unshare and destroy everything: configfs is as it was.
     for b in agent.list().await {

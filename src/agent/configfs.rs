@@ -28,6 +28,9 @@ pub trait Configfs: Send + Sync + 'static {
     fn symlink(&self, target: &Path, link: &Path) -> io::Result<()>;
     /// Removes a symlink.
     fn unlink(&self, link: &Path) -> io::Result<()>;
+    /// Where symlink `link` points. Only its last component is meaningful
+    /// to callers: the real configfs answers with a path of its own making.
+    fn read_link(&self, link: &Path) -> io::Result<PathBuf>;
     /// Names of the entries of a directory.
     fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
     /// Whether anything (directory, attribute or link) is at `path`.
@@ -82,6 +85,10 @@ impl Configfs for SysConfigfs {
 
     fn unlink(&self, link: &Path) -> io::Result<()> {
         std::fs::remove_file(self.root.join(link))
+    }
+
+    fn read_link(&self, link: &Path) -> io::Result<PathBuf> {
+        std::fs::read_link(self.root.join(link))
     }
 
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {

@@ -13,10 +13,24 @@
 //!   is `ENOTEMPTY` while it holds user-made directories or symlinks, and
 //!   `EPERM` on default groups. This model is stricter than the kernel in
 //!   one way: it refuses (`EBUSY`) to remove a subsystem still linked to a
-//!   port, so code that tears down in the wrong order fails here.
+//!   port (or a host still allowed by a subsystem, below), so code that
+//!   tears down in the wrong order fails here.
 //! - A symlink in `ports/<id>/subsystems/` must point at a subsystem; the
 //!   first one enables the port, which needs its address set (`EINVAL`) and
 //!   free (`EADDRINUSE`); removing the last disables it.
+//! - Host access (`nvmet_allowed_hosts_allow_link` and
+//!   `nvmet_subsys_attr_allow_any_host_store`): a new subsystem has
+//!   `attr_allow_any_host` 0. A symlink in `subsystems/<nqn>/allowed_hosts/`
+//!   must point at a host in `hosts/` (`EINVAL` otherwise), fails with
+//!   `EINVAL` while `attr_allow_any_host` is 1 and with `EEXIST` when that
+//!   host is linked there already (under any name). Writing 1 to
+//!   `attr_allow_any_host` fails with `EINVAL` while `allowed_hosts` holds a
+//!   link. A host directory has no attributes here (the kernel's has the
+//!   DH-HMAC-CHAP ones when built with authentication).
+//! - The model refuses (`EBUSY`) to remove any directory a symlink points
+//!   at, a host as well as a subsystem; the kernel lets such a `rmdir`
+//!   through (the link keeps the object alive), so code that removes things
+//!   still in use fails here rather than passing unnoticed.
 //! - Namespace `device_path`, `device_uuid` and `device_nguid` are `EBUSY`
 //!   while enabled (`buffered_io` is `EINVAL`); `enable=1` fails with
 //!   `ENOENT` unless `device_path` names an existing file. Port `addr_*`
@@ -62,6 +76,7 @@ enum Kind {
     Subsystem,
     Namespaces,
     Namespace,
+    AllowedHosts,
     Ports,
     Port,
     PortSubsystems,
@@ -229,7 +244,7 @@ impl Tree {
                     ],
                 );
                 self.add_dir(path.join("namespaces"), Kind::Namespaces);
-                self.add_dir(path.join("allowed_hosts"), Kind::Fixed);
+                self.add_dir(path.join("allowed_hosts"), Kind::AllowedHosts);
                 self.add_dir(path.join("passthru"), Kind::Fixed);
                 self.attrs(
                     &path.join("passthru"),
@@ -372,7 +387,16 @@ impl Tree {
                 }
                 word.to_string()
             }
-            (Some(Kind::Subsystem), "attr_allow_any_host") => bool_str(line)?,
+            (Some(Kind::Subsystem), "attr_allow_any_host") => {
+                let on = bool_str(line)?;
+                let has_hosts = self
+                    .children(&dir.join("allowed_hosts"))
+                    .any(|(_, n)| matches!(n, Node::Link(_)));
+                if on == "1" && has_hosts {
+                    return Err(err(Errno::EINVAL));
+                }
+                on
+            }
             _ => line.to_string(),
         };
         self.nodes.insert(path.to_path_buf(), Node::Attr(stored));
@@ -476,18 +500,24 @@ impl Configfs for FakeConfigfs {
         let mut tree = self.lock();
         tree.mutate()?;
         let parent = link.parent().unwrap_or(Path::new(""));
-        match tree.kind(parent) {
+        let (wanted, holder) = match tree.kind(parent) {
             None => return Err(err(Errno::ENOENT)),
-            Some(Kind::PortSubsystems) => {}
+            Some(Kind::PortSubsystems) => (Kind::Subsystem, Kind::Port),
+            Some(Kind::AllowedHosts) => (Kind::Host, Kind::Subsystem),
             Some(_) => return Err(err(Errno::EPERM)),
-        }
+        };
         if tree.nodes.contains_key(link) {
             return Err(err(Errno::EEXIST));
         }
         match tree.kind(target) {
             None => return Err(err(Errno::ENOENT)),
-            Some(Kind::Subsystem) => {}
+            Some(k) if k == wanted => {}
             Some(_) => return Err(err(Errno::EINVAL)),
+        }
+        // The port or subsystem that holds the link.
+        let owner = parent.parent().unwrap_or(Path::new("")).to_path_buf();
+        if holder == Kind::Subsystem && tree.attr(&owner.join("attr_allow_any_host")) == Some("1") {
+            return Err(err(Errno::EINVAL));
         }
         let already = tree
             .children(parent)
@@ -495,9 +525,8 @@ impl Configfs for FakeConfigfs {
         if already {
             return Err(err(Errno::EEXIST));
         }
-        let port = parent.parent().unwrap_or(Path::new("")).to_path_buf();
-        if !tree.port_enabled(&port) {
-            tree.enable_port(&port)?;
+        if holder == Kind::Port && !tree.port_enabled(&owner) {
+            tree.enable_port(&owner)?;
         }
         tree.nodes
             .insert(link.to_path_buf(), Node::Link(target.to_path_buf()));
@@ -514,6 +543,14 @@ impl Configfs for FakeConfigfs {
             }
             Some(Node::Dir(_)) => Err(err(Errno::EISDIR)),
             Some(Node::Attr(_)) => Err(err(Errno::EPERM)),
+            None => Err(err(Errno::ENOENT)),
+        }
+    }
+
+    fn read_link(&self, link: &Path) -> io::Result<PathBuf> {
+        match self.lock().nodes.get(link) {
+            Some(Node::Link(target)) => Ok(target.clone()),
+            Some(_) => Err(err(Errno::EINVAL)),
             None => Err(err(Errno::ENOENT)),
         }
     }
@@ -680,6 +717,56 @@ mod tests {
         fs.write(p("ports/1/addr_trsvcid"), "8431").unwrap();
         fs.rmdir(p("subsystems/s")).unwrap();
         fs.rmdir(p("ports/1")).unwrap();
+    }
+
+    #[test]
+    fn host_links_follow_the_allow_any_host_rules() {
+        let fs = FakeConfigfs::new();
+        let code = |r: io::Result<()>| r.unwrap_err().raw_os_error();
+        fs.mkdir(p("subsystems/s")).unwrap();
+        fs.mkdir(p("hosts/nqn.h1")).unwrap();
+        let link = p("subsystems/s/allowed_hosts/nqn.h1");
+        // Only hosts may be linked.
+        assert_eq!(
+            code(fs.symlink(p("subsystems/s"), link)),
+            Some(Errno::EINVAL as i32)
+        );
+        assert_eq!(
+            code(fs.symlink(p("hosts/nqn.nope"), link)),
+            Some(Errno::ENOENT as i32)
+        );
+        // Not while any host is allowed.
+        fs.write(p("subsystems/s/attr_allow_any_host"), "1")
+            .unwrap();
+        assert_eq!(
+            code(fs.symlink(p("hosts/nqn.h1"), link)),
+            Some(Errno::EINVAL as i32)
+        );
+        fs.write(p("subsystems/s/attr_allow_any_host"), "0")
+            .unwrap();
+        fs.symlink(p("hosts/nqn.h1"), link).unwrap();
+        assert_eq!(fs.read_link(link).unwrap(), p("hosts/nqn.h1"));
+        // The same host twice, under another name.
+        assert_eq!(
+            code(fs.symlink(p("hosts/nqn.h1"), p("subsystems/s/allowed_hosts/x"))),
+            Some(Errno::EEXIST as i32)
+        );
+        // Any host cannot be allowed while hosts are listed.
+        assert_eq!(
+            code(fs.write(p("subsystems/s/attr_allow_any_host"), "1")),
+            Some(Errno::EINVAL as i32)
+        );
+        assert_eq!(code(fs.rmdir(p("hosts/nqn.h1"))), Some(Errno::EBUSY as i32));
+        assert_eq!(
+            code(fs.rmdir(p("subsystems/s"))),
+            Some(Errno::ENOTEMPTY as i32)
+        );
+        fs.unlink(link).unwrap();
+        fs.write(p("subsystems/s/attr_allow_any_host"), "1")
+            .unwrap();
+        fs.rmdir(p("hosts/nqn.h1")).unwrap();
+        fs.rmdir(p("subsystems/s")).unwrap();
+        assert_eq!(fs.dump(), FakeConfigfs::new().dump());
     }
 
     #[test]

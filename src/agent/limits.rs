@@ -34,6 +34,23 @@ pub fn shown(arg: &str) -> String {
     }
 }
 
+/// How many items of a list [`shown_list`] shows.
+const LIST_ITEMS_SHOWN: usize = 8;
+
+/// A list of request arguments as it appears in messages and logs: each
+/// item [`shown`], the first eight only, then how many more there are.
+pub fn shown_list(args: &[String]) -> String {
+    let mut items: Vec<String> = args
+        .iter()
+        .take(LIST_ITEMS_SHOWN)
+        .map(|a| shown(a))
+        .collect();
+    if args.len() > LIST_ITEMS_SHOWN {
+        items.push(format!("... {} more", args.len() - LIST_ITEMS_SHOWN));
+    }
+    format!("[{}]", items.join(", "))
+}
+
 /// A status with `message` cut to [`MAX_MESSAGE_LEN`] bytes (at a
 /// character boundary, ending in `...` when cut).
 pub fn status(code: Code, message: String) -> Status {
@@ -62,6 +79,18 @@ mod tests {
         assert_eq!(shown("a\nb"), "\"a\\nb\"");
         let long = shown(&"x".repeat(5000));
         assert!(long.len() < 200 && long.ends_with("(5000 bytes)"), "{long}");
+    }
+
+    #[test]
+    fn lists_are_shown_item_by_item_and_cut() {
+        assert_eq!(shown_list(&[]), "[]");
+        assert_eq!(shown_list(&["a".into(), "b\n".into()]), "[\"a\", \"b\\n\"]");
+        let many: Vec<String> = (0..70).map(|i| i.to_string()).collect();
+        let s = shown_list(&many);
+        assert!(
+            s.starts_with("[\"0\", \"1\"") && s.ends_with("\"7\", ... 62 more]"),
+            "{s}"
+        );
     }
 
     #[test]

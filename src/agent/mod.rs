@@ -14,7 +14,10 @@
 //!   size, a loop device gives the bdev its own ([`loopdev`]).
 //! - **Shares.** See [`nvmet`]: subsystem `nqn.2019-05.io.openebs:<uuid>`,
 //!   namespace 1, linked to both the I/O port (8430) and the discovery
-//!   port (8420); share URI `nvmf://<address>:8430/<nqn>`.
+//!   port (8420); share URI `nvmf://<address>:8430/<nqn>`. Share's
+//!   `allowed_hosts` limits who may connect (none: any host); the agent
+//!   removes the `hosts/` directories it made once no subsystem admits
+//!   them, and never one it did not make.
 //! - **State lives in the kernel.** Shares are configfs objects and outlive
 //!   the agent; a starting agent rebuilds its view from configfs and the
 //!   state file ([`target::Target::open`]) and logs every discrepancy.
@@ -63,7 +66,7 @@ use kernel::KernelError;
 use loopdev::{KernelLoops, Loops};
 use nvmet::{Listener, Nvmet};
 use service::BdevService;
-use target::{RequestError, Target, PROTOCOL};
+use target::{RequestError, Target};
 
 /// How long open connections get to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -85,7 +88,8 @@ pub struct AgentConfig {
     pub configfs: PathBuf,
     /// Bdev URIs to create at start (existing identical bdevs are fine).
     pub create: Vec<String>,
-    /// Bdev names to share at start (shared ones are fine).
+    /// Bdev names to share at start, for any host; a bdev already shared
+    /// keeps its share as it is, allowed hosts included.
     pub share: Vec<String>,
 }
 
@@ -250,7 +254,7 @@ impl Agent {
         }
         for name in &config.share {
             target
-                .share(name, PROTOCOL)
+                .ensure_shared(name)
                 .map_err(|cause| AgentError::Startup {
                     flag: "--share",
                     value: name.clone(),

@@ -1,8 +1,10 @@
 //! Sharing bdevs through the kernel NVMe target (nvmet) configfs tree.
 //!
 //! A share of a bdev with uuid `U` is:
-//! - subsystem `subsystems/nqn.2019-05.io.openebs:U` with
-//!   `attr_allow_any_host=1`;
+//! - subsystem `subsystems/nqn.2019-05.io.openebs:U` that admits either any
+//!   host (`attr_allow_any_host=1`) or only the hosts it lists
+//!   (`attr_allow_any_host=0` and a symlink `allowed_hosts/<hostnqn>` to
+//!   `hosts/<hostnqn>` for each; see [`HostAccess`]);
 //! - namespace `namespaces/1` with `device_path`, `device_uuid` and
 //!   `device_nguid` (both the bdev uuid, so the initiator sees the same
 //!   identity whichever it reads), `buffered_io` for RAM files, `enable=1`;
@@ -20,12 +22,29 @@
 //! controller, not the NQN. Linking to both ports makes 8420 list the NQN
 //! and gives the host two paths to the subsystem (native NVMe multipath).
 //!
+//! The kernel orders the host steps: a new subsystem admits no host
+//! (`attr_allow_any_host` 0); a host cannot be linked while
+//! `attr_allow_any_host` is 1, nor can it be set to 1 while a host is
+//! linked (both `EINVAL`). So restricting writes 0 first, then adds the
+//! missing links, then removes the links of hosts no longer listed (a host
+//! that stays listed is never locked out on the way); opening up removes
+//! every link, then writes 1. The kernel checks a host when it connects, so
+//! a change of hosts governs new connections: a controller already
+//! connected stays when its host is no longer listed
+//! (`nvmet_allowed_hosts_drop_link` only updates the list and the discovery
+//! log). The host directories in `hosts/` are not
+//! removed here: another tool may have made them (with DH-HMAC-CHAP keys,
+//! say), so the caller removes those it made, with
+//! [`Nvmet::remove_host_if_unused`].
+//!
 //! Every step is an "ensure" (done only if missing), so sharing twice is a
 //! no-op and a share left half-done by a crash is completed; on failure the
-//! steps this call made are undone in reverse. Unshare unlinks the
-//! subsystem from every port, disables and removes its namespaces, removes
-//! it, then removes the ports it left without subsystems or referrals; it is
-//! idempotent, so a failed unshare is finished by retrying it.
+//! steps this call made are undone in reverse (attribute writes included),
+//! so a failed share changes nothing. Unshare unlinks the subsystem from
+//! every port, disables and removes its namespaces, removes its
+//! `allowed_hosts` links, removes it, then removes the ports it left without
+//! subsystems or referrals; it is idempotent, so a failed unshare is
+//! finished by retrying it.
 //!
 //! Every configfs operation is logged at debug level (`RUST_LOG=debug`).
 
@@ -41,6 +60,10 @@ use super::configfs::Configfs;
 
 /// Prefix of the NQN of a shared bdev (Mayastor's); the bdev uuid follows.
 pub const NQN_PREFIX: &str = "nqn.2019-05.io.openebs:";
+
+/// The longest NQN, in bytes (the kernel's `NVMF_NQN_SIZE`; a connecting
+/// host's NQN is compared with the host directories' names up to it).
+pub const MAX_NQN_LEN: usize = 223;
 
 /// The NQN under which bdev `uuid` is shared.
 pub fn nqn(uuid: Uuid) -> String {
@@ -58,6 +81,43 @@ pub struct Listener {
     pub discovery_port: u16,
 }
 
+/// Which hosts a share admits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostAccess<'a> {
+    /// Leave `attr_allow_any_host` and `allowed_hosts/` as configfs has
+    /// them: completing a share on start must not widen who may connect.
+    /// (A subsystem this creates then admits no host.)
+    AsIs,
+    /// Any host: no `allowed_hosts` links and `attr_allow_any_host` 1.
+    Any,
+    /// Only these host NQNs (checked, distinct, at least one):
+    /// `attr_allow_any_host` 0 and a link to `hosts/<nqn>` for each, the
+    /// host directory made if missing.
+    Only(&'a [String]),
+}
+
+impl<'a> HostAccess<'a> {
+    /// What `BdevShareRequest.allowed_hosts` means: any host when empty,
+    /// otherwise only those.
+    pub fn from_list(hosts: &'a [String]) -> Self {
+        if hosts.is_empty() {
+            HostAccess::Any
+        } else {
+            HostAccess::Only(hosts)
+        }
+    }
+}
+
+/// Which hosts a subsystem admits, as configfs has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    /// `attr_allow_any_host` is 1.
+    Any,
+    /// Only the hosts linked in `allowed_hosts/`, sorted; none means that
+    /// no host may connect.
+    Only(Vec<String>),
+}
+
 /// What to export.
 #[derive(Debug, Clone, Copy)]
 pub struct Export<'a> {
@@ -67,6 +127,8 @@ pub struct Export<'a> {
     pub device: &'a Path,
     /// Use the page cache (for tmpfs files, which refuse `O_DIRECT`).
     pub buffered_io: bool,
+    /// Which hosts may connect.
+    pub hosts: HostAccess<'a>,
 }
 
 /// A subsystem of ours found in configfs.
@@ -107,11 +169,11 @@ pub enum NvmetError {
     #[error("configfs has no free nvmet port id (all 65535 are used)")]
     NoPortId,
     /// A share failed and undoing it failed too.
-    #[error("{cause}; undoing the partial share also failed, so configfs still holds {leftover}: retry Unshare, or remove them by hand")]
+    #[error("{cause}; undoing the partial share also failed, which left configfs with {leftover}: retry Unshare, or put them right by hand")]
     Incomplete {
         /// The first failure.
         cause: Box<NvmetError>,
-        /// What could not be removed.
+        /// What could not be undone.
         leftover: String,
     },
 }
@@ -122,11 +184,18 @@ fn hint_for(op: &str, path: &Path, e: &io::Error) -> &'static str {
         .file_name()
         .and_then(|f| f.to_str())
         .unwrap_or_default();
+    let in_dir = path
+        .parent()
+        .and_then(|p| p.file_name())
+        .and_then(|f| f.to_str())
+        .unwrap_or_default();
     match (op, code) {
         (_, Some(nix::errno::Errno::EADDRINUSE)) => {
             "; another nvmet port or program already listens on that address and port"
         }
+        ("symlink", _) if in_dir == "allowed_hosts" => "; the kernel refused to admit the host (is attr_allow_any_host 1, or the host linked already under another name?): `dmesg` has nvmet's reason",
         ("symlink", _) => "; the port could not be enabled: is the nvmet-tcp module loaded? `dmesg` has the kernel's reason",
+        (_, _) if file == "attr_allow_any_host" => "; is a host linked in allowed_hosts while any host is to be allowed? `dmesg` has nvmet's reason",
         (_, _) if file == "enable" => "; the kernel could not open the device: `dmesg` has nvmet's reason",
         ("mkdir", Some(nix::errno::Errno::ENOENT)) => "; is the nvmet module loaded and configfs mounted?",
         _ => "; `dmesg` may have the kernel's reason",
@@ -137,6 +206,24 @@ enum Undo {
     Rmdir(PathBuf),
     Disable(PathBuf),
     Unlink(PathBuf),
+    /// Puts back a link this share removed.
+    Relink {
+        target: PathBuf,
+        link: PathBuf,
+    },
+    /// Writes back the value an attribute had.
+    Write {
+        path: PathBuf,
+        old: String,
+    },
+}
+
+/// A link in a subsystem's `allowed_hosts/`.
+struct HostLink {
+    /// The link.
+    link: PathBuf,
+    /// The host it points at (the name of its directory in `hosts/`).
+    host: String,
 }
 
 /// The kernel target, driven through a [`Configfs`].
@@ -194,10 +281,9 @@ impl Nvmet {
             self.mkdir(&subsys)?;
             undo.push(Undo::Rmdir(subsys.clone()));
         }
-        let any_host = subsys.join("attr_allow_any_host");
-        if self.read(&any_host)? != "1" {
-            self.write(&any_host, "1")?;
-        }
+        // Before the namespace and the ports, so that a new subsystem
+        // admits only the hosts asked for from the moment it serves.
+        self.ensure_access(&subsys, export.hosts, undo)?;
         let ns = subsys.join("namespaces/1");
         if !self.fs.exists(&ns) {
             self.mkdir(&ns)?;
@@ -235,18 +321,159 @@ impl Nvmet {
         Ok(())
     }
 
+    /// Makes the subsystem at `subsys` admit the hosts `access` says, in
+    /// the order the kernel allows (see the module documentation).
+    fn ensure_access(
+        &self,
+        subsys: &Path,
+        access: HostAccess<'_>,
+        undo: &mut Vec<Undo>,
+    ) -> Result<(), NvmetError> {
+        let any_host = subsys.join("attr_allow_any_host");
+        match access {
+            HostAccess::AsIs => {}
+            HostAccess::Any => {
+                for HostLink { link, host } in self.host_links(subsys)? {
+                    self.unlink(&link)?;
+                    undo.push(Undo::Relink {
+                        target: host_dir(&host),
+                        link,
+                    });
+                }
+                self.set_attr(&any_host, "1", undo)?;
+            }
+            HostAccess::Only(hosts) => {
+                self.set_attr(&any_host, "0", undo)?;
+                let linked = self.host_links(subsys)?;
+                for host in hosts {
+                    if linked.iter().any(|l| &l.host == host) {
+                        continue;
+                    }
+                    let target = host_dir(host);
+                    if !self.fs.exists(&target) {
+                        self.mkdir(&target)?;
+                        undo.push(Undo::Rmdir(target.clone()));
+                    }
+                    let link = subsys.join("allowed_hosts").join(host);
+                    self.symlink(&target, &link)?;
+                    undo.push(Undo::Unlink(link));
+                }
+                for HostLink { link, host } in linked {
+                    if !hosts.contains(&host) {
+                        self.unlink(&link)?;
+                        undo.push(Undo::Relink {
+                            target: host_dir(&host),
+                            link,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `value` to attribute `path` unless it holds that already.
+    fn set_attr(&self, path: &Path, value: &str, undo: &mut Vec<Undo>) -> Result<(), NvmetError> {
+        let old = self.read(path)?;
+        if old != value {
+            self.write(path, value)?;
+            undo.push(Undo::Write {
+                path: path.to_path_buf(),
+                old,
+            });
+        }
+        Ok(())
+    }
+
+    /// The links in `subsys`'s `allowed_hosts/`. The host is read from
+    /// where each link points, since another tool may have named a link
+    /// otherwise than its host.
+    fn host_links(&self, subsys: &Path) -> Result<Vec<HostLink>, NvmetError> {
+        let dir = subsys.join("allowed_hosts");
+        let mut links = Vec::new();
+        for name in self.list(&dir)? {
+            let link = dir.join(&name);
+            let target = self
+                .fs
+                .read_link(&link)
+                .map_err(|e| failed("readlink", &link, e))?;
+            let host = target
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or(name);
+            links.push(HostLink { link, host });
+        }
+        Ok(links)
+    }
+
+    /// Which hosts bdev `uuid`'s subsystem admits.
+    pub fn access(&self, uuid: Uuid) -> Result<Access, NvmetError> {
+        let subsys = subsystem(uuid);
+        if self.read(&subsys.join("attr_allow_any_host"))? == "1" {
+            return Ok(Access::Any);
+        }
+        let mut hosts: Vec<String> = self
+            .host_links(&subsys)?
+            .into_iter()
+            .map(|l| l.host)
+            .collect();
+        hosts.sort();
+        Ok(Access::Only(hosts))
+    }
+
+    /// Whether `hosts/<host>` exists.
+    pub fn has_host(&self, host: &str) -> bool {
+        self.fs.exists(&host_dir(host))
+    }
+
+    /// Removes `hosts/<host>` unless a subsystem (any, not only ours)
+    /// admits it; returns whether it did. Call it only for host
+    /// directories the agent made: another tool's may hold its keys.
+    pub fn remove_host_if_unused(&self, host: &str) -> Result<bool, NvmetError> {
+        let dir = host_dir(host);
+        if !self.fs.exists(&dir) {
+            return Ok(false);
+        }
+        for name in self.list(Path::new("subsystems"))? {
+            let subsys = Path::new("subsystems").join(name);
+            if self.host_links(&subsys)?.iter().any(|l| l.host == host) {
+                return Ok(false);
+            }
+        }
+        self.rmdir(&dir)?;
+        Ok(true)
+    }
+
     /// Undoes `undo` in reverse; returns `first`, noting what stayed behind.
     fn roll_back(&self, first: NvmetError, undo: Vec<Undo>) -> NvmetError {
         let mut leftover = Vec::new();
         for step in undo.into_iter().rev() {
-            let (result, path) = match step {
-                Undo::Rmdir(p) => (self.rmdir(&p), p),
-                Undo::Disable(p) => (self.write(&p.join("enable"), "0"), p),
-                Undo::Unlink(p) => (self.unlink(&p), p),
+            let (result, left) = match step {
+                Undo::Rmdir(p) => (self.rmdir(&p), format!("nvmet/{}", p.display())),
+                Undo::Disable(p) => (
+                    self.write(&p.join("enable"), "0"),
+                    format!("nvmet/{} enabled", p.display()),
+                ),
+                Undo::Unlink(p) => (self.unlink(&p), format!("nvmet/{}", p.display())),
+                Undo::Relink { target, link } => (
+                    self.symlink(&target, &link),
+                    format!(
+                        "no link nvmet/{} (it pointed at nvmet/{})",
+                        link.display(),
+                        target.display()
+                    ),
+                ),
+                Undo::Write { path, old } => {
+                    let result = self.write(&path, &old);
+                    (
+                        result,
+                        format!("nvmet/{} changed (it was {old})", path.display()),
+                    )
+                }
             };
             if let Err(e) = result {
                 warn!("rolling back a failed share: {e}");
-                leftover.push(format!("nvmet/{}", path.display()));
+                leftover.push(left);
             }
         }
         if leftover.is_empty() {
@@ -452,6 +679,10 @@ fn subsystem(uuid: Uuid) -> PathBuf {
     Path::new("subsystems").join(nqn(uuid))
 }
 
+fn host_dir(host: &str) -> PathBuf {
+    Path::new("hosts").join(host)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -496,7 +727,42 @@ mod tests {
             uuid,
             device,
             buffered_io: false,
+            hosts: HostAccess::Any,
         }
+    }
+
+    fn only<'a>(e: Export<'a>, hosts: &'a [String]) -> Export<'a> {
+        Export {
+            hosts: HostAccess::Only(hosts),
+            ..e
+        }
+    }
+
+    fn hosts(names: &[&str]) -> Vec<String> {
+        names
+            .iter()
+            .map(|h| format!("nqn.2014-08.org.example:{h}"))
+            .collect()
+    }
+
+    /// The links in the subsystem of `uuid`'s `allowed_hosts`, as
+    /// `name -> target` lines.
+    fn links(fs: &FakeConfigfs, uuid: Uuid) -> Vec<String> {
+        let dir = Path::new("subsystems")
+            .join(nqn(uuid))
+            .join("allowed_hosts");
+        fs.list(&dir)
+            .unwrap()
+            .into_iter()
+            .map(|n| {
+                let target = fs.read_link(&dir.join(&n)).unwrap();
+                format!("{n} -> {}", target.display())
+            })
+            .collect()
+    }
+
+    fn linked(names: &[String]) -> Vec<String> {
+        names.iter().map(|h| format!("{h} -> hosts/{h}")).collect()
     }
 
     fn read(fs: &FakeConfigfs, path: &str) -> String {
@@ -568,30 +834,52 @@ mod tests {
         assert_eq!(read(&s.fs, &path), "1");
     }
 
-    /// Fails each mutating step of a share in turn; nothing may remain.
-    fn assert_rollback_at_every_step(s: &Setup, uuid: Uuid, device: &Path) {
+    /// Shares `e` once to count its mutating steps, `restore`s configfs,
+    /// then fails each step in turn: every failure must leave configfs as
+    /// it was before. Returns the number of steps.
+    fn assert_rollback_at_every_step(s: &Setup, e: &Export<'_>, restore: impl Fn()) -> usize {
         let before = s.fs.dump();
         let start = s.fs.mutations();
-        s.nvmet.share(&export(uuid, device)).unwrap();
+        assert!(s.nvmet.share(e).unwrap());
         let steps = s.fs.mutations() - start;
-        s.nvmet.unshare(uuid).unwrap();
-        assert_eq!(s.fs.dump(), before);
-        assert!(steps >= 10, "a share takes {steps} steps");
+        restore();
+        assert_eq!(s.fs.dump(), before, "restore() did not restore");
         for n in 0..steps {
             s.fs.fail_nth_mutation(n, Errno::EIO);
-            let err = s.nvmet.share(&export(uuid, device)).unwrap_err();
+            let err = s.nvmet.share(e).unwrap_err();
             assert!(
                 err.to_string().contains("Input/output error"),
                 "step {n}: {err}"
             );
             assert_eq!(s.fs.dump(), before, "step {n} left something behind: {err}");
         }
+        steps
+    }
+
+    /// A new share: the restore is Unshare (and removing the host
+    /// directories the share made).
+    fn assert_new_share_rolls_back(s: &Setup, e: &Export<'_>) -> usize {
+        let made: Vec<String> = match e.hosts {
+            HostAccess::Only(hosts) => hosts
+                .iter()
+                .filter(|h| !s.nvmet.has_host(h))
+                .cloned()
+                .collect(),
+            _ => Vec::new(),
+        };
+        assert_rollback_at_every_step(s, e, || {
+            s.nvmet.unshare(e.uuid).unwrap();
+            for h in &made {
+                assert!(s.nvmet.remove_host_if_unused(h).unwrap());
+            }
+        })
     }
 
     #[test]
     fn a_failed_share_leaves_nothing_behind() {
         let s = setup();
-        assert_rollback_at_every_step(&s, Uuid::new_v4(), &s.devices[0]);
+        let steps = assert_new_share_rolls_back(&s, &export(Uuid::new_v4(), &s.devices[0]));
+        assert!(steps >= 10, "a share takes {steps} steps");
     }
 
     #[test]
@@ -600,7 +888,162 @@ mod tests {
         s.nvmet
             .share(&export(Uuid::new_v4(), &s.devices[1]))
             .unwrap();
-        assert_rollback_at_every_step(&s, Uuid::new_v4(), &s.devices[0]);
+        assert_new_share_rolls_back(&s, &export(Uuid::new_v4(), &s.devices[0]));
+    }
+
+    #[test]
+    fn share_with_hosts_links_them_and_admits_no_other() {
+        let s = setup();
+        let uuid = Uuid::new_v4();
+        let h = hosts(&["a", "b"]);
+        assert!(s
+            .nvmet
+            .share(&only(export(uuid, &s.devices[0]), &h))
+            .unwrap());
+        let sub = format!("subsystems/{}", nqn(uuid));
+        assert_eq!(read(&s.fs, &format!("{sub}/attr_allow_any_host")), "0");
+        assert_eq!(links(&s.fs, uuid), linked(&h));
+        assert_eq!(s.fs.list(Path::new("hosts")).unwrap(), h);
+        assert_eq!(s.nvmet.access(uuid).unwrap(), Access::Only(h.clone()));
+        // The same list again changes nothing.
+        let before = (s.fs.dump(), s.fs.mutations());
+        assert!(!s
+            .nvmet
+            .share(&only(export(uuid, &s.devices[0]), &h))
+            .unwrap());
+        assert_eq!((s.fs.dump(), s.fs.mutations()), before);
+    }
+
+    #[test]
+    fn sharing_again_with_other_hosts_changes_who_may_connect() {
+        let s = setup();
+        let uuid = Uuid::new_v4();
+        let e = export(uuid, &s.devices[0]);
+        // Any host, then only a and b.
+        s.nvmet.share(&e).unwrap();
+        let (ab, bc) = (hosts(&["a", "b"]), hosts(&["b", "c"]));
+        assert!(s.nvmet.share(&only(e, &ab)).unwrap());
+        assert_eq!(s.nvmet.access(uuid).unwrap(), Access::Only(ab.clone()));
+        // Only b and c: a's link goes, its directory stays for the caller.
+        assert!(s.nvmet.share(&only(e, &bc)).unwrap());
+        assert_eq!(links(&s.fs, uuid), linked(&bc));
+        assert_eq!(s.nvmet.access(uuid).unwrap(), Access::Only(bc.clone()));
+        assert!(s.nvmet.has_host(&ab[0]));
+        assert!(s.nvmet.remove_host_if_unused(&ab[0]).unwrap());
+        assert!(
+            !s.nvmet.remove_host_if_unused(&bc[0]).unwrap(),
+            "b is linked"
+        );
+        // Any host again: no links, the flag set.
+        assert!(s.nvmet.share(&e).unwrap());
+        assert!(links(&s.fs, uuid).is_empty());
+        assert_eq!(s.nvmet.access(uuid).unwrap(), Access::Any);
+        let sub = format!("subsystems/{}", nqn(uuid));
+        assert_eq!(read(&s.fs, &format!("{sub}/attr_allow_any_host")), "1");
+        // Namespace and ports were never touched.
+        assert_eq!(read(&s.fs, &format!("{sub}/namespaces/1/enable")), "1");
+        assert_eq!(s.fs.list(Path::new("ports")).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn as_is_leaves_host_access_alone() {
+        let s = setup();
+        let uuid = Uuid::new_v4();
+        let h = hosts(&["a"]);
+        s.nvmet
+            .share(&only(export(uuid, &s.devices[0]), &h))
+            .unwrap();
+        let whole = s.fs.dump();
+        // Half undone, as by a crash; completing it keeps the host list.
+        let ns = Path::new("subsystems")
+            .join(nqn(uuid))
+            .join("namespaces/1/enable");
+        s.fs.write(&ns, "0").unwrap();
+        let as_is = Export {
+            hosts: HostAccess::AsIs,
+            ..export(uuid, &s.devices[0])
+        };
+        assert!(s.nvmet.share(&as_is).unwrap());
+        assert_eq!(s.fs.dump(), whole);
+    }
+
+    #[test]
+    fn a_failed_share_with_hosts_leaves_nothing_behind() {
+        let s = setup();
+        // A host directory someone else made is used and kept.
+        let h = hosts(&["a", "theirs"]);
+        s.fs.mkdir(&Path::new("hosts").join(&h[1])).unwrap();
+        let uuid = Uuid::new_v4();
+        let steps = assert_new_share_rolls_back(&s, &only(export(uuid, &s.devices[0]), &h));
+        assert!(steps >= 13, "a share with two hosts takes {steps} steps");
+    }
+
+    #[test]
+    fn a_failed_change_of_hosts_leaves_the_share_as_it_was() {
+        let s = setup();
+        let uuid = Uuid::new_v4();
+        let e = export(uuid, &s.devices[0]);
+        let (ab, bc) = (hosts(&["a", "b"]), hosts(&["b", "c"]));
+        // Any host -> only a and b.
+        s.nvmet.share(&e).unwrap();
+        let steps = assert_rollback_at_every_step(&s, &only(e, &ab), || {
+            s.nvmet.share(&e).unwrap();
+            for h in &ab {
+                s.nvmet.remove_host_if_unused(h).unwrap();
+            }
+        });
+        assert_eq!(steps, 5, "write 0, mkdir and link twice");
+        // Only a and b -> only b and c.
+        s.nvmet.share(&only(e, &ab)).unwrap();
+        let steps = assert_rollback_at_every_step(&s, &only(e, &bc), || {
+            s.nvmet.share(&only(e, &ab)).unwrap();
+            s.nvmet.remove_host_if_unused(&bc[1]).unwrap();
+        });
+        assert_eq!(steps, 3, "mkdir and link c, unlink a");
+        // Only a and b -> any host.
+        let steps = assert_rollback_at_every_step(&s, &e, || {
+            s.nvmet.share(&only(e, &ab)).unwrap();
+        });
+        assert_eq!(steps, 3, "unlink twice, write 1");
+    }
+
+    #[test]
+    fn unshare_removes_only_its_own_host_links() {
+        let s = setup();
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let (xy, y) = (hosts(&["x", "y"]), hosts(&["y"]));
+        s.nvmet.share(&only(export(b, &s.devices[1]), &y)).unwrap();
+        let only_b = s.fs.dump();
+        s.nvmet.share(&only(export(a, &s.devices[0]), &xy)).unwrap();
+        assert!(s.nvmet.unshare(a).unwrap());
+        assert_eq!(links(&s.fs, b), linked(&y));
+        // The host directories stay until the caller removes its own.
+        assert!(s.nvmet.has_host(&xy[0]));
+        assert!(s.nvmet.remove_host_if_unused(&xy[0]).unwrap());
+        assert!(!s.nvmet.remove_host_if_unused(&y[0]).unwrap(), "b admits y");
+        assert_eq!(s.fs.dump(), only_b);
+    }
+
+    #[test]
+    fn a_host_linked_under_another_name_is_recognised() {
+        let s = setup();
+        let uuid = Uuid::new_v4();
+        let h = hosts(&["a"]);
+        s.nvmet
+            .share(&only(export(uuid, &s.devices[0]), &h))
+            .unwrap();
+        let dir = Path::new("subsystems")
+            .join(nqn(uuid))
+            .join("allowed_hosts");
+        s.fs.unlink(&dir.join(&h[0])).unwrap();
+        s.fs.symlink(&Path::new("hosts").join(&h[0]), &dir.join("other-name"))
+            .unwrap();
+        assert_eq!(s.nvmet.access(uuid).unwrap(), Access::Only(h.clone()));
+        assert!(!s
+            .nvmet
+            .share(&only(export(uuid, &s.devices[0]), &h))
+            .unwrap());
+        assert!(!s.nvmet.remove_host_if_unused(&h[0]).unwrap());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tonic::{Request, Response, Status};
 use tracing::{debug, error, warn};
 
-use super::limits::{self, shown};
+use super::limits::{self, shown, shown_list};
 use super::target::{RequestError, Target};
 use crate::proto::mayastor::bdev_rpc_server::BdevRpc;
 use crate::proto::mayastor::{BdevShareReply, BdevShareRequest, BdevUri, Bdevs, CreateReply, Null};
@@ -116,9 +116,20 @@ impl BdevRpc for BdevService {
         &self,
         request: Request<BdevShareRequest>,
     ) -> Result<Response<BdevShareReply>, Status> {
-        let BdevShareRequest { name, proto } = request.into_inner();
-        let what = format!("Share({}, {})", shown(&name), shown(&proto));
-        let uri = self.call(what, move |t| t.share(&name, &proto)).await?;
+        let BdevShareRequest {
+            name,
+            proto,
+            allowed_hosts,
+        } = request.into_inner();
+        let what = format!(
+            "Share({}, {}, allowed hosts {})",
+            shown(&name),
+            shown(&proto),
+            shown_list(&allowed_hosts)
+        );
+        let uri = self
+            .call(what, move |t| t.share(&name, &proto, &allowed_hosts))
+            .await?;
         Ok(Response::new(BdevShareReply { uri }))
     }
 

@@ -1,8 +1,19 @@
 //! The agent's small state file, `<state dir>/state.json`: the bdevs it
 //! created, with the uuid each was given, so that a restarted agent lists
-//! the same bdevs with the same uuids. Whether a bdev is shared is read from
-//! configfs, which is the truth; the `shared` flag here only lets a restart
-//! notice and log a share that disappeared behind the agent's back.
+//! the same bdevs with the same uuids. Whether a bdev is shared, and to
+//! which hosts, is read from configfs, which is the truth; the `shared` flag
+//! and `allowed_hosts` list here only let a restart notice and log a share
+//! that disappeared behind the agent's back.
+//!
+//! `hosts` lists the host directories (`hosts/<hostnqn>` in configfs) the
+//! agent made for allowed hosts, so that it removes those, and only those,
+//! once no subsystem admits them: a host directory it did not make belongs
+//! to someone else (it may hold DH-HMAC-CHAP keys). A host is recorded after
+//! the share that made its directory; a crash in between leaves a directory
+//! the agent never removes, which errs on the safe side.
+//!
+//! Both lists were added to version 1 with defaults, so older files load;
+//! an older agent ignores them.
 //!
 //! It is replaced atomically (write a temporary file, `fsync`, `rename`), so
 //! a crash leaves either the old or the new file.
@@ -32,12 +43,27 @@ pub struct BdevRecord {
     pub geometry: Geometry,
     /// Whether it was shared when the file was written.
     pub shared: bool,
+    /// The hosts its share admitted when the file was written; empty when
+    /// any host could connect (or it was not shared).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_hosts: Vec<String>,
+}
+
+/// What the file holds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct State {
+    /// The bdevs, in creation order.
+    pub bdevs: Vec<BdevRecord>,
+    /// The host directories the agent made (host NQNs).
+    pub hosts: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize)]
 struct StateFile {
     version: u32,
     bdevs: Vec<BdevRecord>,
+    #[serde(default)]
+    hosts: Vec<String>,
 }
 
 /// The state file cannot be read or written.
@@ -63,11 +89,11 @@ pub enum StateError {
     },
 }
 
-/// Reads the records; a missing file is an empty list.
-pub fn load(path: &Path) -> Result<Vec<BdevRecord>, StateError> {
+/// Reads the state; a missing file is an empty one.
+pub fn load(path: &Path) -> Result<State, StateError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(State::default()),
         Err(cause) => {
             return Err(StateError::Io {
                 op: "read",
@@ -86,11 +112,14 @@ pub fn load(path: &Path) -> Result<Vec<BdevRecord>, StateError> {
             reason: format!("version {} where {VERSION} was expected", file.version),
         });
     }
-    Ok(file.bdevs)
+    Ok(State {
+        bdevs: file.bdevs,
+        hosts: file.hosts,
+    })
 }
 
-/// Replaces the file with `bdevs`.
-pub fn save(path: &Path, bdevs: &[BdevRecord]) -> Result<(), StateError> {
+/// Replaces the file with `state`.
+pub fn save(path: &Path, state: State) -> Result<(), StateError> {
     let io = |op| {
         move |cause| StateError::Io {
             op,
@@ -100,7 +129,8 @@ pub fn save(path: &Path, bdevs: &[BdevRecord]) -> Result<(), StateError> {
     };
     let file = StateFile {
         version: VERSION,
-        bdevs: bdevs.to_vec(),
+        bdevs: state.bdevs,
+        hosts: state.hosts,
     };
     let mut text = serde_json::to_string_pretty(&file).map_err(|e| StateError::Corrupt {
         path: path.to_path_buf(),
@@ -131,8 +161,8 @@ mod tests {
     fn round_trip_and_missing_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
-        assert!(load(&path).unwrap().is_empty());
-        let records = vec![
+        assert_eq!(load(&path).unwrap(), State::default());
+        let bdevs = vec![
             BdevRecord {
                 name: "aio:///dev/vdb".into(),
                 uuid: Uuid::new_v4(),
@@ -145,6 +175,7 @@ mod tests {
                     blk_size: 512,
                 },
                 shared: true,
+                allowed_hosts: vec!["nqn.2014-08.org.example:a".into()],
             },
             BdevRecord {
                 name: "m0".into(),
@@ -158,6 +189,7 @@ mod tests {
                     blk_size: 4096,
                 },
                 shared: false,
+                allowed_hosts: Vec::new(),
             },
             BdevRecord {
                 name: "m1".into(),
@@ -171,10 +203,15 @@ mod tests {
                     blk_size: 512,
                 },
                 shared: false,
+                allowed_hosts: Vec::new(),
             },
         ];
-        save(&path, &records).unwrap();
-        assert_eq!(load(&path).unwrap(), records);
+        let state = State {
+            bdevs,
+            hosts: vec!["nqn.2014-08.org.example:a".into()],
+        };
+        save(&path, state.clone()).unwrap();
+        assert_eq!(load(&path).unwrap(), state);
         assert!(!path.with_extension("json.tmp").exists());
     }
 
@@ -193,12 +230,36 @@ mod tests {
         .unwrap();
         let records = load(&path).unwrap();
         assert_eq!(
-            records[0].backend,
+            records.bdevs[0].backend,
             Backend::Malloc {
                 size: MallocSize::SizeMb(64),
                 blk_size: None
             }
         );
+    }
+
+    #[test]
+    fn a_file_without_host_lists_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        // As an agent before allowed hosts wrote it.
+        let old = r#"{
+  "version": 1,
+  "bdevs": [
+    {
+      "name": "m0",
+      "uuid": "0e1f5bd4-8f32-4b2a-9d5c-6c1c35f2b0a7",
+      "backend": {"type": "malloc", "size_mb": 64},
+      "geometry": {"size": 67108864, "blk_size": 4096},
+      "shared": true
+    }
+  ]
+}"#;
+        std::fs::write(&path, old).unwrap();
+        let state = load(&path).unwrap();
+        assert_eq!(state.bdevs.len(), 1);
+        assert!(state.bdevs[0].allowed_hosts.is_empty());
+        assert!(state.hosts.is_empty());
     }
 
     #[test]

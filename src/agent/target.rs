@@ -4,6 +4,7 @@
 //! The methods are synchronous; the gRPC service runs each under one mutex
 //! on a blocking thread, so calls that change state never interleave.
 
+use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,10 +14,10 @@ use tracing::{info, warn};
 use uuid::Uuid;
 
 use super::device::{self, Backing, DeviceError, Geometry, MallocDir};
-use super::limits::{shown, MAX_ARG_LEN};
+use super::limits::{shown, shown_list, MAX_ARG_LEN};
 use super::loopdev::{LoopError, Loops};
-use super::nvmet::{self, Export, FoundShare, Nvmet, NvmetError};
-use super::state::{self, BdevRecord, StateError};
+use super::nvmet::{self, Access, Export, FoundShare, HostAccess, Nvmet, NvmetError, MAX_NQN_LEN};
+use super::state::{self, BdevRecord, State, StateError};
 use super::uri::{self, Backend, BdevSpec, MallocSize, UriError, DEFAULT_BLK_SIZE, MAX_URI_LEN};
 use crate::proto::mayastor as pb;
 
@@ -26,6 +27,9 @@ pub const CLAIMED_BY_TARGET: &str = "NVMe-oF Target";
 pub const UNCLAIMED: &str = "Orphaned";
 /// The only share protocol.
 pub const PROTOCOL: &str = "nvmf";
+/// The most hosts a Share may name in `allowed_hosts` (after duplicates
+/// are collapsed); a bound on the configfs work one request causes.
+pub const MAX_ALLOWED_HOSTS: usize = 64;
 
 /// Why a request was refused; [`RequestError::code`] gives its gRPC code.
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +102,20 @@ pub enum RequestError {
         /// Its length in bytes.
         len: usize,
     },
+    /// An allowed host that is not a host NQN the agent accepts.
+    #[error("allowed host {host} {problem}; give host NQNs (starting with \"nqn.\", at most {MAX_NQN_LEN} bytes, without `/`, whitespace or control characters), or none to let any host connect")]
+    BadHost {
+        /// The value, escaped.
+        host: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// More allowed hosts than a share takes.
+    #[error("{count} allowed hosts were given; at most {MAX_ALLOWED_HOSTS} are accepted (none lets any host connect)")]
+    TooManyHosts {
+        /// How many distinct hosts were given.
+        count: usize,
+    },
     /// Share of a bdev whose device has gone.
     #[error("bdev `{name}` cannot be shared: {cause}; destroy it, or bring the device back")]
     DeviceGone {
@@ -132,7 +150,9 @@ impl RequestError {
             RequestError::Uri(_)
             | RequestError::NameTooLong { .. }
             | RequestError::Protocol { .. }
-            | RequestError::ProtocolTooLong { .. } => Code::InvalidArgument,
+            | RequestError::ProtocolTooLong { .. }
+            | RequestError::BadHost { .. }
+            | RequestError::TooManyHosts { .. } => Code::InvalidArgument,
             RequestError::Device(DeviceError::Missing { .. })
             | RequestError::EmptyName
             | RequestError::UnknownBdev { .. } => Code::NotFound,
@@ -148,6 +168,50 @@ impl RequestError {
                 Code::Internal
             }
         }
+    }
+}
+
+/// Checks the allowed hosts of a Share before anything changes; returns
+/// them sorted with duplicates collapsed.
+fn check_hosts(hosts: &[String]) -> Result<Vec<String>, RequestError> {
+    for host in hosts {
+        // `/` would make the NQN a path in configfs; whitespace and control
+        // characters have no place in an NQN and would garble logs.
+        let problem = if host.is_empty() {
+            "is empty".to_string()
+        } else if host.len() > MAX_NQN_LEN {
+            format!("is {} bytes long", host.len())
+        } else if !host.starts_with("nqn.") {
+            "does not start with \"nqn.\"".to_string()
+        } else if host.contains('/') {
+            "contains `/`".to_string()
+        } else if host.chars().any(char::is_control) {
+            "contains a control character".to_string()
+        } else if host.chars().any(char::is_whitespace) {
+            "contains whitespace".to_string()
+        } else {
+            continue;
+        };
+        return Err(RequestError::BadHost {
+            host: shown(host),
+            problem,
+        });
+    }
+    let distinct: BTreeSet<&String> = hosts.iter().collect();
+    if distinct.len() > MAX_ALLOWED_HOSTS {
+        return Err(RequestError::TooManyHosts {
+            count: distinct.len(),
+        });
+    }
+    Ok(distinct.into_iter().cloned().collect())
+}
+
+/// Who a share admits, for logs.
+fn describe(access: HostAccess<'_>) -> String {
+    match access {
+        HostAccess::AsIs => "for the hosts it admitted".to_string(),
+        HostAccess::Any => "for any host".to_string(),
+        HostAccess::Only(hosts) => format!("for hosts {} only", shown_list(hosts)),
     }
 }
 
@@ -194,13 +258,14 @@ impl Bdev {
         self.backend == spec.backend && spec.uuid.is_none_or(|u| u == self.uuid)
     }
 
-    fn record(&self, shared: bool) -> BdevRecord {
+    fn record(&self, shared: bool, allowed_hosts: Vec<String>) -> BdevRecord {
         BdevRecord {
             name: self.name.clone(),
             uuid: self.uuid,
             backend: self.backend.clone(),
             geometry: self.geometry,
             shared,
+            allowed_hosts,
         }
     }
 }
@@ -212,6 +277,9 @@ pub struct Target {
     loops: Arc<dyn Loops>,
     state_path: PathBuf,
     bdevs: Vec<Bdev>,
+    /// The host directories (`hosts/<nqn>`) this agent made, to remove once
+    /// no subsystem admits them; the others are not the agent's to remove.
+    hosts_made: BTreeSet<String>,
 }
 
 impl Target {
@@ -224,15 +292,16 @@ impl Target {
     /// Rebuilds the view of a (re)starting agent: the bdevs of the state
     /// file, checked against their devices and against configfs, plus any
     /// share of ours that configfs has but the state file lacks. Partial
-    /// shares are completed; RAM files no bdev uses are removed. Every
-    /// discrepancy is logged.
+    /// shares are completed, admitting the hosts configfs says (never more);
+    /// RAM files no bdev uses and host directories the agent made that no
+    /// subsystem admits are removed. Every discrepancy is logged.
     pub fn open(
         nvmet: Nvmet,
         malloc: MallocDir,
         loops: Arc<dyn Loops>,
         state_path: PathBuf,
     ) -> Result<Self, RequestError> {
-        let records = state::load(&state_path)?;
+        let saved = state::load(&state_path)?;
         let found = nvmet.scan()?;
         let mut target = Target {
             nvmet,
@@ -240,8 +309,9 @@ impl Target {
             loops,
             state_path,
             bdevs: Vec::new(),
+            hosts_made: saved.hosts.into_iter().collect(),
         };
-        for record in records {
+        for record in saved.bdevs {
             target.restore(record, &found);
         }
         for share in &found {
@@ -251,6 +321,7 @@ impl Target {
         }
         target.complete_shares();
         target.remove_unused_files(&found);
+        target.remove_unused_hosts();
         target.save()?;
         info!(
             "{} bdev(s), {} shared",
@@ -286,8 +357,13 @@ impl Target {
             }
         };
         if record.shared && !in_kernel {
+            let admitted = if record.allowed_hosts.is_empty() {
+                "any host".to_string()
+            } else {
+                format!("only hosts {}", shown_list(&record.allowed_hosts))
+            };
             warn!(
-                "bdev {name} was shared, but configfs has no subsystem {} (a reboot, or someone removed it); it is now unshared",
+                "bdev {name} was shared (admitting {admitted}), but configfs has no subsystem {} (a reboot, or someone removed it); it is now unshared",
                 nvmet::nqn(record.uuid)
             );
         } else if !record.shared && in_kernel {
@@ -380,9 +456,13 @@ impl Target {
         });
     }
 
+    /// Completes the shares configfs has. Who may connect is left as
+    /// configfs says: a share cut short between creating its subsystem
+    /// (which admits no host) and saying who may connect is not opened up
+    /// to any host, since it may have been meant for a few.
     fn complete_shares(&self) {
         for bdev in self.bdevs.iter().filter(|b| self.nvmet.is_shared(b.uuid)) {
-            match self.export(bdev) {
+            match self.export(bdev, HostAccess::AsIs) {
                 Ok(true) => info!(
                     "completed the share of bdev {} (configfs lacked part of it)",
                     bdev.name
@@ -390,7 +470,47 @@ impl Target {
                 Ok(false) => {}
                 Err(e) => warn!("bdev {} is shared but its share is broken: {e}", bdev.name),
             }
+            match self.nvmet.access(bdev.uuid) {
+                Ok(Access::Only(hosts)) if hosts.is_empty() => warn!(
+                    "bdev {} is shared, but its subsystem admits no host (a Share cut short?); Share it again to say which hosts may connect",
+                    bdev.name
+                ),
+                Ok(Access::Only(hosts)) => info!(
+                    "bdev {} is shared for hosts {} only",
+                    bdev.name,
+                    shown_list(&hosts)
+                ),
+                Ok(Access::Any) => {}
+                Err(e) => warn!("bdev {}: {e}", bdev.name),
+            }
         }
+    }
+
+    /// Removes the host directories this agent made that no subsystem
+    /// admits any more, and forgets those someone else removed; returns
+    /// whether the list changed. A failure is logged and retried by the
+    /// next Share or Unshare (a host directory alone admits nothing).
+    fn remove_unused_hosts(&mut self) -> bool {
+        let before = self.hosts_made.len();
+        let nvmet = &self.nvmet;
+        self.hosts_made.retain(|host| {
+            if !nvmet.has_host(host) {
+                info!("host directory hosts/{host}, which the agent made, is gone; forgetting it");
+                return false;
+            }
+            match nvmet.remove_host_if_unused(host) {
+                Ok(true) => {
+                    info!("removed host directory hosts/{host}: no subsystem admits it any more");
+                    false
+                }
+                Ok(false) => true,
+                Err(e) => {
+                    warn!("{e}; the next Share or Unshare tries again");
+                    true
+                }
+            }
+        });
+        self.hosts_made.len() != before
     }
 
     fn remove_unused_files(&self, found: &[FoundShare]) {
@@ -425,11 +545,11 @@ impl Target {
         self.backend_path(&bdev.name, &bdev.backend)
     }
 
-    /// Shares `bdev` (idempotent); returns whether configfs changed. When
-    /// nvmet would export the device with another block size than the
-    /// bdev's, it exports a loop device with the bdev's instead (see
-    /// [`super::loopdev`]): the one it already exports, or a new one.
-    fn export(&self, bdev: &Bdev) -> Result<bool, RequestError> {
+    /// Shares `bdev` (idempotent) to `hosts`; returns whether configfs
+    /// changed. When nvmet would export the device with another block size
+    /// than the bdev's, it exports a loop device with the bdev's instead
+    /// (see [`super::loopdev`]): the one it already exports, or a new one.
+    fn export(&self, bdev: &Bdev, hosts: HostAccess<'_>) -> Result<bool, RequestError> {
         let device = self.device(bdev);
         let (backing, native) =
             device::probe(&device).map_err(|cause| RequestError::DeviceGone {
@@ -441,6 +561,7 @@ impl Target {
             uuid,
             device,
             buffered_io,
+            hosts,
         };
         let wanted = bdev.geometry.blk_size;
         if native.blk_size == wanted {
@@ -463,12 +584,34 @@ impl Target {
     }
 
     fn save(&self) -> Result<(), StateError> {
-        let records: Vec<BdevRecord> = self
+        let bdevs = self
             .bdevs
             .iter()
-            .map(|b| b.record(self.nvmet.is_shared(b.uuid)))
+            .map(|b| {
+                let shared = self.nvmet.is_shared(b.uuid);
+                let hosts = if shared { self.admitted(b) } else { Vec::new() };
+                b.record(shared, hosts)
+            })
             .collect();
-        state::save(&self.state_path, &records)
+        let hosts = self.hosts_made.iter().cloned().collect();
+        state::save(&self.state_path, State { bdevs, hosts })
+    }
+
+    /// The hosts `bdev`'s share admits by name, for the state file (which
+    /// only logs them when the share is lost, so a failure to read them is
+    /// logged and recorded as none).
+    fn admitted(&self, bdev: &Bdev) -> Vec<String> {
+        match self.nvmet.access(bdev.uuid) {
+            Ok(Access::Only(hosts)) => hosts,
+            Ok(Access::Any) => Vec::new(),
+            Err(e) => {
+                warn!(
+                    "bdev {}: {e}; the state file records no allowed hosts for it",
+                    bdev.name
+                );
+                Vec::new()
+            }
+        }
     }
 
     /// Saves after a change the kernel already holds: a failure is logged,
@@ -640,8 +783,15 @@ impl Target {
         Ok(())
     }
 
-    /// `Share`: returns the share URI; sharing again returns the same.
-    pub fn share(&mut self, name: &str, proto: &str) -> Result<String, RequestError> {
+    /// `Share`: returns the share URI. `allowed_hosts` are the host NQNs
+    /// that may connect (none: any host). Sharing again returns the same
+    /// URI, and makes the share admit the hosts given now.
+    pub fn share(
+        &mut self,
+        name: &str,
+        proto: &str,
+        allowed_hosts: &[String],
+    ) -> Result<String, RequestError> {
         let index = self.find(name)?;
         if proto.len() > MAX_ARG_LEN {
             return Err(RequestError::ProtocolTooLong { len: proto.len() });
@@ -651,21 +801,58 @@ impl Target {
                 proto: proto.to_string(),
             });
         }
-        let bdev = &self.bdevs[index];
-        let changed = self.export(bdev)?;
-        let uri = self.nvmet.share_uri(bdev.uuid);
-        if changed {
-            info!("shared bdev {} at {uri}", bdev.name);
-            self.save_or_warn();
+        let hosts = check_hosts(allowed_hosts)?;
+        self.share_for(index, HostAccess::from_list(&hosts))
+    }
+
+    /// `--share`: shares bdev `name` for any host unless it is shared; a
+    /// share keeps the hosts it admits, since `Control.Restart` runs the
+    /// agent again with the same flags, which must not open up a share a
+    /// client has restricted since.
+    pub fn ensure_shared(&mut self, name: &str) -> Result<String, RequestError> {
+        let index = self.find(name)?;
+        let access = if self.nvmet.is_shared(self.bdevs[index].uuid) {
+            HostAccess::AsIs
         } else {
-            info!("bdev {} was already shared at {uri}", bdev.name);
+            HostAccess::Any
+        };
+        self.share_for(index, access)
+    }
+
+    fn share_for(&mut self, index: usize, access: HostAccess<'_>) -> Result<String, RequestError> {
+        let bdev = &self.bdevs[index];
+        // The host directories missing now are made by this share: the
+        // agent's to remove later. They are recorded once it succeeded (on
+        // failure it removed them).
+        let missing: Vec<String> = match access {
+            HostAccess::Only(hosts) => hosts
+                .iter()
+                .filter(|h| !self.nvmet.has_host(h))
+                .cloned()
+                .collect(),
+            _ => Vec::new(),
+        };
+        let changed = self.export(bdev, access)?;
+        let uri = self.nvmet.share_uri(bdev.uuid);
+        let name = bdev.name.clone();
+        self.hosts_made.extend(missing);
+        let removed = self.remove_unused_hosts();
+        let who = describe(access);
+        if changed {
+            info!("shared bdev {name} at {uri} {who}");
+        } else {
+            info!("bdev {name} was already shared at {uri} {who}");
+        }
+        if changed || removed {
+            self.save_or_warn();
         }
         Ok(uri)
     }
 
-    /// `Unshare`: removes the share. A bdev that is not shared, and a name
-    /// no bdev has, are fine: there is nothing to do (Mayastor answers OK
-    /// too).
+    /// `Unshare`: removes the share, and the host directories the agent
+    /// made for it that no other subsystem admits. A bdev that is not
+    /// shared, and a name no bdev has, are fine: there is nothing to do
+    /// (Mayastor answers OK too).
     pub fn unshare(&mut self, name: &str) -> Result<(), RequestError> {
         let index = match self.find(name) {
             Ok(index) => index,
@@ -676,11 +863,16 @@ impl Target {
             Err(e) => return Err(e),
         };
         let bdev = &self.bdevs[index];
-        if self.nvmet.unshare(bdev.uuid)? {
-            info!("unshared bdev {}", bdev.name);
-            self.save_or_warn();
+        let name = bdev.name.clone();
+        let unshared = self.nvmet.unshare(bdev.uuid)?;
+        let removed = self.remove_unused_hosts();
+        if unshared {
+            info!("unshared bdev {name}");
         } else {
-            info!("bdev {} was not shared", bdev.name);
+            info!("bdev {name} was not shared");
+        }
+        if unshared || removed {
+            self.save_or_warn();
         }
         Ok(())
     }
@@ -747,8 +939,8 @@ mod tests {
             t.create(&self.disk(0)).unwrap();
             t.create("malloc:///m0?size_mb=2").unwrap();
             t.create(&self.disk(1)).unwrap();
-            t.share(&self.disk(0), "nvmf").unwrap();
-            t.share("m0", "nvmf").unwrap();
+            t.share(&self.disk(0), "nvmf", &[]).unwrap();
+            t.share("m0", "nvmf", &[]).unwrap();
             t
         }
 
@@ -762,6 +954,18 @@ mod tests {
             let malloc = MallocDir::open(self.malloc_dir()).unwrap();
             Target::open(nvmet, malloc, self.loops.clone(), self.state()).unwrap()
         }
+    }
+
+    /// Another view of the fake kernel, as another tool would have.
+    fn t_nvmet(s: &Setup) -> Nvmet {
+        Nvmet::new(
+            s.fs.clone(),
+            Listener {
+                address: Ipv4Addr::new(192, 168, 1, 2),
+                io_port: 8430,
+                discovery_port: 8420,
+            },
+        )
     }
 
     fn code<T: std::fmt::Debug>(r: Result<T, RequestError>) -> (Code, String) {
@@ -788,16 +992,16 @@ mod tests {
         assert_eq!(b.uri, format!("{uri}?uuid={}", b.uuid));
         assert_eq!(b.share_uri, format!("bdev:///{uri}"));
 
-        let share = t.share(&uri, "nvmf").unwrap();
+        let share = t.share(&uri, "nvmf", &[]).unwrap();
         assert_eq!(
             share,
             format!("nvmf://192.168.1.2:8430/nqn.2019-05.io.openebs:{}", b.uuid)
         );
         // Mayastor names an aio bdev by its path: that finds it too.
         let path = uri.strip_prefix("aio://").unwrap();
-        assert_eq!(t.share(path, "nvmf").unwrap(), share);
+        assert_eq!(t.share(path, "nvmf", &[]).unwrap(), share);
         assert_eq!(
-            t.share(&uri, "nvmf").unwrap(),
+            t.share(&uri, "nvmf", &[]).unwrap(),
             share,
             "sharing twice gives the same URI"
         );
@@ -843,7 +1047,7 @@ mod tests {
         assert_eq!(b.aliases, "malloc:///m0?size_mb=4&blk_size=4096");
         assert_eq!((b.blk_size, b.num_blocks), (4096, 1024));
         // Share and Unshare accept the alias and the URI as well as the name.
-        t.share(&b.aliases, "nvmf").unwrap();
+        t.share(&b.aliases, "nvmf", &[]).unwrap();
         // The file's own block size is 4096: nvmet exports it directly,
         // through the page cache as tmpfs needs.
         assert_eq!(namespace(&s, &b, "buffered_io"), "1");
@@ -866,16 +1070,16 @@ mod tests {
         let b = by_name(&t, "m0");
         assert_eq!((b.blk_size, b.num_blocks), (512, 1000));
         assert_eq!(b.aliases, "malloc:///m0?num_blocks=1000");
-        t.share("m0", "nvmf").unwrap();
+        t.share("m0", "nvmf", &[]).unwrap();
         let device = PathBuf::from(namespace(&s, &b, "device_path"));
         assert_eq!(s.loops.backing(&device), Some((file.clone(), 512)));
         assert_eq!(namespace(&s, &b, "buffered_io"), "0");
         // Sharing again, and a restarted agent completing the share, keep
         // the loop device nvmet has.
-        t.share("m0", "nvmf").unwrap();
+        t.share("m0", "nvmf", &[]).unwrap();
         drop(t);
         let mut t = s.open();
-        t.share("m0", "nvmf").unwrap();
+        t.share("m0", "nvmf", &[]).unwrap();
         assert_eq!(s.loops.attached(), 1);
         assert_eq!(by_name(&t, "m0").blk_size, 512);
         t.unshare("m0").unwrap();
@@ -963,11 +1167,11 @@ mod tests {
         t.create("malloc:///m0?size_mb=1").unwrap();
         let long = "x".repeat(MAX_URI_LEN + 1);
         for (r, want) in [
-            (t.share("", "nvmf"), Code::NotFound),
-            (t.share(&long, "nvmf"), Code::InvalidArgument),
-            (t.share("m9", "nvmf"), Code::NotFound),
-            (t.share("m0", "iscsi"), Code::InvalidArgument),
-            (t.share("m0", ""), Code::InvalidArgument),
+            (t.share("", "nvmf", &[]), Code::NotFound),
+            (t.share(&long, "nvmf", &[]), Code::InvalidArgument),
+            (t.share("m9", "nvmf", &[]), Code::NotFound),
+            (t.share("m0", "iscsi", &[]), Code::InvalidArgument),
+            (t.share("m0", "", &[]), Code::InvalidArgument),
         ] {
             assert_eq!(code(r).0, want);
         }
@@ -978,7 +1182,7 @@ mod tests {
         assert_eq!(code(t.destroy("malloc:///m9")).0, Code::NotFound);
         assert_eq!(code(t.destroy("m0")).0, Code::InvalidArgument);
         assert!(!by_name(&t, "m0").claimed);
-        let msg = code(t.share("m0", "iscsi")).1;
+        let msg = code(t.share("m0", "iscsi", &[])).1;
         assert!(msg.contains("\"iscsi\"") && msg.contains("nvmf"), "{msg}");
     }
 
@@ -989,13 +1193,13 @@ mod tests {
         t.create(&s.disk(0)).unwrap();
         let before = s.fs.dump();
         s.fs.fail_next_write("enable", Errno::EBUSY);
-        let (c, msg) = code(t.share(&s.disk(0), "nvmf"));
+        let (c, msg) = code(t.share(&s.disk(0), "nvmf", &[]));
         assert_eq!(c, Code::Internal);
         assert!(msg.contains("dmesg"), "{msg}");
         assert_eq!(s.fs.dump(), before);
         assert!(!by_name(&t, &s.disk(0)).claimed);
         // The next try works.
-        t.share(&s.disk(0), "nvmf").unwrap();
+        t.share(&s.disk(0), "nvmf", &[]).unwrap();
     }
 
     #[test]
@@ -1040,20 +1244,11 @@ mod tests {
         let s = Setup::new();
         let mut t = s.open();
         t.create(&s.disk(0)).unwrap();
-        t.share(&s.disk(0), "nvmf").unwrap();
+        t.share(&s.disk(0), "nvmf", &[]).unwrap();
         let uuid: Uuid = by_name(&t, &s.disk(0)).uuid.parse().unwrap();
         drop(t);
         // As after a reboot, or someone else's cleanup.
-        Nvmet::new(
-            s.fs.clone(),
-            Listener {
-                address: Ipv4Addr::new(192, 168, 1, 2),
-                io_port: 8430,
-                discovery_port: 8420,
-            },
-        )
-        .unshare(uuid)
-        .unwrap();
+        t_nvmet(&s).unshare(uuid).unwrap();
         let t = s.open();
         let b = by_name(&t, &s.disk(0));
         assert!(!b.claimed);
@@ -1068,7 +1263,7 @@ mod tests {
         let mut t = s.open();
         t.create(&s.disk(0)).unwrap();
         t.create("malloc:///gone?size_mb=1").unwrap();
-        t.share(&s.disk(0), "nvmf").unwrap();
+        t.share(&s.disk(0), "nvmf", &[]).unwrap();
         let whole = s.fs.dump();
         let uuid: Uuid = by_name(&t, &s.disk(0)).uuid.parse().unwrap();
         drop(t);
@@ -1084,6 +1279,232 @@ mod tests {
             !s.malloc_dir().join("stray").exists(),
             "unused RAM files are removed"
         );
+    }
+
+    fn hosts(names: &[&str]) -> Vec<String> {
+        names
+            .iter()
+            .map(|h| format!("nqn.2014-08.org.example:{h}"))
+            .collect()
+    }
+
+    /// The hosts bdev `name`'s subsystem admits, as configfs says.
+    fn access(t: &Target, name: &str) -> Access {
+        let uuid: Uuid = by_name(t, name).uuid.parse().unwrap();
+        t.nvmet.access(uuid).unwrap()
+    }
+
+    fn host_dirs(s: &Setup) -> Vec<String> {
+        s.fs.list(Path::new("hosts")).unwrap()
+    }
+
+    fn saved(s: &Setup) -> State {
+        state::load(&s.state()).unwrap()
+    }
+
+    #[test]
+    fn share_with_hosts_admits_them_and_sharing_again_changes_them() {
+        let s = Setup::new();
+        let mut t = s.open();
+        let disk = s.disk(0);
+        t.create(&disk).unwrap();
+        let (ab, bc) = (hosts(&["a", "b"]), hosts(&["b", "c"]));
+        let uri = t.share(&disk, "nvmf", &ab).unwrap();
+        assert_eq!(access(&t, &disk), Access::Only(ab.clone()));
+        assert_eq!(host_dirs(&s), ab);
+        let state = saved(&s);
+        assert_eq!(state.hosts, ab, "the agent made both host directories");
+        assert_eq!(state.bdevs[0].allowed_hosts, ab);
+        // The same hosts again: nothing changes.
+        let before = (s.fs.dump(), s.fs.mutations());
+        assert_eq!(t.share(&disk, "nvmf", &ab).unwrap(), uri);
+        assert_eq!((s.fs.dump(), s.fs.mutations()), before);
+        // Others: a's directory, unused now, goes.
+        assert_eq!(t.share(&disk, "nvmf", &bc).unwrap(), uri);
+        assert_eq!(access(&t, &disk), Access::Only(bc.clone()));
+        assert_eq!(host_dirs(&s), bc);
+        assert_eq!(saved(&s).hosts, bc);
+        // None: any host, and no host directory is left.
+        assert_eq!(t.share(&disk, "nvmf", &[]).unwrap(), uri);
+        assert_eq!(access(&t, &disk), Access::Any);
+        assert!(host_dirs(&s).is_empty());
+        let state = saved(&s);
+        assert!(state.hosts.is_empty() && state.bdevs[0].allowed_hosts.is_empty());
+        t.unshare(&disk).unwrap();
+        t.destroy(&disk).unwrap();
+        assert_eq!(s.fs.dump(), FakeConfigfs::new().dump());
+    }
+
+    #[test]
+    fn unshare_removes_only_unused_host_directories_the_agent_made() {
+        let s = Setup::new();
+        let mut t = s.open();
+        let disk = s.disk(0);
+        t.create(&disk).unwrap();
+        t.create("malloc:///m0?size_mb=1").unwrap();
+        // Someone else's host, with its key.
+        let theirs = hosts(&["theirs"]);
+        let dir = Path::new("hosts").join(&theirs[0]);
+        s.fs.mkdir(&dir).unwrap();
+        let mut both = hosts(&["a"]);
+        both.extend(theirs.clone());
+        t.share(&disk, "nvmf", &both).unwrap();
+        t.share("m0", "nvmf", &hosts(&["a"])).unwrap();
+        assert_eq!(saved(&s).hosts, hosts(&["a"]));
+        // a is still admitted by m0's subsystem; theirs is not ours.
+        t.unshare(&disk).unwrap();
+        assert_eq!(host_dirs(&s), both);
+        assert_eq!(access(&t, "m0"), Access::Only(hosts(&["a"])));
+        t.unshare("m0").unwrap();
+        assert_eq!(host_dirs(&s), theirs);
+        assert!(saved(&s).hosts.is_empty());
+        // Sharing to theirs alone and opening up again keeps it too.
+        t.share("m0", "nvmf", &theirs).unwrap();
+        t.share("m0", "nvmf", &[]).unwrap();
+        assert_eq!(host_dirs(&s), theirs);
+        assert!(saved(&s).hosts.is_empty());
+    }
+
+    #[test]
+    fn bad_allowed_hosts_are_refused_and_change_nothing() {
+        let s = Setup::new();
+        let mut t = s.open();
+        t.create("malloc:///m0?size_mb=1").unwrap();
+        t.share("m0", "nvmf", &hosts(&["a"])).unwrap();
+        let before = s.fs.dump();
+        let state = std::fs::read_to_string(s.state()).unwrap();
+        let good = hosts(&["b"]).remove(0);
+        let cases: Vec<(String, &str)> = vec![
+            (String::new(), "\"\" is empty"),
+            (format!("nqn.{}", "x".repeat(220)), "is 224 bytes long"),
+            (
+                "iqn.2004-10.com.example:h".into(),
+                "does not start with \"nqn.\"",
+            ),
+            ("nqn.a/../../ports".into(), "contains `/`"),
+            ("nqn.a b".into(), "contains whitespace"),
+            ("nqn.a\u{a0}b".into(), "contains whitespace"),
+            (
+                "nqn.a\nb".into(),
+                "\"nqn.a\\nb\" contains a control character",
+            ),
+            ("nqn.a\u{7f}".into(), "contains a control character"),
+        ];
+        for (host, says) in &cases {
+            // A bad host among good ones is refused all the same.
+            let list = [good.clone(), host.clone()];
+            let (c, msg) = code(t.share("m0", "nvmf", &list));
+            assert_eq!(c, Code::InvalidArgument, "{host:?}: {msg}");
+            assert!(msg.contains(says), "{host:?}: {msg}");
+            assert!(msg.contains("none to let any host connect"), "{msg}");
+        }
+        let many: Vec<String> = (0..=MAX_ALLOWED_HOSTS)
+            .map(|i| format!("nqn.h{i}"))
+            .collect();
+        let (c, msg) = code(t.share("m0", "nvmf", &many));
+        assert_eq!(c, Code::InvalidArgument);
+        assert!(
+            msg.contains("65 allowed hosts") && msg.contains("at most 64"),
+            "{msg}"
+        );
+        // The name and the protocol are checked first.
+        let bad = [String::new()];
+        assert_eq!(code(t.share("m9", "nvmf", &bad)).0, Code::NotFound);
+        assert!(code(t.share("m0", "iscsi", &bad)).1.contains("iscsi"));
+        assert_eq!(s.fs.dump(), before);
+        assert_eq!(std::fs::read_to_string(s.state()).unwrap(), state);
+        // Duplicates collapse; 64 distinct hosts are fine.
+        let mut twice = hosts(&["b", "a", "b"]);
+        twice.extend(std::iter::repeat_n(good.clone(), 100));
+        t.share("m0", "nvmf", &twice).unwrap();
+        assert_eq!(access(&t, "m0"), Access::Only(hosts(&["a", "b"])));
+        t.share("m0", "nvmf", &many[..MAX_ALLOWED_HOSTS]).unwrap();
+        assert_eq!(host_dirs(&s).len(), MAX_ALLOWED_HOSTS);
+    }
+
+    #[test]
+    fn a_failed_change_of_hosts_changes_nothing() {
+        let s = Setup::new();
+        let mut t = s.open();
+        t.create("malloc:///m0?size_mb=1").unwrap();
+        t.share("m0", "nvmf", &hosts(&["a"])).unwrap();
+        let before = s.fs.dump();
+        let state = std::fs::read_to_string(s.state()).unwrap();
+        // Write 0 is not needed; mkdir b, link b, then unlinking a fails.
+        s.fs.fail_nth_mutation(2, Errno::EIO);
+        let (c, msg) = code(t.share("m0", "nvmf", &hosts(&["b"])));
+        assert_eq!(c, Code::Internal, "{msg}");
+        assert_eq!(s.fs.dump(), before);
+        assert_eq!(std::fs::read_to_string(s.state()).unwrap(), state);
+        assert_eq!(access(&t, "m0"), Access::Only(hosts(&["a"])));
+    }
+
+    #[test]
+    fn a_restart_keeps_a_restricted_share_restricted() {
+        let s = Setup::new();
+        let mut t = s.open();
+        let disk = s.disk(0);
+        // The file's own block size: no loop device, which the disabling
+        // below would detach in the kernel but not in the model.
+        t.create(&format!("{disk}?blk_size=4096")).unwrap();
+        let a = hosts(&["a"]);
+        t.share(&disk, "nvmf", &a).unwrap();
+        let uuid: Uuid = by_name(&t, &disk).uuid.parse().unwrap();
+        let whole = s.fs.dump();
+        drop(t);
+        // Half undone, as by a crash: completing it keeps the hosts.
+        let sub = Path::new("subsystems").join(nvmet::nqn(uuid));
+        s.fs.unlink(&Path::new("ports/2/subsystems").join(nvmet::nqn(uuid)))
+            .unwrap();
+        s.fs.write(&sub.join("namespaces/1/enable"), "0").unwrap();
+        let mut t = s.open();
+        assert_eq!(s.fs.dump(), whole);
+        assert_eq!(access(&t, &disk), Access::Only(a.clone()));
+        // --share leaves the hosts alone too.
+        t.ensure_shared(&disk).unwrap();
+        assert_eq!(s.fs.dump(), whole);
+        // The restarted agent knows the host directory is its own.
+        t.unshare(&disk).unwrap();
+        assert!(host_dirs(&s).is_empty());
+        drop(t);
+        // A subsystem that admits no host (cut short before its hosts were
+        // linked) is completed but not opened up to any host.
+        let mut t = s.open();
+        t.share(&disk, "nvmf", &a).unwrap();
+        drop(t);
+        s.fs.unlink(&sub.join("allowed_hosts").join(&a[0])).unwrap();
+        let t = s.open();
+        assert_eq!(access(&t, &disk), Access::Only(Vec::new()));
+        assert!(host_dirs(&s).is_empty(), "the unused host directory goes");
+    }
+
+    #[test]
+    fn a_restart_records_the_hosts_of_a_share_the_kernel_lost() {
+        let s = Setup::new();
+        let mut t = s.open();
+        t.create("malloc:///m0?size_mb=1").unwrap();
+        t.share("m0", "nvmf", &hosts(&["a"])).unwrap();
+        let uuid: Uuid = by_name(&t, "m0").uuid.parse().unwrap();
+        assert_eq!(saved(&s).bdevs[0].allowed_hosts, hosts(&["a"]));
+        drop(t);
+        t_nvmet(&s).unshare(uuid).unwrap();
+        let t = s.open();
+        assert!(!by_name(&t, "m0").claimed);
+        let state = saved(&s);
+        assert!(!state.bdevs[0].shared && state.bdevs[0].allowed_hosts.is_empty());
+        assert!(state.hosts.is_empty() && host_dirs(&s).is_empty());
+    }
+
+    #[test]
+    fn ensure_shared_shares_for_any_host_once() {
+        let s = Setup::new();
+        let mut t = s.open();
+        t.create("malloc:///m0?size_mb=1").unwrap();
+        let uri = t.ensure_shared("m0").unwrap();
+        assert_eq!(access(&t, "m0"), Access::Any);
+        t.share("m0", "nvmf", &hosts(&["a"])).unwrap();
+        assert_eq!(t.ensure_shared("m0").unwrap(), uri);
+        assert_eq!(access(&t, "m0"), Access::Only(hosts(&["a"])));
     }
 
     #[test]

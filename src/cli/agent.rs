@@ -37,7 +37,8 @@ pub struct Args {
     /// aio:///dev/vdb or malloc:///m0?size_mb=64.
     #[arg(long = "create", value_name = "BDEV_URI")]
     create: Vec<String>,
-    /// Share this bdev over NVMe/TCP at start, unless shared (repeatable).
+    /// Share this bdev over NVMe/TCP at start, for any host, unless shared
+    /// (a share keeps its allowed hosts) (repeatable).
     #[arg(long = "share", value_name = "BDEV_NAME")]
     share: Vec<String>,
 }

@@ -39,13 +39,18 @@ pub enum Command {
         #[command(flatten)]
         conn: Conn,
     },
-    /// Share a bdev over NVMe-oF; prints its `nvmf://` URI.
+    /// Share a bdev over NVMe-oF; prints its `nvmf://` URI. Sharing a
+    /// shared bdev again sets which hosts it admits.
     Share {
         /// The bdev name.
         name: String,
         /// The share protocol.
         #[arg(long, default_value = "nvmf")]
         proto: String,
+        /// Admit only this host NQN (repeatable); without it any host may
+        /// connect.
+        #[arg(long = "allow-host", value_name = "NQN")]
+        allow_host: Vec<String>,
         #[command(flatten)]
         conn: Conn,
     },
@@ -73,8 +78,16 @@ pub async fn main(cmd: Command) -> anyhow::Result<ExitCode> {
             connect(&conn).await?.destroy(&uri).await?;
             print(&Null {})
         }
-        Command::Share { name, proto, conn } => {
-            let uri = connect(&conn).await?.share(&name, &proto).await?;
+        Command::Share {
+            name,
+            proto,
+            allow_host,
+            conn,
+        } => {
+            let uri = connect(&conn)
+                .await?
+                .share(&name, &proto, &allow_host)
+                .await?;
             print(&BdevShareReply { uri })
         }
         Command::Unshare { name, conn } => {

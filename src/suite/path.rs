@@ -91,8 +91,8 @@ pub(super) async fn share(
 ) -> Result<ShareUri, CheckError> {
     steps
         .run("should share the bdev over NVMe-oF", async {
-            let uri = env.target.share(&bdev.name, "nvmf").await?;
-            let again = env.target.share(&bdev.name, "nvmf").await?;
+            let uri = env.target.share(&bdev.name, "nvmf", &[]).await?;
+            let again = env.target.share(&bdev.name, "nvmf", &[]).await?;
             ensure(uri == again, || {
                 format!("sharing twice gave two URIs: {uri} then {again}")
             })?;

@@ -22,7 +22,7 @@ pub async fn prepare(target: &Target, dir: &Path) -> Fixture {
     std::fs::File::create(dir.join("empty")).unwrap();
     let aio = format!("aio://{}", disk.display());
     target.create(&aio).await.unwrap();
-    target.share(&aio, "nvmf").await.unwrap();
+    target.share(&aio, "nvmf", &[]).await.unwrap();
     target.create("malloc:///m0?size_mb=1").await.unwrap();
     let path = |name: &str| dir.join(name).to_str().unwrap().to_string();
     Fixture {

@@ -35,7 +35,7 @@ fn run<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
                         Some(b) => b.name,
                         None => t.create(bdev).await?,
                     };
-                    t.share(&name, "nvmf").await?;
+                    t.share(&name, "nvmf", &[]).await?;
                     if t.find(TARGET_MALLOC).await?.is_none() {
                         t.create(&malloc_uri()).await?;
                     }

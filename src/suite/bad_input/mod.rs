@@ -83,8 +83,8 @@ pub enum Call {
     Create(String),
     /// `Destroy(uri)`.
     Destroy(String),
-    /// `Share(name, proto)`.
-    Share(String, String),
+    /// `Share(name, proto, allowed_hosts)`.
+    Share(String, String, Vec<String>),
     /// `Unshare(name)`.
     Unshare(String),
 }
@@ -107,8 +107,9 @@ impl Call {
         let mut args = vec![self.subcommand().to_string(), format!("--target={target}")];
         let positional = match self {
             Call::Create(uri) | Call::Destroy(uri) => uri,
-            Call::Share(name, proto) => {
+            Call::Share(name, proto, hosts) => {
                 args.push(format!("--proto={proto}"));
+                args.extend(hosts.iter().map(|h| format!("--allow-host={h}")));
                 name
             }
             Call::Unshare(name) => name,
@@ -121,7 +122,7 @@ impl Call {
         match self {
             Call::Create(uri) => target.create(uri).await.map(drop),
             Call::Destroy(uri) => target.destroy(uri).await,
-            Call::Share(name, proto) => target.share(name, proto).await.map(drop),
+            Call::Share(name, proto, hosts) => target.share(name, proto, hosts).await.map(drop),
             Call::Unshare(name) => target.unshare(name).await,
         }
     }
@@ -134,8 +135,16 @@ impl fmt::Display for Call {
         match self {
             Call::Create(uri) => write!(f, "Create({:?})", abbreviate(uri)),
             Call::Destroy(uri) => write!(f, "Destroy({:?})", abbreviate(uri)),
-            Call::Share(name, proto) => {
-                write!(f, "Share({:?}, {:?})", abbreviate(name), abbreviate(proto))
+            Call::Share(name, proto, hosts) => {
+                write!(f, "Share({:?}, {:?}", abbreviate(name), abbreviate(proto))?;
+                match hosts.as_slice() {
+                    [] => {}
+                    [one] => write!(f, ", [{:?}]", abbreviate(one))?,
+                    [first, ..] => {
+                        write!(f, ", [{:?}, … {} hosts]", abbreviate(first), hosts.len())?
+                    }
+                }
+                f.write_str(")")
             }
             Call::Unshare(name) => write!(f, "Unshare({:?})", abbreviate(name)),
         }
@@ -259,16 +268,34 @@ mod tests {
         let call = Call::Create(format!("malloc:///{}?size_mb=1", "n".repeat(256)));
         assert_eq!(call.to_string(), r#"Create("malloc:///n×256?size_mb=1")"#);
         assert_eq!(abbreviate("aaa///x"), "aaa///x");
-        let share = Call::Share(String::new(), "nvmf".into());
+        let share = Call::Share(String::new(), "nvmf".into(), Vec::new());
         assert_eq!(share.to_string(), r#"Share("", "nvmf")"#);
+        let one = Call::Share(
+            "m0".into(),
+            "nvmf".into(),
+            vec![format!("nqn.{}", "x".repeat(20))],
+        );
+        assert_eq!(one.to_string(), r#"Share("m0", "nvmf", ["nqn.x×20"])"#);
+        let many = Call::Share("m0".into(), "nvmf".into(), vec!["nqn.a".into(); 65]);
+        assert_eq!(
+            many.to_string(),
+            r#"Share("m0", "nvmf", ["nqn.a", … 65 hosts])"#
+        );
     }
 
     #[test]
     fn cli_arguments_keep_inputs_that_look_like_flags() {
-        let call = Call::Share("-m0".into(), "".into());
+        let call = Call::Share("-m0".into(), "".into(), vec!["-h".into()]);
         assert_eq!(
             call.cli_args("h:1"),
-            ["share", "--target=h:1", "--proto=", "--", "-m0"]
+            [
+                "share",
+                "--target=h:1",
+                "--proto=",
+                "--allow-host=-h",
+                "--",
+                "-m0"
+            ]
         );
     }
 

@@ -18,6 +18,8 @@ pub fn rows(fx: &Fixture) -> Vec<Row> {
     let n256 = "n".repeat(256);
     let f300 = "f".repeat(300);
     let x5000 = "x".repeat(5000);
+    let huge_host = format!("nqn.{}", "h".repeat(220));
+    let many_hosts: Vec<String> = (0..65).map(|i| format!("nqn.2014-08.org.example:h{i}")).collect();
     let at = |path: &Option<String>| path.as_ref().map(|p| create(&format!("aio://{p}")));
     [
         // Create: the URI.
@@ -75,6 +77,13 @@ pub fn rows(fx: &Fixture) -> Vec<Row> {
         row("unknown protocol", share(malloc, "iscsi"), InvalidArgument, "share protocol \"iscsi\" is not supported"),
         row("empty protocol", share(malloc, ""), InvalidArgument, "share protocol \"\" (empty) is not supported"),
         row("huge protocol", share(malloc, &x5000), InvalidArgument, "share protocol is 5000 bytes long; at most 4096"),
+        row("empty allowed host", share_to(malloc, &[""]), InvalidArgument, "allowed host \"\" is empty"),
+        row("allowed host without nqn.", share_to(malloc, &["iqn.2004-10.com.example:h"]), InvalidArgument, "does not start with \"nqn.\""),
+        row("allowed host with /", share_to(malloc, &["nqn.a/../b"]), InvalidArgument, "allowed host \"nqn.a/../b\" contains `/`"),
+        row("allowed host with a space", share_to(malloc, &["nqn.a b"]), InvalidArgument, "contains whitespace"),
+        row("allowed host with a newline", share_to(malloc, &["nqn.a\nb"]), InvalidArgument, "\"nqn.a\\nb\" contains a control character"),
+        row("huge allowed host", share_to(malloc, &[huge_host.as_str()]), InvalidArgument, "is 224 bytes long"),
+        row("too many allowed hosts", Call::Share(malloc.clone(), "nvmf".into(), many_hosts), InvalidArgument, "65 allowed hosts were given; at most 64"),
         // Unshare.
         row("unshare huge name", unshare(&x5000), InvalidArgument, "name is 5000 bytes long; at most 4096"),
     ]
@@ -102,7 +111,13 @@ fn destroy(uri: &str) -> Call {
 }
 
 fn share(name: &str, proto: &str) -> Call {
-    Call::Share(name.to_string(), proto.to_string())
+    Call::Share(name.to_string(), proto.to_string(), Vec::new())
+}
+
+/// Share over nvmf to `hosts`.
+fn share_to(name: &str, hosts: &[&str]) -> Call {
+    let hosts = hosts.iter().map(|h| h.to_string()).collect();
+    Call::Share(name.to_string(), "nvmf".to_string(), hosts)
 }
 
 fn unshare(name: &str) -> Call {
