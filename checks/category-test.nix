@@ -28,6 +28,8 @@ let
     start_all()
     target.wait_for_unit("nvmfcheck-agent.service")
     target.wait_for_open_port(${toString grpcPort})
+    # The file basic/mayastor-clients exports as an aio bdev (`--aio-file`).
+    target.succeed("truncate -s 64M /tmp/aio-file.img")
     initiator.wait_for_unit("network-online.target")
 
     status, _ = initiator.execute(

@@ -78,9 +78,12 @@ in
   };
 
   config = lib.mkIf cfg.enable {
+    # loop: bdevs whose block size the target cannot give their file or
+    # device by itself are exported through a loop device.
     boot.kernelModules = [
       "nvmet"
       "nvmet-tcp"
+      "loop"
     ];
 
     networking.firewall.allowedTCPPorts = lib.mkIf cfg.openFirewall [

@@ -363,6 +363,7 @@ let
           targetDefault.config.content.boot.kernelModules == [
             "nvmet"
             "nvmet-tcp"
+            "loop"
           ]
         &&
           targetDefault.config.content.networking.firewall.allowedTCPPorts.content == [

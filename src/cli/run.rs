@@ -30,6 +30,11 @@ pub struct Args {
     /// The bdev to export.
     #[arg(long, default_value = "aio:///dev/vdb")]
     bdev: String,
+    /// A regular file on the target that basic/mayastor-clients exports as
+    /// an aio bdev with blk_size=4096 (the runner and the NixOS checks make
+    /// a 64 MiB one; elsewhere make it, e.g. `truncate -s 64M FILE`).
+    #[arg(long, default_value = nvmfcheck::suite::AIO_FILE)]
+    aio_file: String,
     /// The size the bdev must have, in MiB; 0 skips the check.
     #[arg(long, default_value_t = 512)]
     expect_size_mb: u64,
@@ -63,6 +68,7 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
         target: args.target,
         bdev_uri: args.bdev,
         expect_size: (args.expect_size_mb > 0).then_some(args.expect_size_mb << 20),
+        aio_file: args.aio_file,
         discovery_port: args.discovery_port,
         fio_size: args.fio_size_mb << 20,
         ..Settings::default()

@@ -5,6 +5,12 @@ use std::time::Duration;
 
 use crate::client::Target;
 
+/// The file [`Settings::aio_file`] names unless told otherwise, and its
+/// size as the harnesses make it.
+pub const AIO_FILE: &str = "/tmp/aio-file.img";
+/// See [`AIO_FILE`].
+pub const AIO_FILE_SIZE: u64 = 64 << 20;
+
 /// Knobs of a run; the defaults match the QEMU runner and the NixOS checks.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -14,6 +20,10 @@ pub struct Settings {
     pub bdev_uri: String,
     /// The size the exported namespace must have, in bytes, if known.
     pub expect_size: Option<u64>,
+    /// A regular file on the target, at least 4 KiB, that
+    /// `basic/mayastor-clients` exports as an aio bdev (Mayastor's fixtures
+    /// use `/tmp/aio-file.img`); the harnesses make it.
+    pub aio_file: String,
     /// The target's NVMe/TCP discovery port.
     pub discovery_port: u16,
     /// Bytes each fio verify job writes and reads back.
@@ -32,6 +42,7 @@ impl Default for Settings {
             target: "192.168.1.2:10124".into(),
             bdev_uri: "aio:///dev/vdb".into(),
             expect_size: Some(512 << 20),
+            aio_file: AIO_FILE.into(),
             discovery_port: 8420,
             fio_size: 32 << 20,
             rpc_timeout: Duration::from_secs(10),

@@ -18,7 +18,7 @@ pub mod report;
 mod runner;
 mod steps;
 
-pub use env::{Env, Settings};
+pub use env::{Env, Settings, AIO_FILE, AIO_FILE_SIZE};
 pub use runner::{plan, run, RunError, RunOptions};
 pub use steps::{CheckError, Steps};
 

@@ -47,6 +47,7 @@ pub async fn main(role: Role) -> Result<(), VmError> {
     // First, as it is the slowest part of the target's readiness.
     if role == Role::Target {
         start_agent();
+        make_aio_file();
     }
     let ports = find_ports(Duration::from_secs(10)).await?;
     kmsg("control ports found");
@@ -100,6 +101,17 @@ async fn find_ports(wait: Duration) -> Result<Vec<PathBuf>, VmError> {
             )));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Makes the sparse file `basic/mayastor-clients` exports as an aio bdev
+/// (on the guest's tmpfs /tmp). Failing is logged: that case then fails
+/// naming the missing file.
+fn make_aio_file() {
+    let made = std::fs::File::create(crate::suite::AIO_FILE)
+        .and_then(|f| f.set_len(crate::suite::AIO_FILE_SIZE));
+    if let Err(e) = made {
+        eprintln!("cannot make {}: {e}", crate::suite::AIO_FILE);
     }
 }
 

@@ -7,6 +7,8 @@ use crate::proto::mayastor::Bdev;
 use super::steps::ensure;
 use super::{bad_input, path, Case, CaseFuture, Category, CheckError, Env, Steps};
 
+mod clients;
+
 pub(super) fn category() -> Category {
     Category {
         name: "basic",
@@ -20,6 +22,7 @@ pub(super) fn category() -> Category {
                 cleanup: Some(teardown),
             },
             bad_input::case(),
+            clients::case(),
         ],
     }
 }
