@@ -6,7 +6,6 @@
 
 use uuid::Uuid;
 
-use crate::fio::{FioJob, Verify};
 use crate::nvme::{self, ConnectOptions};
 use crate::proto::mayastor::Bdev;
 
@@ -159,17 +158,7 @@ async fn connect_and_verify(env: &Env, steps: &mut Steps, bdev: &Bdev) -> Result
             },
         )
         .await?;
-    let job = FioJob::verify_randrw(&ns.device, FIO_SIZE)
-        .bs(4096)
-        .iodepth(1)
-        .verify(Verify::Crc32);
-    steps
-        .fio(
-            "should run fio randrw 4 KiB QD1 with crc32 verify and no error",
-            &[job],
-            env.settings.fio_timeout,
-        )
-        .await?;
+    super::verify(steps, &ns.device, FIO_SIZE, env.settings.fio_timeout).await?;
     path::disconnect(env, steps, &share.nqn).await?;
     path::unshare(env, steps, &bdev.name).await
 }
