@@ -156,17 +156,26 @@ fn nqn(b: &Bdev) -> String {
     format!("nqn.2019-05.io.openebs:{}", b.uuid)
 }
 
-/// The kernel's view of a share: enabled namespace on the device, linked
+/// The kernel's view of a share: enabled namespace on the device (or a
+/// loop device over it), linked
 /// to exactly two ports, 8420 and 8430.
 fn assert_exported(b: &Bdev, device: &Path) {
     let sub = Path::new(NVMET).join("subsystems").join(nqn(b));
     let read = |p: PathBuf| std::fs::read_to_string(&p).unwrap().trim_end().to_string();
     assert_eq!(read(sub.join("attr_allow_any_host")), "1");
     assert_eq!(read(sub.join("namespaces/1/enable")), "1", "{}", b.name);
-    assert_eq!(
-        read(sub.join("namespaces/1/device_path")),
-        device.to_str().unwrap()
-    );
+    // A bdev whose block size the file does not have is exported through
+    // a loop device over it.
+    let exported = read(sub.join("namespaces/1/device_path"));
+    let backing = match exported.strip_prefix("/dev/") {
+        Some(loopdev) if loopdev.starts_with("loop") => read(
+            Path::new("/sys/block")
+                .join(loopdev)
+                .join("loop/backing_file"),
+        ),
+        _ => exported,
+    };
+    assert_eq!(backing, device.to_str().unwrap());
     assert_eq!(read(sub.join("namespaces/1/device_uuid")), b.uuid);
     let mut svcs = Vec::new();
     for port in std::fs::read_dir(Path::new(NVMET).join("ports")).unwrap() {

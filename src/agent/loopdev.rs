@@ -229,7 +229,12 @@ impl Loops for KernelLoops {
             .trim()
             .parse()
             .ok()?;
-        Some((PathBuf::from(file.trim_end_matches('\n')), blk_size))
+        // The kernel marks a backing file that was removed: it names nothing.
+        let file = file.trim_end_matches('\n');
+        if file.ends_with(" (deleted)") {
+            return None;
+        }
+        Some((PathBuf::from(file), blk_size))
     }
 }
 
