@@ -426,6 +426,19 @@ impl Nvmet {
         self.fs.exists(&host_dir(host))
     }
 
+    /// The host directories a share to `access` would make: the listed
+    /// hosts that `hosts/` lacks now.
+    pub fn hosts_to_make(&self, access: HostAccess<'_>) -> Vec<String> {
+        match access {
+            HostAccess::Only(hosts) => hosts
+                .iter()
+                .filter(|h| !self.has_host(h))
+                .cloned()
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// Removes `hosts/<host>` unless a subsystem (any, not only ours)
     /// admits it; returns whether it did. Call it only for host
     /// directories the agent made: another tool's may hold its keys.
@@ -859,14 +872,7 @@ mod tests {
     /// A new share: the restore is Unshare (and removing the host
     /// directories the share made).
     fn assert_new_share_rolls_back(s: &Setup, e: &Export<'_>) -> usize {
-        let made: Vec<String> = match e.hosts {
-            HostAccess::Only(hosts) => hosts
-                .iter()
-                .filter(|h| !s.nvmet.has_host(h))
-                .cloned()
-                .collect(),
-            _ => Vec::new(),
-        };
+        let made = s.nvmet.hosts_to_make(e.hosts);
         assert_rollback_at_every_step(s, e, || {
             s.nvmet.unshare(e.uuid).unwrap();
             for h in &made {

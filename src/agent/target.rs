@@ -824,14 +824,7 @@ impl Target {
         // The host directories missing now are made by this share: the
         // agent's to remove later. They are recorded once it succeeded (on
         // failure it removed them).
-        let missing: Vec<String> = match access {
-            HostAccess::Only(hosts) => hosts
-                .iter()
-                .filter(|h| !self.nvmet.has_host(h))
-                .cloned()
-                .collect(),
-            _ => Vec::new(),
-        };
+        let missing = self.nvmet.hosts_to_make(access);
         let changed = self.export(bdev, access)?;
         let uri = self.nvmet.share_uri(bdev.uuid);
         let name = bdev.name.clone();
@@ -942,6 +935,23 @@ mod tests {
             t.share(&self.disk(0), "nvmf", &[]).unwrap();
             t.share("m0", "nvmf", &[]).unwrap();
             t
+        }
+
+        /// Malloc bdev `m0` shared to host `a` only: where the allow-list
+        /// tests start.
+        fn m0_for_a(&self) -> Target {
+            let mut t = self.open();
+            t.create("malloc:///m0?size_mb=1").unwrap();
+            t.share("m0", "nvmf", &hosts(&["a"])).unwrap();
+            t
+        }
+
+        /// configfs and the state file as they are now.
+        fn snapshot(&self) -> (String, String) {
+            (
+                self.fs.dump(),
+                std::fs::read_to_string(self.state()).unwrap(),
+            )
         }
 
         fn open(&self) -> Target {
@@ -1368,11 +1378,8 @@ mod tests {
     #[test]
     fn bad_allowed_hosts_are_refused_and_change_nothing() {
         let s = Setup::new();
-        let mut t = s.open();
-        t.create("malloc:///m0?size_mb=1").unwrap();
-        t.share("m0", "nvmf", &hosts(&["a"])).unwrap();
-        let before = s.fs.dump();
-        let state = std::fs::read_to_string(s.state()).unwrap();
+        let mut t = s.m0_for_a();
+        let before = s.snapshot();
         let good = hosts(&["b"]).remove(0);
         let cases: Vec<(String, &str)> = vec![
             (String::new(), "\"\" is empty"),
@@ -1411,8 +1418,7 @@ mod tests {
         let bad = [String::new()];
         assert_eq!(code(t.share("m9", "nvmf", &bad)).0, Code::NotFound);
         assert!(code(t.share("m0", "iscsi", &bad)).1.contains("iscsi"));
-        assert_eq!(s.fs.dump(), before);
-        assert_eq!(std::fs::read_to_string(s.state()).unwrap(), state);
+        assert_eq!(s.snapshot(), before);
         // Duplicates collapse; 64 distinct hosts are fine.
         let mut twice = hosts(&["b", "a", "b"]);
         twice.extend(std::iter::repeat_n(good.clone(), 100));
@@ -1425,17 +1431,13 @@ mod tests {
     #[test]
     fn a_failed_change_of_hosts_changes_nothing() {
         let s = Setup::new();
-        let mut t = s.open();
-        t.create("malloc:///m0?size_mb=1").unwrap();
-        t.share("m0", "nvmf", &hosts(&["a"])).unwrap();
-        let before = s.fs.dump();
-        let state = std::fs::read_to_string(s.state()).unwrap();
+        let mut t = s.m0_for_a();
+        let before = s.snapshot();
         // Write 0 is not needed; mkdir b, link b, then unlinking a fails.
         s.fs.fail_nth_mutation(2, Errno::EIO);
         let (c, msg) = code(t.share("m0", "nvmf", &hosts(&["b"])));
         assert_eq!(c, Code::Internal, "{msg}");
-        assert_eq!(s.fs.dump(), before);
-        assert_eq!(std::fs::read_to_string(s.state()).unwrap(), state);
+        assert_eq!(s.snapshot(), before);
         assert_eq!(access(&t, "m0"), Access::Only(hosts(&["a"])));
     }
 
@@ -1481,9 +1483,7 @@ mod tests {
     #[test]
     fn a_restart_records_the_hosts_of_a_share_the_kernel_lost() {
         let s = Setup::new();
-        let mut t = s.open();
-        t.create("malloc:///m0?size_mb=1").unwrap();
-        t.share("m0", "nvmf", &hosts(&["a"])).unwrap();
+        let t = s.m0_for_a();
         let uuid: Uuid = by_name(&t, "m0").uuid.parse().unwrap();
         assert_eq!(saved(&s).bdevs[0].allowed_hosts, hosts(&["a"]));
         drop(t);

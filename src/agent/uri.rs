@@ -77,15 +77,6 @@ pub enum Backend {
     },
 }
 
-impl Backend {
-    /// The `blk_size=` the URI gave.
-    pub fn blk_size(&self) -> Option<u32> {
-        match self {
-            Backend::Aio { blk_size, .. } | Backend::Malloc { blk_size, .. } => *blk_size,
-        }
-    }
-}
-
 /// How big a malloc bdev is, in the URI's terms (exactly one is given).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -711,8 +702,8 @@ mod tests {
             ("malloc:///m?num_blocks=131072", None),
             ("aio:///dev/vdb?blk_size=512", Some(512)),
         ] {
-            let spec = parse_create(uri).unwrap_or_else(|e| panic!("{uri}: {e}"));
-            assert_eq!(spec.backend.blk_size(), blk, "{uri}");
+            parse_create(uri).unwrap_or_else(|e| panic!("{uri}: {e}"));
+            assert_eq!(ok(uri).blk_size, blk, "{uri}");
         }
         assert_eq!(ok("aio:///tmp/f?blk_size=4096").name, "aio:///tmp/f");
     }
