@@ -99,6 +99,10 @@ fn section<'a>(elf: &'a [u8], name: &str) -> Result<Option<&'a [u8]>, String> {
 #[derive(Debug, Clone)]
 pub struct ModuleIndex {
     paths: BTreeMap<String, PathBuf>,
+    /// Modules built into the kernel (`modules.builtin`): present without
+    /// a file, so never loaded. Another kernel than Debian 12's (6.12
+    /// builds `virtio_pci` in, for one) needs this.
+    builtin: HashSet<String>,
 }
 
 impl ModuleIndex {
@@ -129,11 +133,17 @@ impl ModuleIndex {
         if paths.is_empty() {
             return Err(VmError::Kernel(format!(
                 "no kernel modules (*.ko) below {}; pass the modules dir of the guest kernel \
-                 (…/lib/modules/<version>) with --modules",
+                 (…/lib/modules/<version>) with --modules (decompress *.ko.xz first)",
                 dir.display()
             )));
         }
-        Ok(Self { paths })
+        let builtin = std::fs::read_to_string(dir.join("modules.builtin"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.rsplit('/').next()?.strip_suffix(".ko"))
+            .map(normalize)
+            .collect();
+        Ok(Self { paths, builtin })
     }
 
     /// `wanted` and everything they depend on, dependencies first, each
@@ -158,7 +168,7 @@ impl ModuleIndex {
             wanted.iter().rev().map(|w| (normalize(w), false)).collect();
         let mut visiting = HashSet::new();
         while let Some((name, expanded)) = stack.pop() {
-            if done.contains(&name) {
+            if done.contains(&name) || self.builtin.contains(&name) {
                 continue;
             }
             let path = self.paths.get(&name).ok_or_else(|| {
@@ -249,7 +259,8 @@ mod tests {
             paths.insert(normalize(name), p.clone());
             graph.insert(p, d.iter().map(|s| normalize(s)).collect());
         }
-        (ModuleIndex { paths }, graph)
+        let builtin = HashSet::new();
+        (ModuleIndex { paths, builtin }, graph)
     }
 
     fn names(order: Vec<(String, PathBuf)>) -> Vec<String> {
@@ -305,5 +316,23 @@ mod tests {
         );
         let empty = tempfile::tempdir().unwrap();
         assert!(ModuleIndex::scan(empty.path()).is_err());
+    }
+
+    #[test]
+    fn built_in_modules_need_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("kernel/drivers");
+        std::fs::create_dir_all(&sub).unwrap();
+        std::fs::write(sub.join("nvme-tcp.ko"), fake_ko(b"depends=nvme-core\0")).unwrap();
+        std::fs::write(
+            dir.path().join("modules.builtin"),
+            "kernel/drivers/nvme/host/nvme-core.ko\nkernel/drivers/virtio/virtio_pci.ko\n",
+        )
+        .unwrap();
+        let idx = ModuleIndex::scan(dir.path()).unwrap();
+        assert_eq!(
+            names(idx.closure(&["virtio_pci", "nvme-tcp"]).unwrap()),
+            ["nvme_tcp"]
+        );
     }
 }
