@@ -2,7 +2,11 @@
 //! needed on the build host or in the Nix build).
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/mayastor.proto", "proto/control.proto"];
+    let files = [
+        "proto/mayastor.proto",
+        "proto/control.proto",
+        "proto/security.proto",
+    ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");
     }

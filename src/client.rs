@@ -3,11 +3,16 @@
 
 use std::time::Duration;
 
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::proto::mayastor::{
     bdev_rpc_client::BdevRpcClient, Bdev, BdevShareRequest, BdevUri, CreateReply, Null,
 };
+use crate::token::{SendToken, Token};
+
+/// A channel that sends the agent's token, if one is given.
+pub(crate) type AuthChannel = InterceptedService<Channel, SendToken>;
 
 /// Default deadline for connecting and for each call.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -58,16 +63,26 @@ impl ClientError {
 #[derive(Debug, Clone)]
 pub struct Target {
     addr: String,
-    rpc: BdevRpcClient<Channel>,
+    rpc: BdevRpcClient<AuthChannel>,
 }
 
 impl Target {
     /// Connects to `host:port`, giving up after `timeout`; each later call
     /// also gets `timeout` as its deadline.
     pub async fn connect(addr: &str, timeout: Duration) -> Result<Self, ClientError> {
+        Self::connect_with_token(addr, timeout, None).await
+    }
+
+    /// [`Target::connect`] to an agent started with `--token-file`: every
+    /// call carries `token`.
+    pub async fn connect_with_token(
+        addr: &str,
+        timeout: Duration,
+        token: Option<Token>,
+    ) -> Result<Self, ClientError> {
         Ok(Self {
             addr: addr.to_string(),
-            rpc: BdevRpcClient::new(channel(addr, timeout).await?),
+            rpc: BdevRpcClient::with_interceptor(channel(addr, timeout).await?, SendToken(token)),
         })
     }
 

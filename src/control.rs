@@ -4,28 +4,32 @@
 
 use std::time::Duration;
 
-use tonic::transport::Channel;
-
-use crate::client::{channel, rpc_error, ClientError};
+use crate::client::{channel, rpc_error, AuthChannel, ClientError};
 use crate::proto::control::control_client::ControlClient;
 use crate::proto::control::{
     Fault, InfoReply, InfoRequest, LinkDownRequest, PortDownRequest, RestartRequest,
 };
+use crate::token::{SendToken, Token};
 
 /// A connection to one agent's `Control` service. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Control {
     addr: String,
-    rpc: ControlClient<Channel>,
+    rpc: ControlClient<AuthChannel>,
 }
 
 impl Control {
     /// Connects to the agent at `host:port` (its gRPC port), giving up
-    /// after `timeout`; each later call also gets `timeout`.
-    pub async fn connect(addr: &str, timeout: Duration) -> Result<Self, ClientError> {
+    /// after `timeout`; each later call also gets `timeout`, and carries
+    /// `token` if the agent was started with `--token-file`.
+    pub async fn connect(
+        addr: &str,
+        timeout: Duration,
+        token: Option<Token>,
+    ) -> Result<Self, ClientError> {
         Ok(Self {
             addr: addr.to_string(),
-            rpc: ControlClient::new(channel(addr, timeout).await?),
+            rpc: ControlClient::with_interceptor(channel(addr, timeout).await?, SendToken(token)),
         })
     }
 

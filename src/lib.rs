@@ -10,8 +10,10 @@ pub mod cmd;
 pub mod control;
 pub mod fio;
 pub mod nvme;
+pub mod security;
 pub mod soak;
 pub mod suite;
+pub mod token;
 pub mod vm;
 
 /// The cargo profile this binary was built with: what a figure or a soak
@@ -33,5 +35,11 @@ pub mod proto {
     /// faults and the agent's identity, for the test cases.
     pub mod control {
         tonic::include_proto!("nvmfcheck.control.v1");
+    }
+
+    /// nvmfcheck's own security service (package `nvmfcheck.security.v1`):
+    /// what the agent exposes, and hosts' DH-HMAC-CHAP keys.
+    pub mod security {
+        tonic::include_proto!("nvmfcheck.security.v1");
     }
 }

@@ -35,22 +35,23 @@ struct Running {
 
 fn config(dir: &Path) -> AgentConfig {
     let mut c = AgentConfig::new(ADDRESS);
-    c.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    c.listen = vec![SocketAddr::from(([127, 0, 0, 1], 0))];
     c.state_dir = dir.join("state");
+    c.faults = true;
     c
 }
 
 async fn start(config: &AgentConfig, fs: &Arc<FakeConfigfs>) -> Running {
     let agent = Agent::start(config, fs.clone(), fake_loops(config)).unwrap();
-    let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(agent.serve(listener, async {
+    let server = tokio::spawn(agent.serve(vec![listener], async {
         let _ = stopped.await;
     }));
     let timeout = Duration::from_secs(10);
     Running {
-        control: Control::connect(&addr, timeout).await.unwrap(),
+        control: Control::connect(&addr, timeout, None).await.unwrap(),
         target: Target::connect(&addr, timeout).await.unwrap(),
         addr,
         stop: Some(stop),

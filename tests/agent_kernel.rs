@@ -95,6 +95,11 @@ async fn spawn_agent(state: &Path, log: &Path, extra: &[String]) -> AgentProcess
             .args(["--address", &address.to_string()])
             .arg("--state-dir")
             .arg(state)
+            // The test's files (beside the state dir, which stays refused)
+            // and the character device of a bad-input row.
+            .arg("--allow-path")
+            .arg(state.parent().unwrap())
+            .args(["--allow-path", "/dev/null"])
             .args(extra)
             .env("RUST_LOG", "debug")
             .stdin(Stdio::null())

@@ -57,6 +57,9 @@ pub struct FakeConfigfs {
 #[derive(Debug, Default)]
 struct Tree {
     nodes: BTreeMap<PathBuf, Node>,
+    /// Host entries lack the DH-HMAC-CHAP attributes, as on a kernel
+    /// without `CONFIG_NVME_TARGET_AUTH` (Debian 12's 6.1).
+    no_host_auth: bool,
     mutations: usize,
     fail_nth: Option<(usize, Errno)>,
     fail_write: Option<(String, Errno)>,
@@ -121,6 +124,14 @@ impl FakeConfigfs {
         Self {
             tree: Mutex::new(tree),
         }
+    }
+
+    /// [`FakeConfigfs::new`] of a kernel whose target cannot authenticate
+    /// hosts: host entries have no `dhchap_*` attributes.
+    pub fn without_host_auth() -> Self {
+        let fs = Self::new();
+        fs.lock().no_host_auth = true;
+        fs
     }
 
     fn lock(&self) -> MutexGuard<'_, Tree> {
@@ -284,6 +295,15 @@ impl Tree {
                     self.add_attr(path.join("enable"), "0");
                 }
             }
+            Kind::Host if !self.no_host_auth => self.attrs(
+                path,
+                &[
+                    ("dhchap_key", ""),
+                    ("dhchap_ctrl_key", ""),
+                    ("dhchap_hash", "hmac(sha256)"),
+                    ("dhchap_dhgroup", "null"),
+                ],
+            ),
             _ => {}
         }
     }
@@ -386,6 +406,15 @@ impl Tree {
                     return Err(err(Errno::EINVAL));
                 }
                 word.to_string()
+            }
+            // The kernel parses `DHHC-1:<hash>:...`; anything else, an empty
+            // value included (a key cannot be cleared), fails (EIO, as
+            // measured on 6.12).
+            (Some(Kind::Host), "dhchap_key" | "dhchap_ctrl_key") => {
+                if !line.starts_with("DHHC-1:") {
+                    return Err(err(Errno::EIO));
+                }
+                line.to_string()
             }
             (Some(Kind::Subsystem), "attr_allow_any_host") => {
                 let on = bool_str(line)?;

@@ -31,14 +31,17 @@
 //! [`fake::FakeConfigfs`] and [`loopdev::FakeLoops`], then [`Agent::serve`]
 //! on a listener bound to `127.0.0.1:0`.
 
+pub mod aio_paths;
 pub mod configfs;
 pub mod control;
 pub mod device;
 pub mod fake;
+pub mod gate;
 pub mod kernel;
 pub mod limits;
 pub mod loopdev;
 pub mod nvmet;
+pub mod security;
 pub mod service;
 pub mod state;
 pub mod target;
@@ -58,24 +61,36 @@ use uuid::Uuid;
 
 use crate::proto::control::control_server::ControlServer;
 use crate::proto::mayastor::bdev_rpc_server::BdevRpcServer;
+use crate::proto::security::security_server::SecurityServer;
+use crate::proto::security::ExposureReply;
+use crate::token::{Token, TokenError};
+use aio_paths::AioPaths;
 use configfs::{Configfs, SysConfigfs};
 use control::faults::Faults;
 use control::ControlService;
 use device::{DeviceError, MallocDir};
+use gate::Gate;
 use kernel::KernelError;
 use loopdev::{KernelLoops, Loops};
 use nvmet::{Listener, Nvmet};
+use security::SecurityService;
 use service::BdevService;
 use target::{RequestError, Target};
+use tonic::service::interceptor::InterceptedService;
 
 /// How long open connections get to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
+/// Where the agent serves gRPC unless told otherwise: loopback only, so
+/// that nothing beyond this machine reaches it until asked to.
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 10124);
+
 /// How the agent runs; `nvmfcheck agent`'s flags.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
-    /// gRPC listen address (`0.0.0.0:10124`).
-    pub listen: SocketAddr,
+    /// gRPC listen addresses ([`DEFAULT_LISTEN`]).
+    pub listen: Vec<SocketAddr>,
     /// Address of the nvmet ports and in share URIs.
     pub address: Ipv4Addr,
     /// TCP port of the discovery service (8420).
@@ -91,13 +106,19 @@ pub struct AgentConfig {
     /// Bdev names to share at start, for any host; a bdev already shared
     /// keeps its share as it is, allowed hosts included.
     pub share: Vec<String>,
+    /// Whether the `Control` service (faults, restart) answers.
+    pub faults: bool,
+    /// Prefixes under which aio bdevs may be made (none by default).
+    pub allow_paths: Vec<PathBuf>,
+    /// A file whose token every call must carry.
+    pub token_file: Option<PathBuf>,
 }
 
 impl AgentConfig {
     /// The defaults of `nvmfcheck agent`, serving on `address`.
     pub fn new(address: Ipv4Addr) -> Self {
         Self {
-            listen: SocketAddr::from(([0, 0, 0, 0], 10124)),
+            listen: vec![DEFAULT_LISTEN],
             address,
             discovery_port: 8420,
             io_port: 8430,
@@ -105,6 +126,9 @@ impl AgentConfig {
             configfs: PathBuf::from("/sys/kernel/config"),
             create: Vec::new(),
             share: Vec::new(),
+            faults: false,
+            allow_paths: Vec::new(),
+            token_file: None,
         }
     }
 
@@ -135,6 +159,22 @@ impl AgentConfig {
                 "--discovery-port and --io-port are both {}; they must differ (defaults 8420 and 8430)",
                 self.io_port
             ));
+        }
+        if self.listen.is_empty() {
+            return bad("give at least one --listen address".to_string());
+        }
+        for (i, addr) in self.listen.iter().enumerate() {
+            if self.listen[..i].contains(addr) {
+                return bad(format!("--listen {addr} is given twice"));
+            }
+        }
+        for prefix in &self.allow_paths {
+            if !prefix.is_absolute() {
+                return bad(format!(
+                    "--allow-path {} is not absolute; give a path from /, e.g. /dev/vdb",
+                    prefix.display()
+                ));
+            }
         }
         if self.state_dir.as_os_str().is_empty() || self.configfs.as_os_str().is_empty() {
             return bad("--state-dir and --configfs must not be empty".to_string());
@@ -201,6 +241,9 @@ pub enum AgentError {
     /// The gRPC server failed.
     #[error("the gRPC server failed: {0}")]
     Server(tonic::transport::Error),
+    /// The `--token-file` cannot be used.
+    #[error(transparent)]
+    Token(#[from] TokenError),
     /// Startup work was cancelled.
     #[error("startup was interrupted: {0}")]
     Interrupted(String),
@@ -222,7 +265,12 @@ pub enum Stopped {
 /// A started agent: its view of the bdevs, ready to serve.
 pub struct Agent {
     target: Arc<Mutex<Target>>,
+    /// What `Security.Exposure` answers.
+    exposure: ExposureReply,
     faults: Arc<Faults>,
+    /// Whether `Control` answers (`--faults`).
+    faults_on: bool,
+    token: Option<Token>,
     instance: Uuid,
     started: Instant,
     restart: Arc<Notify>,
@@ -239,10 +287,17 @@ impl Agent {
         loops: Arc<dyn Loops>,
     ) -> Result<Agent, AgentError> {
         config.validate()?;
+        let token = config
+            .token_file
+            .as_deref()
+            .map(Token::read_private)
+            .transpose()?;
         let malloc = MallocDir::open(config.state_dir.join("malloc"))?;
         let nvmet = Nvmet::new(configfs, config.listener());
-        let mut target = Target::open(nvmet, malloc, loops, config.state_dir.join("state.json"))
-            .map_err(AgentError::Open)?;
+        let aio_paths = AioPaths::new(&config.allow_paths, &config.state_dir);
+        let state_path = config.state_dir.join("state.json");
+        let mut target =
+            Target::open(nvmet, malloc, loops, aio_paths, state_path).map_err(AgentError::Open)?;
         for uri in &config.create {
             target
                 .ensure_created(uri)
@@ -268,30 +323,57 @@ impl Agent {
             [config.discovery_port, config.io_port],
             config.state_dir.join("faults.json"),
         );
+        let exposure = ExposureReply {
+            listen: config.listen.iter().map(|a| a.to_string()).collect(),
+            faults: config.faults,
+            token_required: token.is_some(),
+            allowed_paths: config
+                .allow_paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect(),
+        };
         Ok(Agent {
             target,
+            exposure,
             faults: Arc::new(faults),
+            faults_on: config.faults,
+            token,
             instance: Uuid::new_v4(),
             started: Instant::now(),
             restart: Arc::new(Notify::new()),
         })
     }
 
-    /// The tonic service, to add to a server of one's own.
-    pub fn service(&self) -> BdevRpcServer<BdevService> {
-        BdevRpcServer::new(BdevService::new(Arc::clone(&self.target)))
-            .max_decoding_message_size(limits::MAX_REQUEST_LEN)
+    /// The tonic service, to add to a server of one's own; it admits only
+    /// callers with the token, if there is one.
+    pub fn service(&self) -> InterceptedService<BdevRpcServer<BdevService>, Gate> {
+        let service = BdevRpcServer::new(BdevService::new(Arc::clone(&self.target)))
+            .max_decoding_message_size(limits::MAX_REQUEST_LEN);
+        InterceptedService::new(service, Gate::open(self.token.clone()))
     }
 
-    /// The `Control` service (faults, restart, identity).
-    pub fn control_service(&self) -> ControlServer<ControlService> {
-        ControlServer::new(ControlService::new(
+    /// The `Security` service (exposure, host keys), behind the token.
+    pub fn security_service(&self) -> InterceptedService<SecurityServer<SecurityService>, Gate> {
+        let service = SecurityServer::new(SecurityService::new(
+            Arc::clone(&self.target),
+            self.exposure.clone(),
+        ))
+        .max_decoding_message_size(limits::MAX_REQUEST_LEN);
+        InterceptedService::new(service, Gate::open(self.token.clone()))
+    }
+
+    /// The `Control` service (faults, restart, identity): with the token,
+    /// if there is one, and only on an agent started with `--faults`.
+    pub fn control_service(&self) -> InterceptedService<ControlServer<ControlService>, Gate> {
+        let service = ControlServer::new(ControlService::new(
             Arc::clone(&self.faults),
             self.instance,
             self.started,
             Arc::clone(&self.restart),
         ))
-        .max_decoding_message_size(limits::MAX_REQUEST_LEN)
+        .max_decoding_message_size(limits::MAX_REQUEST_LEN);
+        InterceptedService::new(service, Gate::faults(self.token.clone(), self.faults_on))
     }
 
     /// Serves `BdevRpc` and `Control` on `listener` until `shutdown`
@@ -301,9 +383,14 @@ impl Agent {
     /// on shutdown every fault in force is restored.
     pub async fn serve(
         self,
-        listener: TcpListener,
+        listeners: Vec<TcpListener>,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<Stopped, AgentError> {
+        let incoming = futures_util::stream::select_all(
+            listeners
+                .into_iter()
+                .map(|l| Box::pin(TcpIncoming::from(l))),
+        );
         self.faults.resume().await;
         let restorer = tokio::spawn(Arc::clone(&self.faults).restore_when_due());
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
@@ -312,7 +399,8 @@ impl Agent {
         let server = tonic::transport::Server::builder()
             .add_service(self.service())
             .add_service(self.control_service())
-            .serve_with_incoming_shutdown(TcpIncoming::from(listener), async move {
+            .add_service(self.security_service())
+            .serve_with_incoming_shutdown(incoming, async move {
                 let stopped = tokio::select! {
                     () = shutdown => Stopped::Shutdown,
                     () = restart.notified() => Stopped::Restart,
@@ -377,12 +465,14 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<Stopped, AgentError> {
     config.validate()?;
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|cause| AgentError::Bind {
-            addr: config.listen,
-            cause,
-        })?;
+    let mut listeners = Vec::new();
+    for &addr in &config.listen {
+        listeners.push(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|cause| AgentError::Bind { addr, cause })?,
+        );
+    }
     kernel::prepare_target(&config.configfs).await?;
     kernel::ensure_tmpfs(&config.state_dir.join("malloc"))?;
     let configfs = Arc::new(SysConfigfs::new(config.configfs.join("nvmet")));
@@ -392,15 +482,26 @@ pub async fn serve(
     })
     .await
     .map_err(|e| AgentError::Interrupted(e.to_string()))??;
+    let listen: Vec<String> = config.listen.iter().map(|a| a.to_string()).collect();
     info!(
-        "agent serving gRPC on {}; shares on {}: discovery port {}, I/O port {}; state in {}",
-        config.listen,
+        "agent serving gRPC on {}{}{}; shares on {}: discovery port {}, I/O port {}; state in {}",
+        listen.join(", "),
+        if config.token_file.is_some() {
+            ", token required"
+        } else {
+            ""
+        },
+        if config.faults {
+            ", Control on (--faults)"
+        } else {
+            ""
+        },
         config.address,
         config.discovery_port,
         config.io_port,
         config.state_dir.display()
     );
-    agent.serve(listener, shutdown).await
+    agent.serve(listeners, shutdown).await
 }
 
 /// The address shares use by default: the first IPv4 address, other than

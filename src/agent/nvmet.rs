@@ -439,19 +439,59 @@ impl Nvmet {
         }
     }
 
+    /// Makes `hosts/<host>`.
+    pub fn make_host(&self, host: &str) -> Result<(), NvmetError> {
+        self.mkdir(&host_dir(host))
+    }
+
+    /// Removes `hosts/<host>`, which no subsystem may admit.
+    pub fn remove_host(&self, host: &str) -> Result<(), NvmetError> {
+        self.rmdir(&host_dir(host))
+    }
+
+    /// Whether the kernel's target authenticates hosts (DH-HMAC-CHAP,
+    /// `CONFIG_NVME_TARGET_AUTH`): its host entries then have
+    /// `dhchap_key`. `hosts/<host>` must exist.
+    pub fn host_auth(&self, host: &str) -> bool {
+        self.fs.exists(&host_dir(host).join("dhchap_key"))
+    }
+
+    /// Writes `hosts/<host>/dhchap_key`, and `dhchap_ctrl_key` when given.
+    /// Errors never show the keys: they are secrets.
+    pub fn set_host_keys(
+        &self,
+        host: &str,
+        key: &str,
+        ctrl_key: Option<&str>,
+    ) -> Result<(), NvmetError> {
+        let dir = host_dir(host);
+        let key_path = dir.join("dhchap_key");
+        self.run("write a key to", &key_path, self.fs.write(&key_path, key))?;
+        if let Some(ctrl) = ctrl_key {
+            let path = dir.join("dhchap_ctrl_key");
+            self.run("write a key to", &path, self.fs.write(&path, ctrl))?;
+        }
+        Ok(())
+    }
+
+    /// Whether a subsystem (any, not only ours) admits `host`.
+    pub fn host_in_use(&self, host: &str) -> Result<bool, NvmetError> {
+        for name in self.list(Path::new("subsystems"))? {
+            let subsys = Path::new("subsystems").join(name);
+            if self.host_links(&subsys)?.iter().any(|l| l.host == host) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Removes `hosts/<host>` unless a subsystem (any, not only ours)
     /// admits it; returns whether it did. Call it only for host
     /// directories the agent made: another tool's may hold its keys.
     pub fn remove_host_if_unused(&self, host: &str) -> Result<bool, NvmetError> {
         let dir = host_dir(host);
-        if !self.fs.exists(&dir) {
+        if !self.fs.exists(&dir) || self.host_in_use(host)? {
             return Ok(false);
-        }
-        for name in self.list(Path::new("subsystems"))? {
-            let subsys = Path::new("subsystems").join(name);
-            if self.host_links(&subsys)?.iter().any(|l| l.host == host) {
-                return Ok(false);
-            }
         }
         self.rmdir(&dir)?;
         Ok(true)

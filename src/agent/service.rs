@@ -33,30 +33,40 @@ impl BdevService {
         T: Send + 'static,
         F: FnOnce(&mut Target) -> Result<T, RequestError> + Send + 'static,
     {
-        debug!("request {what}");
-        match locked(&self.target, f).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => {
-                warn!("{what} refused: {e}");
-                Err(e.into())
-            }
-            Err(Stuck::Crashed(join)) => {
-                error!("{what} crashed: {join}");
-                Err(limits::status(
-                    tonic::Code::Internal,
-                    format!("{what} crashed in the agent: {join}"),
-                ))
-            }
-            Err(Stuck::Timeout) => {
-                error!(
-                    "{what} did not finish within {}s",
-                    REQUEST_DEADLINE.as_secs()
-                );
-                Err(Status::deadline_exceeded(format!(
-                    "{what} did not finish within {}s: the kernel may be stuck in a configfs operation (see dmesg and the agent's log); it goes on in the background",
-                    REQUEST_DEADLINE.as_secs()
-                )))
-            }
+        call(&self.target, what, f).await
+    }
+}
+
+/// Runs request `what` ([`locked`]) and turns its outcome into a reply,
+/// logging refusals: what every service over the [`Target`] does.
+pub(super) async fn call<T, F>(target: &Arc<Mutex<Target>>, what: String, f: F) -> Result<T, Status>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Target) -> Result<T, RequestError> + Send + 'static,
+{
+    debug!("request {what}");
+    match locked(target, f).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => {
+            warn!("{what} refused: {e}");
+            Err(e.into())
+        }
+        Err(Stuck::Crashed(join)) => {
+            error!("{what} crashed: {join}");
+            Err(limits::status(
+                tonic::Code::Internal,
+                format!("{what} crashed in the agent: {join}"),
+            ))
+        }
+        Err(Stuck::Timeout) => {
+            error!(
+                "{what} did not finish within {}s",
+                REQUEST_DEADLINE.as_secs()
+            );
+            Err(Status::deadline_exceeded(format!(
+                "{what} did not finish within {}s: the kernel may be stuck in a configfs operation (see dmesg and the agent's log); it goes on in the background",
+                REQUEST_DEADLINE.as_secs()
+            )))
         }
     }
 }

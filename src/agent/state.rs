@@ -56,6 +56,9 @@ pub struct State {
     pub bdevs: Vec<BdevRecord>,
     /// The host directories the agent made (host NQNs).
     pub hosts: Vec<String>,
+    /// The hosts given a DH-HMAC-CHAP key through the agent, kept while
+    /// no share admits them (their key lives in the host directory).
+    pub keyed: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -64,6 +67,8 @@ struct StateFile {
     bdevs: Vec<BdevRecord>,
     #[serde(default)]
     hosts: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    keyed: Vec<String>,
 }
 
 /// The state file cannot be read or written.
@@ -115,6 +120,7 @@ pub fn load(path: &Path) -> Result<State, StateError> {
     Ok(State {
         bdevs: file.bdevs,
         hosts: file.hosts,
+        keyed: file.keyed,
     })
 }
 
@@ -131,6 +137,7 @@ pub fn save(path: &Path, state: State) -> Result<(), StateError> {
         version: VERSION,
         bdevs: state.bdevs,
         hosts: state.hosts,
+        keyed: state.keyed,
     };
     let mut text = serde_json::to_string_pretty(&file).map_err(|e| StateError::Corrupt {
         path: path.to_path_buf(),
@@ -209,6 +216,7 @@ mod tests {
         let state = State {
             bdevs,
             hosts: vec!["nqn.2014-08.org.example:a".into()],
+            keyed: vec!["nqn.2014-08.org.example:a".into()],
         };
         save(&path, state.clone()).unwrap();
         assert_eq!(load(&path).unwrap(), state);

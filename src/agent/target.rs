@@ -13,6 +13,7 @@ use tonic::Code;
 use tracing::{info, warn};
 use uuid::Uuid;
 
+use super::aio_paths::{AioPaths, PathRefused};
 use super::device::{self, Backing, DeviceError, Geometry, MallocDir};
 use super::limits::{shown, shown_list, MAX_ARG_LEN};
 use super::loopdev::{LoopError, Loops};
@@ -27,6 +28,8 @@ pub const CLAIMED_BY_TARGET: &str = "NVMe-oF Target";
 pub const UNCLAIMED: &str = "Orphaned";
 /// The only share protocol.
 pub const PROTOCOL: &str = "nvmf";
+mod host_keys;
+
 /// The most hosts a Share may name in `allowed_hosts` (after duplicates
 /// are collapsed); a bound on the configfs work one request causes.
 pub const MAX_ALLOWED_HOSTS: usize = 64;
@@ -124,6 +127,37 @@ pub enum RequestError {
         /// What probing found.
         cause: DeviceError,
     },
+    /// An aio path the agent may not export.
+    #[error(transparent)]
+    PathRefused(#[from] PathRefused),
+    /// A DH-HMAC-CHAP key not in the kernel's form (never shown: it is a
+    /// secret).
+    #[error("the {which} is not in the form `nvme gen-dhchap-key` prints (DHHC-1:<00 to 03>:<base64 of a 32, 48 or 64-byte secret and its CRC>:)")]
+    BadKey {
+        /// `key` or `ctrl_key`.
+        which: &'static str,
+    },
+    /// The kernel's target cannot authenticate hosts.
+    #[error("this kernel's NVMe target has no DH-HMAC-CHAP (CONFIG_NVME_TARGET_AUTH; Debian 12's 6.1 lacks it, 6.12 has it): boot a kernel that has it to give hosts keys")]
+    NoHostAuth,
+    /// RemoveHost of a host configfs lacks.
+    #[error("host {host} has no entry in the target; nothing to remove")]
+    UnknownHost {
+        /// The host NQN.
+        host: String,
+    },
+    /// RemoveHost of a host another tool made.
+    #[error("host {host} was not made by this agent; remove it with the tool that made it")]
+    HostNotOurs {
+        /// The host NQN.
+        host: String,
+    },
+    /// RemoveHost of a host a share admits.
+    #[error("host {host} is admitted by a share; share without it (or unshare) first")]
+    HostInUse {
+        /// The host NQN.
+        host: String,
+    },
     /// The kernel target refused.
     #[error(transparent)]
     Nvmet(#[from] NvmetError),
@@ -152,7 +186,12 @@ impl RequestError {
             | RequestError::Protocol { .. }
             | RequestError::ProtocolTooLong { .. }
             | RequestError::BadHost { .. }
+            | RequestError::BadKey { .. }
             | RequestError::TooManyHosts { .. } => Code::InvalidArgument,
+            RequestError::UnknownHost { .. } => Code::NotFound,
+            RequestError::NoHostAuth
+            | RequestError::HostNotOurs { .. }
+            | RequestError::HostInUse { .. } => Code::FailedPrecondition,
             RequestError::Device(DeviceError::Missing { .. })
             | RequestError::EmptyName
             | RequestError::UnknownBdev { .. } => Code::NotFound,
@@ -164,6 +203,7 @@ impl RequestError {
             RequestError::Shared { .. } | RequestError::DeviceGone { .. } => {
                 Code::FailedPrecondition
             }
+            RequestError::PathRefused(_) => Code::PermissionDenied,
             RequestError::Nvmet(_) | RequestError::Loop(_) | RequestError::State(_) => {
                 Code::Internal
             }
@@ -175,27 +215,7 @@ impl RequestError {
 /// them sorted with duplicates collapsed.
 fn check_hosts(hosts: &[String]) -> Result<Vec<String>, RequestError> {
     for host in hosts {
-        // `/` would make the NQN a path in configfs; whitespace and control
-        // characters have no place in an NQN and would garble logs.
-        let problem = if host.is_empty() {
-            "is empty".to_string()
-        } else if host.len() > MAX_NQN_LEN {
-            format!("is {} bytes long", host.len())
-        } else if !host.starts_with("nqn.") {
-            "does not start with \"nqn.\"".to_string()
-        } else if host.contains('/') {
-            "contains `/`".to_string()
-        } else if host.chars().any(char::is_control) {
-            "contains a control character".to_string()
-        } else if host.chars().any(char::is_whitespace) {
-            "contains whitespace".to_string()
-        } else {
-            continue;
-        };
-        return Err(RequestError::BadHost {
-            host: shown(host),
-            problem,
-        });
+        check_host(host)?;
     }
     let distinct: BTreeSet<&String> = hosts.iter().collect();
     if distinct.len() > MAX_ALLOWED_HOSTS {
@@ -204,6 +224,31 @@ fn check_hosts(hosts: &[String]) -> Result<Vec<String>, RequestError> {
         });
     }
     Ok(distinct.into_iter().cloned().collect())
+}
+
+/// Checks one host NQN.
+fn check_host(host: &str) -> Result<(), RequestError> {
+    // `/` would make the NQN a path in configfs; whitespace and control
+    // characters have no place in an NQN and would garble logs.
+    let problem = if host.is_empty() {
+        "is empty".to_string()
+    } else if host.len() > MAX_NQN_LEN {
+        format!("is {} bytes long", host.len())
+    } else if !host.starts_with("nqn.") {
+        "does not start with \"nqn.\"".to_string()
+    } else if host.contains('/') {
+        "contains `/`".to_string()
+    } else if host.chars().any(char::is_control) {
+        "contains a control character".to_string()
+    } else if host.chars().any(char::is_whitespace) {
+        "contains whitespace".to_string()
+    } else {
+        return Ok(());
+    };
+    Err(RequestError::BadHost {
+        host: shown(host),
+        problem,
+    })
 }
 
 /// Who a share admits, for logs.
@@ -275,11 +320,16 @@ pub struct Target {
     nvmet: Nvmet,
     malloc: MallocDir,
     loops: Arc<dyn Loops>,
+    /// Where Create may make aio bdevs.
+    aio_paths: AioPaths,
     state_path: PathBuf,
     bdevs: Vec<Bdev>,
     /// The host directories (`hosts/<nqn>`) this agent made, to remove once
     /// no subsystem admits them; the others are not the agent's to remove.
     hosts_made: BTreeSet<String>,
+    /// The hosts given a DH-HMAC-CHAP key through the agent: kept when no
+    /// subsystem admits them, as their key would go with them.
+    hosts_keyed: BTreeSet<String>,
 }
 
 impl Target {
@@ -299,6 +349,7 @@ impl Target {
         nvmet: Nvmet,
         malloc: MallocDir,
         loops: Arc<dyn Loops>,
+        aio_paths: AioPaths,
         state_path: PathBuf,
     ) -> Result<Self, RequestError> {
         let saved = state::load(&state_path)?;
@@ -307,9 +358,11 @@ impl Target {
             nvmet,
             malloc,
             loops,
+            aio_paths,
             state_path,
             bdevs: Vec::new(),
             hosts_made: saved.hosts.into_iter().collect(),
+            hosts_keyed: saved.keyed.into_iter().collect(),
         };
         for record in saved.bdevs {
             target.restore(record, &found);
@@ -492,11 +545,15 @@ impl Target {
     /// next Share or Unshare (a host directory alone admits nothing).
     fn remove_unused_hosts(&mut self) -> bool {
         let before = self.hosts_made.len();
-        let nvmet = &self.nvmet;
+        let (nvmet, keyed) = (&self.nvmet, &mut self.hosts_keyed);
+        keyed.retain(|host| nvmet.has_host(host));
         self.hosts_made.retain(|host| {
             if !nvmet.has_host(host) {
                 info!("host directory hosts/{host}, which the agent made, is gone; forgetting it");
                 return false;
+            }
+            if keyed.contains(host) {
+                return true;
             }
             match nvmet.remove_host_if_unused(host) {
                 Ok(true) => {
@@ -594,7 +651,15 @@ impl Target {
             })
             .collect();
         let hosts = self.hosts_made.iter().cloned().collect();
-        state::save(&self.state_path, State { bdevs, hosts })
+        let keyed = self.hosts_keyed.iter().cloned().collect();
+        state::save(
+            &self.state_path,
+            State {
+                bdevs,
+                hosts,
+                keyed,
+            },
+        )
     }
 
     /// The hosts `bdev`'s share admits by name, for the state file (which
@@ -689,6 +754,7 @@ impl Target {
         }
         let geometry = match &backend {
             Backend::Aio { path, blk_size } => {
+                self.aio_paths.check(path)?;
                 let geometry = device::export_blk_size(path, device::probe(path)?, *blk_size)?;
                 self.check_unused(path)?;
                 geometry
@@ -962,7 +1028,12 @@ mod tests {
             };
             let nvmet = Nvmet::new(self.fs.clone(), listener);
             let malloc = MallocDir::open(self.malloc_dir()).unwrap();
-            Target::open(nvmet, malloc, self.loops.clone(), self.state()).unwrap()
+            // The tests' disks are in the temporary dir, the state in its
+            // state/ subdir, which the policy keeps out.
+            // /dev/null: to see a character device refused.
+            let allowed = [self.dir.path().to_path_buf(), PathBuf::from("/dev/null")];
+            let aio_paths = AioPaths::new(&allowed, &self.dir.path().join("state"));
+            Target::open(nvmet, malloc, self.loops.clone(), aio_paths, self.state()).unwrap()
         }
     }
 
@@ -1104,7 +1175,14 @@ mod tests {
         let mut t = s.open();
         let dir = format!("aio://{}", s.dir.path().display());
         let missing = format!("aio://{}/nope", s.dir.path().display());
+        let state = format!("aio://{}", s.state().display());
         let cases: &[(&str, Code, &str)] = &[
+            (
+                "aio:///etc/passwd",
+                Code::PermissionDenied,
+                "outside the paths",
+            ),
+            (&state, Code::PermissionDenied, "state directory"),
             ("", Code::InvalidArgument, "empty"),
             ("nvmf:///x", Code::InvalidArgument, "unsupported scheme"),
             (&missing, Code::NotFound, "does not exist"),

@@ -14,9 +14,11 @@ use nvmfcheck::agent::{self, AgentConfig, Stopped};
 /// Arguments of `nvmfcheck agent`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Address and port of the gRPC server.
-    #[arg(long, value_name = "IP:PORT", default_value = "0.0.0.0:10124")]
-    listen: SocketAddr,
+    /// Address and port of the gRPC server (repeatable). Loopback by
+    /// default: give the address other machines reach this one at to let
+    /// them call the agent.
+    #[arg(long, value_name = "IP:PORT", default_values_t = [agent::DEFAULT_LISTEN])]
+    listen: Vec<SocketAddr>,
     /// IPv4 address of the NVMe/TCP ports, used in share URIs [default: the
     /// first non-loopback IPv4 address of an interface that is up].
     #[arg(long, value_name = "IPV4")]
@@ -41,6 +43,19 @@ pub struct Args {
     /// (a share keeps its allowed hosts) (repeatable).
     #[arg(long = "share", value_name = "BDEV_NAME")]
     share: Vec<String>,
+    /// Serve the Control service: faults (link and port down) and restart,
+    /// for tests. Without it every Control call is refused.
+    #[arg(long)]
+    faults: bool,
+    /// Allow aio bdevs on files and devices under this path (repeatable),
+    /// e.g. /dev/vdb; without it no aio bdev can be made. The state
+    /// directory is never allowed.
+    #[arg(long = "allow-path", value_name = "PATH")]
+    allow_paths: Vec<PathBuf>,
+    /// Require every call to carry `authorization: Bearer <token>`, the
+    /// token being this file's content (which other users must not read).
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
 }
 
 /// Runs `nvmfcheck agent`.
@@ -58,6 +73,9 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
         configfs: args.configfs,
         create: args.create,
         share: args.share,
+        faults: args.faults,
+        allow_paths: args.allow_paths,
+        token_file: args.token_file,
     };
     let mut term = signal(SignalKind::terminate()).context("cannot watch for SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot watch for SIGINT")?;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use nvmfcheck::client::Target;
 use nvmfcheck::proto::mayastor::{BdevShareReply, Bdevs, CreateReply, Null};
+use nvmfcheck::token::Token;
 use serde::Serialize;
 
 /// Where the target is and how long to wait for it.
@@ -18,6 +19,10 @@ pub struct Conn {
     /// Deadline in seconds for connecting and for the call.
     #[arg(long, default_value_t = 10.0, value_parser = crate::cli::parse_secs)]
     timeout: f64,
+    /// A file holding the agent's token, for an agent started with
+    /// `--token-file`.
+    #[arg(long, value_name = "FILE", env = "NVMFCHECK_TOKEN_FILE")]
+    token_file: Option<std::path::PathBuf>,
 }
 
 /// Subcommands of `nvmfcheck bdev`.
@@ -98,7 +103,9 @@ pub async fn main(cmd: Command) -> anyhow::Result<ExitCode> {
 }
 
 async fn connect(conn: &Conn) -> anyhow::Result<Target> {
-    Ok(Target::connect(&conn.target, Duration::from_secs_f64(conn.timeout)).await?)
+    let token = conn.token_file.as_deref().map(Token::read).transpose()?;
+    let timeout = Duration::from_secs_f64(conn.timeout);
+    Ok(Target::connect_with_token(&conn.target, timeout, token).await?)
 }
 
 fn print(reply: &impl Serialize) -> anyhow::Result<ExitCode> {

@@ -7,6 +7,7 @@ use anyhow::Context;
 use nvmfcheck::client::Target;
 use nvmfcheck::suite::report::{Report, Status};
 use nvmfcheck::suite::{self, Env, RunOptions, Settings};
+use nvmfcheck::token::Token;
 
 /// Arguments of `nvmfcheck run`.
 #[derive(clap::Args)]
@@ -44,6 +45,10 @@ pub struct Args {
     /// The target's NVMe/TCP discovery port.
     #[arg(long, default_value_t = 8420)]
     discovery_port: u16,
+    /// A file holding the agent's token, for an agent started with
+    /// `--token-file`.
+    #[arg(long, value_name = "FILE", env = "NVMFCHECK_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
 }
 
 /// Arguments of `nvmfcheck list`.
@@ -64,6 +69,7 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
     };
     let registry = suite::registry();
     let plan = suite::plan(&registry, &opts)?;
+    let token = args.token_file.as_deref().map(Token::read).transpose()?;
     let settings = Settings {
         target: args.target,
         bdev_uri: args.bdev,
@@ -71,16 +77,21 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
         aio_file: args.aio_file,
         discovery_port: args.discovery_port,
         fio_size: args.fio_size_mb << 20,
+        token,
         ..Settings::default()
     };
-    let target = Target::connect(&settings.target, settings.rpc_timeout)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot start the run: the target {} does not answer",
-                settings.target
-            )
-        })?;
+    let target = Target::connect_with_token(
+        &settings.target,
+        settings.rpc_timeout,
+        settings.token.clone(),
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "cannot start the run: the target {} does not answer",
+            settings.target
+        )
+    })?;
     let env = Env { settings, target };
     let report = suite::run(&plan, &env, &opts).await;
     report.write(&args.report_dir)?;

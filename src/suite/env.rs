@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::client::Target;
+use crate::token::Token;
 
 /// The file [`Settings::aio_file`] names unless told otherwise, and its
 /// size as the harnesses make it.
@@ -34,6 +35,8 @@ pub struct Settings {
     pub nvme_timeout: Duration,
     /// Deadline of one fio run.
     pub fio_timeout: Duration,
+    /// The agent's token, when it was started with `--token-file`.
+    pub token: Option<Token>,
 }
 
 impl Default for Settings {
@@ -48,6 +51,7 @@ impl Default for Settings {
             rpc_timeout: Duration::from_secs(10),
             nvme_timeout: Duration::from_secs(30),
             fio_timeout: Duration::from_secs(600),
+            token: None,
         }
     }
 }

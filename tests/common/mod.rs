@@ -40,9 +40,11 @@ pub async fn prepare(target: &Target, dir: &Path) -> Fixture {
 /// row that did not give its code and message or changed `List`.
 pub async fn check(target: &Target, fx: &Fixture, cli: Option<&Path>) -> Vec<String> {
     let mut failures = Vec::new();
+    assert!(
+        fx.same_file.is_some() && fx.empty_file.is_some() && fx.char_device.is_some(),
+        "the fixture leaves out rows: {fx:?}"
+    );
     let rows = bad_input::rows(fx);
-    let all = bad_input::rows(&Fixture::on_target("aio:///dev/vdb")).len();
-    assert_eq!(rows.len(), all, "the fixture leaves out rows: {fx:?}");
     let mut before = target.list().await.unwrap();
     for row in &rows {
         let mut result = row.check(target).await;

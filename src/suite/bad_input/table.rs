@@ -1,7 +1,9 @@
 //! The table of bad inputs: what is wrong, the call, the status code and a
 //! fragment of the message that names the problem.
 
-use tonic::Code::{self, AlreadyExists, FailedPrecondition, InvalidArgument, NotFound};
+use tonic::Code::{
+    self, AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied,
+};
 
 use super::{Call, Fixture, Row};
 
@@ -37,6 +39,7 @@ pub fn rows(fx: &Fixture) -> Vec<Row> {
         // Create: the aio path.
         row("aio with nothing after //", create("aio://"), InvalidArgument, "`aio://` names no file"),
         row("no aio path", create("aio:///"), InvalidArgument, "`aio:///` names no file"),
+        row("path not allowed", create("aio:///etc/passwd"), PermissionDenied, "/etc/passwd is outside the paths this agent may export"),
         row("missing path", create(&format!("aio://{dir}/nvmfcheck-missing")), NotFound, &format!("{dir}/nvmfcheck-missing does not exist")),
         row("path is a directory", create(&format!("aio://{dir}")), InvalidArgument, &format!("{dir} is a directory")),
         row("character device", at(&fx.char_device), InvalidArgument, "is a character device"),
@@ -131,7 +134,7 @@ mod tests {
     use super::*;
 
     fn fixture() -> Fixture {
-        Fixture::on_target("aio:///dev/vdb")
+        Fixture::complete()
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::nvme::{self, ConnectOptions, Namespace};
 use crate::proto::mayastor::Bdev;
 
 use super::path::{self, ShareUri};
-use super::{CaseFuture, Category, CheckError, Env, Steps};
+use super::{AgentSetup, CaseFuture, Category, CheckError, Env, Steps};
 
 mod block;
 mod discard;
@@ -47,6 +47,7 @@ pub(super) fn category() -> Category {
         about: "no byte is lost when the path is pushed and broken: verify matrix, reconnects, \
                 multipath, resets, restarts, teardown and link loss",
         depends_on: &["basic"],
+        setup: AgentSetup::Faults,
         cases: vec![
             matrix::case(),
             persistence::case(),
@@ -105,7 +106,12 @@ fn resilient(env: &Env) -> ConnectOptions {
 
 /// The agent's `Control` service (faults, restart).
 async fn control(env: &Env) -> Result<Control, CheckError> {
-    Ok(Control::connect(&env.settings.target, env.settings.rpc_timeout).await?)
+    Ok(Control::connect(
+        &env.settings.target,
+        env.settings.rpc_timeout,
+        env.settings.token.clone(),
+    )
+    .await?)
 }
 
 /// The one controller the host has of `nqn`, as a step.

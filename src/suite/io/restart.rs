@@ -96,7 +96,7 @@ fn run<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
 async fn new_instance(env: &Env, old: &str) -> Result<InfoReply, CheckError> {
     let s = &env.settings;
     path::retry("a new instance of the agent (Info)", AGENT_BACK, || async {
-        let info = Control::connect(&s.target, s.rpc_timeout)
+        let info = Control::connect(&s.target, s.rpc_timeout, s.token.clone())
             .await?
             .info()
             .await?;
