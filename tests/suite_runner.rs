@@ -48,6 +48,7 @@ fn category(
         name,
         about: "test",
         depends_on,
+        setup: suite::AgentSetup::Faults,
         cases: vec![Case {
             name: "only",
             about: "test",
@@ -60,12 +61,12 @@ fn category(
 async fn env() -> (Env, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = AgentConfig::new(Ipv4Addr::new(192, 168, 1, 2));
-    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.listen = vec![SocketAddr::from(([127, 0, 0, 1], 0))];
     config.state_dir = dir.path().join("state");
     let agent = Agent::start(&config, Arc::new(FakeConfigfs::new()), fake_loops(&config)).unwrap();
-    let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(agent.serve(listener, std::future::pending()));
+    tokio::spawn(agent.serve(vec![listener], std::future::pending()));
     let target = Target::connect(&addr, Duration::from_secs(5))
         .await
         .unwrap();

@@ -9,6 +9,7 @@ use anyhow::{bail, Context};
 use nvmfcheck::bench::{table, Sample};
 use nvmfcheck::soak::{BusyCore, Soak};
 use nvmfcheck::suite::report::Report;
+use nvmfcheck::suite::{self, AgentSetup};
 use nvmfcheck::vm::channel::{Channel, Event};
 use nvmfcheck::vm::kernel::{default_cache_dir, KernelSource};
 use nvmfcheck::vm::pair::{free_port, Pair, PairConfig};
@@ -16,7 +17,9 @@ use nvmfcheck::vm::process::{self, Lifetime, Qemu};
 use nvmfcheck::vm::protocol::CTL_PORTS;
 use nvmfcheck::vm::qemu::{self, Accel};
 use nvmfcheck::vm::state::{default_state_dir, is_our_qemu, stray_qemus, PairState};
-use nvmfcheck::vm::{accel, initramfs, pair, Progress, Role, AGENT_PORT, GUEST_OUT_DIR, TARGET_IP};
+use nvmfcheck::vm::{
+    accel, initramfs, pair, Progress, Role, AGENT_PORT, GUEST_OUT_DIR, TARGET_IP, TOKEN_FILE,
+};
 
 /// Prints a line on stdout; a closed stdout (`| head`) is not an error.
 macro_rules! outln {
@@ -172,6 +175,16 @@ pub struct GuestArgs {
     /// Which VM this is.
     #[arg(long)]
     role: Role,
+    /// How the target runs its agent: faults or hardened.
+    #[arg(long, default_value = "faults", value_parser = parse_setup)]
+    setup: AgentSetup,
+}
+
+fn parse_setup(name: &str) -> Result<AgentSetup, String> {
+    AgentSetup::from_name(name).ok_or_else(|| {
+        let known: Vec<&str> = AgentSetup::ALL.iter().map(|s| s.name()).collect();
+        format!("unknown setup {name:?}; known: {}", known.join(", "))
+    })
 }
 
 /// Runs `nvmfcheck vm`.
@@ -184,7 +197,7 @@ pub async fn main(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Status(args) => status(args).await,
         Command::Bench(args) => bench(args).await,
         Command::Guest(args) => {
-            nvmfcheck::vm::guest::main(args.role).await?;
+            nvmfcheck::vm::guest::main(args.role, args.setup).await?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -245,6 +258,7 @@ fn config(
     out_dir: PathBuf,
     grpc_port: u16,
     lifetime: Lifetime,
+    setup: AgentSetup,
 ) -> anyhow::Result<PairConfig> {
     let (kernel, initrd, accel) = prepared;
     Ok(PairConfig {
@@ -258,6 +272,7 @@ fn config(
         memory_mib: boot.memory,
         boot_timeout: Duration::from_secs(boot.boot_timeout),
         lifetime,
+        setup,
     })
 }
 
@@ -375,19 +390,104 @@ async fn run_once(args: &RunArgs, progress: &Progress) -> anyhow::Result<Outcome
     for stale in ["report.json", "junit.xml"] {
         let _ = std::fs::remove_file(out.join(stale));
     }
+    // The plan is checked before anything boots.
+    let registry = suite::registry();
+    let opts = suite::RunOptions {
+        categories: args.categories.clone(),
+        filter: args.filter.clone(),
+        prior: None,
+    };
+    let plan = suite::plan(&registry, &opts)?;
+    let groups = suite::setup::by_setup(&plan);
     let prepared = tokio::select! {
         r = prepare(&args.boot, progress) => r?,
         why = interrupted() => bail!("{why} while preparing"),
     };
+    let mut outcome: Option<Outcome> = None;
+    let mut parts = Vec::new();
+    for (k, (setup, cats)) in groups.iter().enumerate() {
+        let names: Vec<String> = cats.iter().map(|c| c.name.to_string()).collect();
+        if outcome.as_ref().is_some_and(|o| o.code != 0) {
+            progress.say(format!(
+                "not run: {} (an earlier boot's checks failed)",
+                names.join(" ")
+            ));
+            break;
+        }
+        // With one boot the report lands in --out itself, as it always
+        // has; with several, each boot's in a subdir, merged at the end.
+        let part = if groups.len() == 1 {
+            None
+        } else {
+            Some(format!("{}-{setup}", k + 1))
+        };
+        if groups.len() > 1 {
+            progress.say(format!(
+                "boot {} of {}: {} with the {setup} agent",
+                k + 1,
+                groups.len(),
+                names.join(" ")
+            ));
+        }
+        let group = Group {
+            setup: *setup,
+            categories: &names,
+            part: part.as_deref(),
+            prior: !parts.is_empty(),
+        };
+        let this = run_group(args, &out, prepared.clone(), &group, progress).await?;
+        if let Some(part) = &part {
+            let report = Report::load(&out.join(part).join("report.json"));
+            parts.push(report.with_context(|| format!("boot {} wrote no report", k + 1))?);
+            // Later boots' dependencies are checked against what passed so
+            // far.
+            if let Some(merged) = Report::merge(parts.clone()) {
+                merged.write(&out)?;
+            }
+        }
+        outcome = Some(match outcome {
+            None => this,
+            Some(o) => Outcome {
+                code: if o.code != 0 { o.code } else { this.code },
+                ready: o.ready.max(this.ready),
+                rss_mib: (
+                    o.rss_mib.0.max(this.rss_mib.0),
+                    o.rss_mib.1.max(this.rss_mib.1),
+                ),
+                checks: o.checks + this.checks,
+            },
+        });
+    }
+    outcome.context("no category to run")
+}
+
+/// One boot of a `vm run`: the categories that share an agent setup.
+struct Group<'a> {
+    setup: AgentSetup,
+    categories: &'a [String],
+    /// The subdir of --out its report goes to, when the run has several.
+    part: Option<&'a str>,
+    /// Whether --out holds the report of earlier boots to depend on.
+    prior: bool,
+}
+
+async fn run_group(
+    args: &RunArgs,
+    out: &Path,
+    prepared: (nvmfcheck::vm::kernel::GuestKernel, PathBuf, Accel),
+    group: &Group<'_>,
+    progress: &Progress,
+) -> anyhow::Result<Outcome> {
     let run_dir = pair::fresh_run_dir();
     let _cleanup = RemoveDir(run_dir.clone());
     let cfg = config(
         &args.boot,
         prepared,
         run_dir,
-        out.clone(),
+        out.to_path_buf(),
         free_port()?,
         Lifetime::Owned,
+        group.setup,
     )?;
     // Dropping the boot future on a signal drops the QEMU handles, which
     // kills them.
@@ -396,14 +496,30 @@ async fn run_once(args: &RunArgs, progress: &Progress) -> anyhow::Result<Outcome
         why = interrupted() => bail!("{why} while booting; console logs in {}", out.display()),
     };
     report_ready(&pair, progress);
+    let guest_out = Path::new(GUEST_OUT_DIR);
+    let report_dir = group
+        .part
+        .map_or(guest_out.to_path_buf(), |p| guest_out.join(p));
     let mut argv = vec![cfg.exe.display().to_string(), "run".into()];
-    argv.extend(args.categories.iter().cloned());
+    argv.extend(group.categories.iter().cloned());
     argv.extend([
         "--target".into(),
-        format!("{TARGET_IP}:{AGENT_PORT}"),
+        group.setup.grpc_target(TARGET_IP),
         "--report-dir".into(),
-        GUEST_OUT_DIR.into(),
+        report_dir.display().to_string(),
     ]);
+    if group.setup.needs_token() {
+        argv.extend([
+            "--token-file".into(),
+            guest_out.join(TOKEN_FILE).display().to_string(),
+        ]);
+    }
+    if group.prior {
+        argv.extend([
+            "--require-passed".into(),
+            guest_out.join("report.json").display().to_string(),
+        ]);
+    }
     if let Some(f) = &args.filter {
         argv.extend(["--filter".into(), f.clone()]);
     }
@@ -438,7 +554,11 @@ async fn run_once(args: &RunArgs, progress: &Progress) -> anyhow::Result<Outcome
         out.display()
     ));
     let code = result.context("phase checks")?;
-    if let Ok(report) = Report::load(&out.join("report.json")) {
+    let report_path = group
+        .part
+        .map_or(out.to_path_buf(), |p| out.join(p))
+        .join("report.json");
+    if let Ok(report) = Report::load(&report_path) {
         if let Some(warning) = clock_check(report.duration_secs, outcome.checks) {
             progress.say(format!("warning: {warning}"));
         }
@@ -565,6 +685,8 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         out.clone(),
         port,
         Lifetime::Detached,
+        // Faults on, no token: the pair to explore and script by hand.
+        AgentSetup::Faults,
     )?;
     let pair = tokio::select! {
         r = Pair::boot(&cfg, &progress) => r.context("phase boot")?,
@@ -692,7 +814,7 @@ async fn status(args: StateArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(3);
-    match pair::agent_ready(state.grpc_port, deadline, None).await {
+    match pair::agent_ready(state.grpc_port, None, deadline, None).await {
         Ok(n) => outln!(
             "agent: answers on 127.0.0.1:{} ({n} bdevs)",
             state.grpc_port

@@ -16,10 +16,12 @@ mod io;
 mod path;
 pub mod report;
 mod runner;
+pub mod setup;
 mod steps;
 
 pub use env::{Env, Settings, AIO_FILE, AIO_FILE_SIZE};
 pub use runner::{plan, run, RunError, RunOptions};
+pub use setup::AgentSetup;
 pub use steps::{CheckError, Steps};
 
 /// The future a case function returns.
@@ -49,6 +51,8 @@ pub struct Category {
     pub about: &'static str,
     /// Categories that must pass first.
     pub depends_on: &'static [&'static str],
+    /// How the target's agent must be started for it.
+    pub setup: AgentSetup,
     /// Its cases, run in order.
     pub cases: Vec<Case>,
 }

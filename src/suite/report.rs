@@ -170,6 +170,27 @@ impl Report {
         Ok(report)
     }
 
+    /// One report of several runs against different targets (the QEMU
+    /// runner boots once for each agent setup): their categories in
+    /// order; passed only if every part passed; timed from the first
+    /// start over the sum of their durations. `None` without parts.
+    pub fn merge(parts: Vec<Report>) -> Option<Report> {
+        let mut parts = parts.into_iter();
+        let mut all = parts.next()?;
+        for part in parts {
+            if part.status != Status::Passed {
+                all.status = part.status;
+            }
+            all.error = all.error.or(part.error);
+            if !all.target.split(", ").any(|t| t == part.target) {
+                all.target = format!("{}, {}", all.target, part.target);
+            }
+            all.duration_secs += part.duration_secs;
+            all.categories.extend(part.categories);
+        }
+        Some(all)
+    }
+
     /// The category called `name`, if the report has it.
     pub fn category(&self, name: &str) -> Option<&CategoryReport> {
         self.categories.iter().find(|c| c.name == name)
@@ -428,6 +449,23 @@ mod tests {
             fio,
             note: Some("longest I/O stall 2.1 s".into()),
         }
+    }
+
+    #[test]
+    fn merged_parts_keep_every_category_and_the_worst_status() {
+        let mut first = report(vec![]);
+        first.target = "192.168.1.2:10124".into();
+        let mut second = report(vec![]);
+        second.target = "192.168.1.2:10125".into();
+        second.categories[0].name = "security".into();
+        second.status = Status::Failed;
+        let merged = Report::merge(vec![first.clone(), second, first]).unwrap();
+        let names: Vec<&str> = merged.categories.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["io", "security", "io"]);
+        assert_eq!(merged.status, Status::Failed);
+        assert_eq!(merged.target, "192.168.1.2:10124, 192.168.1.2:10125");
+        assert_eq!(merged.duration_secs, 3.0);
+        assert!(Report::merge(Vec::new()).is_none());
     }
 
     #[test]

@@ -287,6 +287,7 @@ mod tests {
             name,
             about: "",
             depends_on,
+            setup: crate::suite::AgentSetup::Faults,
             cases: vec![Case {
                 name: "c",
                 about: "",

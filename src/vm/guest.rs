@@ -22,7 +22,10 @@ use tokio::sync::mpsc;
 use super::protocol::{
     encode, ExecRequest, Reply, Request, Utf8Carry, CTL_PORTS, MAX_LINE, PORT_NAME,
 };
-use super::{io_error, Role, VmError, GUEST_OUT_DIR, TARGET_IP};
+use super::{
+    io_error, Role, VmError, AGENT_PORT, FORWARD_IP, GUEST_OUT_DIR, TARGET_IP, TOKEN_FILE,
+};
+use crate::suite::AgentSetup;
 
 /// What the daemon logs when the agent ends; the host watches `agent.log`
 /// for it to fail a boot at once.
@@ -41,12 +44,12 @@ const BASE_ENV: &[(&str, &str)] = &[
     ("TERM", "dumb"),
 ];
 
-/// Runs the guest daemon.
-pub async fn main(role: Role) -> Result<(), VmError> {
+/// Runs the guest daemon; on the target, the agent runs as `setup` says.
+pub async fn main(role: Role, setup: AgentSetup) -> Result<(), VmError> {
     kmsg("guest daemon started");
     // First, as it is the slowest part of the target's readiness.
     if role == Role::Target {
-        start_agent();
+        start_agent(setup);
         make_aio_file();
     }
     let ports = find_ports(Duration::from_secs(10)).await?;
@@ -118,7 +121,7 @@ fn make_aio_file() {
 /// Starts the agent; its output goes to the console and to `agent.log` in
 /// the output share. Failing to start is logged, not fatal: the host's
 /// readiness check then fails and shows the log.
-fn start_agent() {
+fn start_agent(setup: AgentSetup) {
     let log_path = Path::new(GUEST_OUT_DIR).join("agent.log");
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -137,7 +140,13 @@ fn start_agent() {
         Ok(e) => e,
         Err(e) => return say(&format!("cannot find the nvmfcheck binary: {e}")),
     };
-    let args = ["agent", "--address", TARGET_IP];
+    let token = Path::new(GUEST_OUT_DIR).join(TOKEN_FILE);
+    let mut args: Vec<String> = ["agent", "--address", TARGET_IP, "--listen"]
+        .map(String::from)
+        .into();
+    // The host's loopback forward lands here.
+    args.push(format!("{FORWARD_IP}:{AGENT_PORT}"));
+    args.extend(setup.agent_args(TARGET_IP, &token.display().to_string()));
     say(&format!("starting {} {}", exe.display(), args.join(" ")));
     let spawned = tokio::process::Command::new(&exe)
         .args(args)

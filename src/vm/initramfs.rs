@@ -16,7 +16,7 @@ use cpio::newc::Builder;
 
 use super::kernel::{write_atomic, GuestKernel};
 use super::modules::ModuleIndex;
-use super::{io_error, Role, VmError, GUEST_OUT_DIR};
+use super::{io_error, Role, VmError, FORWARD_IP, GUEST_OUT_DIR};
 
 /// Where busybox-static installs its binary on Debian.
 pub const BUSYBOX: &str = "/bin/busybox";
@@ -67,6 +67,7 @@ for w in $($b cat /proc/cmdline); do
   case "$w" in
     nvmfcheck.role=*) role="${w#*=}" ;;
     nvmfcheck.exe=*) exe="${w#*=}" ;;
+    nvmfcheck.setup=*) setup="${w#*=}" ;;
   esac
 done
 [ -n "$role" ] && [ -n "$exe" ] || fail "nvmfcheck.role= and nvmfcheck.exe= are needed on the kernel command line"
@@ -101,13 +102,13 @@ $b ip link set lo up
 ip=192.168.1.1; [ "$role" = target ] && ip=192.168.1.2
 $b ip addr add $ip/24 dev eth0 && $b ip link set eth0 up || fail "cannot configure eth0"
 if [ "$role" = target ]; then
-  $b ip addr add 10.0.2.15/24 dev eth1 && $b ip link set eth1 up || fail "cannot configure eth1"
+  $b ip addr add @FWD_IP@/24 dev eth1 && $b ip link set eth1 up || fail "cannot configure eth1"
 fi
 log start the guest daemon
 # This shell stays PID 1: its `wait` reaps every orphan (waitpid(-1)) until
 # the daemon's job ends; then the VM powers off and QEMU exits.
 (
-  $b chroot $r "$exe" vm guest --role "$role"
+  $b chroot $r "$exe" vm guest --role "$role" --setup "${setup:-faults}"
   echo "nvmfcheck-init: the guest daemon exited ($?); powering off" >&2
   $b poweroff -f
 ) &
@@ -118,6 +119,7 @@ $b poweroff -f
 /// The init script as written into the image.
 pub fn init_script() -> String {
     INIT.replace("@OUT@", GUEST_OUT_DIR)
+        .replace("@FWD_IP@", FORWARD_IP)
         .replace("@ROOT_OPTS@", ROOT_9P_OPTS)
         .replace("@OUT_OPTS@", OUT_9P_OPTS)
 }

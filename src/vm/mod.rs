@@ -44,7 +44,13 @@ pub const INITIATOR_IP: &str = "192.168.1.1";
 /// The target's address on the VM-to-VM link.
 pub const TARGET_IP: &str = "192.168.1.2";
 /// The port the agent serves gRPC on inside the target.
-pub const AGENT_PORT: u16 = 10124;
+pub const AGENT_PORT: u16 = crate::suite::setup::GRPC_PORT;
+/// The agent's token in the output dir, for setups that need one: the
+/// runner writes it before boot and removes it after.
+pub const TOKEN_FILE: &str = "agent.token";
+/// The target's address on its forwarding NIC (QEMU user networking's
+/// guest address), where the host's loopback forward to the agent lands.
+pub const FORWARD_IP: &str = "10.0.2.15";
 
 /// Which of the two VMs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

@@ -10,9 +10,11 @@ use super::protocol::CTL_PORTS;
 use super::qemu::{Accel, Link, VmFiles, VmSpec};
 use super::qmp::Qmp;
 use super::state::{PairState, VmState};
-use super::{io_error, LogTail, Progress, Role, VmError};
-use crate::proto::mayastor::bdev_rpc_client::BdevRpcClient;
-use crate::proto::mayastor::Null;
+use super::{io_error, LogTail, Progress, Role, VmError, TOKEN_FILE};
+use crate::client::{ClientError, Target};
+use crate::suite::AgentSetup;
+use crate::token::Token;
+use uuid::Uuid;
 
 /// Size of the target's blank data disk, `/dev/vdb`.
 pub const DATA_DISK_BYTES: u64 = 512 << 20;
@@ -42,6 +44,8 @@ pub struct PairConfig {
     pub boot_timeout: Duration,
     /// Whether the VMs die with this process.
     pub lifetime: Lifetime,
+    /// How the target runs its agent.
+    pub setup: AgentSetup,
 }
 
 /// One booted VM.
@@ -92,6 +96,8 @@ pub struct Pair {
     pub grpc_port: u16,
     /// Times from the start of boot until each VM was ready.
     pub ready_after: [(Role, Duration); 2],
+    /// The agent's token, if its setup needs one; removed at shutdown.
+    pub token: Option<(PathBuf, Token)>,
 }
 
 /// A free loopback port (racy by nature; QEMU fails clearly if it is taken).
@@ -168,8 +174,32 @@ fn spec(cfg: &PairConfig, role: Role) -> VmSpec {
         } else {
             vec![]
         },
-        append: vec![],
+        append: if target {
+            vec![format!("nvmfcheck.setup={}", cfg.setup)]
+        } else {
+            vec![]
+        },
     }
+}
+
+/// Writes a fresh random token into `<out>/`[`TOKEN_FILE`], readable by
+/// this user only, where both guests find it.
+fn write_token(out_dir: &Path) -> Result<(PathBuf, Token), VmError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = out_dir.join(TOKEN_FILE);
+    let _ = std::fs::remove_file(&path);
+    let secret = format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(&path)
+        .and_then(|mut f| f.write_all(secret.as_bytes()))
+        .map_err(io_error(format!("cannot write {}", path.display())))?;
+    let token = Token::read(&path).map_err(|e| VmError::Invalid(e.to_string()))?;
+    Ok((path, token))
 }
 
 /// Kills the QEMUs started so far unless boot succeeds (a detached QEMU
@@ -208,6 +238,12 @@ impl Pair {
         // boot at once if it says the agent exited.
         let agent_log = cfg.out_dir.join("agent.log");
         let _ = std::fs::remove_file(&agent_log);
+        let token = if cfg.setup.needs_token() {
+            Some(write_token(&cfg.out_dir)?)
+        } else {
+            None
+        };
+        let token_for_ready = token.as_ref().map(|(_, t)| t);
         let link = cfg.run_dir.join("link.sock");
         check_socket_path(&link)?;
         let _ = std::fs::remove_file(&link);
@@ -257,16 +293,19 @@ impl Pair {
         let target_ready = async {
             let ch = watch(t, Channel::connect_free(Role::Target, &t.files, deadline)).await?;
             progress.say("target: guest daemon up");
-            let n = watch(t, agent_ready(cfg.grpc_port, deadline, Some(&agent_log)))
-                .await
-                .map_err(|e| match e {
-                    VmError::Timeout { what, after, .. } => VmError::Timeout {
-                        what,
-                        after,
-                        log: Some(t.log_tail(std::slice::from_ref(&agent_log))),
-                    },
-                    e => e,
-                })?;
+            let n = watch(
+                t,
+                agent_ready(cfg.grpc_port, token_for_ready, deadline, Some(&agent_log)),
+            )
+            .await
+            .map_err(|e| match e {
+                VmError::Timeout { what, after, .. } => VmError::Timeout {
+                    what,
+                    after,
+                    log: Some(t.log_tail(std::slice::from_ref(&agent_log))),
+                },
+                e => e,
+            })?;
             progress.say(format!("target: agent answers BdevRpc.List ({n} bdevs)"));
             Ok::<_, VmError>((ch, start.elapsed()))
         };
@@ -292,6 +331,7 @@ impl Pair {
             initiator,
             grpc_port: cfg.grpc_port,
             ready_after: [(Role::Target, t_after), (Role::Initiator, i_after)],
+            token,
         })
     }
 
@@ -357,6 +397,9 @@ impl Pair {
             stop(&mut t.qemu, &t.files, grace),
             stop(&mut i.qemu, &i.files, grace)
         );
+        if let Some((path, _)) = &self.token {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
@@ -408,12 +451,13 @@ async fn watch<T>(
 /// says the agent exited, fails at once instead of at the deadline.
 pub async fn agent_ready(
     port: u16,
+    token: Option<&Token>,
     deadline: Instant,
     agent_log: Option<&Path>,
 ) -> Result<usize, VmError> {
     let start = Instant::now();
     loop {
-        let last = match list_once(port).await {
+        let last = match list_once(port, token).await {
             Ok(n) => return Ok(n),
             Err(e) => e,
         };
@@ -439,28 +483,10 @@ pub async fn agent_ready(
     }
 }
 
-/// An error and its sources, on one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    text
-}
-
-async fn list_once(port: u16) -> Result<usize, String> {
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
-        .map_err(|e| chain(&e))?
-        .connect_timeout(Duration::from_secs(1))
-        .timeout(Duration::from_secs(3));
-    let channel = endpoint.connect().await.map_err(|e| chain(&e))?;
-    let reply = BdevRpcClient::new(channel)
-        .list(Null {})
-        .await
-        .map_err(|s| format!("{}: {}", s.code(), s.message()))?;
-    Ok(reply.into_inner().bdevs.len())
+async fn list_once(port: u16, token: Option<&Token>) -> Result<usize, ClientError> {
+    let addr = format!("127.0.0.1:{port}");
+    let target = Target::connect_with_token(&addr, Duration::from_secs(3), token.cloned()).await?;
+    Ok(target.list().await?.len())
 }
 
 /// Stops one QEMU: QMP `quit`, then SIGKILL if it is still there after

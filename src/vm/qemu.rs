@@ -4,7 +4,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use super::protocol::{CTL_PORTS, PORT_NAME};
-use super::{Role, VmError, AGENT_PORT};
+use super::{Role, VmError, AGENT_PORT, FORWARD_IP};
 
 /// The QEMU binary.
 pub const QEMU: &str = "qemu-system-x86_64";
@@ -251,7 +251,9 @@ pub fn argv(spec: &VmSpec) -> Result<Vec<OsString>, VmError> {
     if let Some(port) = spec.grpc_port {
         a.extend([
             "-netdev".into(),
-            format!("user,id=fwd,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:{AGENT_PORT}"),
+            format!(
+                "user,id=fwd,restrict=on,hostfwd=tcp:127.0.0.1:{port}-{FORWARD_IP}:{AGENT_PORT}"
+            ),
             "-device".into(),
             format!(
                 "virtio-net-pci,netdev=fwd,mac={},addr=0x3",
@@ -366,7 +368,7 @@ mod tests {
     fn target_serves_the_link_and_forwards_only_grpc_on_loopback() {
         let a = joined(Role::Target);
         assert!(a.contains("-netdev stream,id=link,server=on,addr.type=unix,addr.path=/run/x/link"));
-        assert!(a.contains("user,id=fwd,restrict=on,hostfwd=tcp:127.0.0.1:40000-:10124"));
+        assert!(a.contains("user,id=fwd,restrict=on,hostfwd=tcp:127.0.0.1:40000-10.0.2.15:10124"));
         assert!(a.contains("nvmfcheck.role=target"));
         // vda first, so the blank disk is vdb.
         assert!(a.contains("id=disk0,format=raw,cache=writeback,aio=threads,file=/run/x/vda"));

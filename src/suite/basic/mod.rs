@@ -5,7 +5,7 @@ use crate::nvme;
 use crate::proto::mayastor::Bdev;
 
 use super::steps::ensure;
-use super::{bad_input, path, Case, CaseFuture, Category, CheckError, Env, Steps};
+use super::{bad_input, path, AgentSetup, Case, CaseFuture, Category, CheckError, Env, Steps};
 
 mod clients;
 
@@ -14,6 +14,7 @@ pub(super) fn category() -> Category {
         name: "basic",
         about: "a target exports a bdev that an initiator discovers, connects and verifies",
         depends_on: &[],
+        setup: AgentSetup::Faults,
         cases: vec![
             Case {
                 name: "share-connect-verify",

@@ -1,0 +1,170 @@
+//! How a category needs the target's agent started. The harnesses follow
+//! it: the QEMU runner boots the pair afresh for each run of consecutive
+//! categories with another setup, and each NixOS check configures its
+//! target to match (`checks/*.nix`, which cannot read this file and repeat
+//! its flags).
+
+use super::Category;
+use crate::agent::DEFAULT_LISTEN;
+
+/// The agent's gRPC port by default, on every address it listens on.
+pub const GRPC_PORT: u16 = DEFAULT_LISTEN.port();
+
+/// The port a [`AgentSetup::Hardened`] agent serves the link on; its
+/// default port stays on loopback.
+pub const HARDENED_LINK_PORT: u16 = GRPC_PORT + 1;
+
+/// What the agent may export in both setups: the test disk and `/tmp`
+/// (the aio file of `basic/mayastor-clients` and the paths of the
+/// bad-input rows).
+pub const ALLOWED_PATHS: &[&str] = &["/dev/vdb", "/tmp"];
+
+/// An agent configuration a category runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentSetup {
+    /// For the data path and its faults: `Control` on (`--faults`), gRPC on
+    /// the link at [`GRPC_PORT`], no token.
+    Faults,
+    /// As a careful operator runs it: no `Control`, a token required, gRPC
+    /// on loopback at its default port and on the link at
+    /// [`HARDENED_LINK_PORT`] only.
+    Hardened,
+}
+
+impl AgentSetup {
+    /// Every setup.
+    pub const ALL: [AgentSetup; 2] = [AgentSetup::Faults, AgentSetup::Hardened];
+
+    /// Its name on kernel command lines and in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Faults => "faults",
+            Self::Hardened => "hardened",
+        }
+    }
+
+    /// The setup called `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// Whether calls must carry a token.
+    pub fn needs_token(self) -> bool {
+        self == Self::Hardened
+    }
+
+    /// The gRPC address initiators reach the agent at, on a target whose
+    /// link address is `link`.
+    pub fn grpc_target(self, link: &str) -> String {
+        match self {
+            Self::Faults => format!("{link}:{GRPC_PORT}"),
+            Self::Hardened => format!("{link}:{HARDENED_LINK_PORT}"),
+        }
+    }
+
+    /// The agent's access flags on a target whose link address is `link`
+    /// (`--listen`, `--faults`, `--allow-path`, `--token-file token_file`);
+    /// a harness adds `--address`, and `--listen` for a forward of its own.
+    pub fn agent_args(self, link: &str, token_file: &str) -> Vec<String> {
+        let mut args = Vec::new();
+        let mut flag = |name: &str, value: String| {
+            args.push(name.to_string());
+            args.push(value);
+        };
+        if self == Self::Hardened {
+            flag("--listen", DEFAULT_LISTEN.to_string());
+            flag("--token-file", token_file.to_string());
+        }
+        flag("--listen", self.grpc_target(link));
+        for path in ALLOWED_PATHS {
+            flag("--allow-path", path.to_string());
+        }
+        if self == Self::Faults {
+            args.push("--faults".into());
+        }
+        args
+    }
+}
+
+/// A plan cut into runs of consecutive categories with the same setup:
+/// one boot of the QEMU runner each.
+pub fn by_setup<'r>(plan: &[&'r Category]) -> Vec<(AgentSetup, Vec<&'r Category>)> {
+    let mut groups: Vec<(AgentSetup, Vec<&Category>)> = Vec::new();
+    for &cat in plan {
+        match groups.last_mut() {
+            Some((setup, cats)) if *setup == cat.setup => cats.push(cat),
+            _ => groups.push((cat.setup, vec![cat])),
+        }
+    }
+    groups
+}
+
+impl std::fmt::Display for AgentSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consecutive_categories_of_one_setup_share_a_boot() {
+        let cat = |name, setup| Category {
+            name,
+            about: "",
+            depends_on: &[],
+            setup,
+            cases: Vec::new(),
+        };
+        let all = [
+            cat("a", AgentSetup::Faults),
+            cat("b", AgentSetup::Faults),
+            cat("c", AgentSetup::Hardened),
+            cat("d", AgentSetup::Faults),
+        ];
+        let plan: Vec<&Category> = all.iter().collect();
+        let groups: Vec<(AgentSetup, Vec<&str>)> = by_setup(&plan)
+            .into_iter()
+            .map(|(s, cats)| (s, cats.iter().map(|c| c.name).collect()))
+            .collect();
+        assert_eq!(
+            groups,
+            [
+                (AgentSetup::Faults, vec!["a", "b"]),
+                (AgentSetup::Hardened, vec!["c"]),
+                (AgentSetup::Faults, vec!["d"]),
+            ]
+        );
+        assert!(by_setup(&[]).is_empty());
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for s in AgentSetup::ALL {
+            assert_eq!(AgentSetup::from_name(s.name()), Some(s));
+        }
+        assert_eq!(AgentSetup::from_name("open"), None);
+    }
+
+    #[test]
+    fn the_hardened_agent_keeps_its_default_port_on_loopback() {
+        let args = AgentSetup::Hardened
+            .agent_args("192.168.1.2", "/run/token")
+            .join(" ");
+        assert!(args.contains("--listen 127.0.0.1:10124"), "{args}");
+        assert!(args.contains("--listen 192.168.1.2:10125"), "{args}");
+        assert!(!args.contains("192.168.1.2:10124"), "{args}");
+        assert!(args.contains("--token-file /run/token"), "{args}");
+        assert!(!args.contains("--faults"), "{args}");
+        let faults = AgentSetup::Faults
+            .agent_args("192.168.1.2", "/run/token")
+            .join(" ");
+        assert_eq!(
+            faults,
+            "--listen 192.168.1.2:10124 --allow-path /dev/vdb --allow-path /tmp --faults"
+        );
+    }
+}
