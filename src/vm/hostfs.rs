@@ -9,6 +9,7 @@
 //! redirecting the write.
 
 use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -101,6 +102,36 @@ pub fn private_dir(dir: &Path) -> Result<(), VmError> {
             dir.display()
         ))),
         None => Ok(()),
+    }
+}
+
+/// Fails unless files in `dir` keep `user.*` extended attributes: the
+/// output share's 9p `security_model=mapped-xattr` keeps there what the
+/// guests set (owner, mode, file type), and without them every file a
+/// guest made there would fail, late and obscurely.
+pub fn check_user_xattrs(dir: &Path) -> Result<(), VmError> {
+    let probe = dir.join(format!(".nvmfcheck-xattr-probe-{}", std::process::id()));
+    let _ = std::fs::remove_file(&probe);
+    let file = create_new(&probe)?;
+    let name = c"user.nvmfcheck.probe";
+    // SAFETY: the fd is open for the whole call, `name` is NUL-terminated
+    // and the value points to 1 readable byte.
+    let rc = unsafe {
+        nix::libc::fsetxattr(file.as_raw_fd(), name.as_ptr(), b"1".as_ptr().cast(), 1, 0)
+    };
+    let failed = (rc != 0).then(std::io::Error::last_os_error);
+    drop(file);
+    let _ = std::fs::remove_file(&probe);
+    match failed {
+        None => Ok(()),
+        Some(e) => Err(VmError::Invalid(format!(
+            "{}: its filesystem keeps no user extended attributes ({e}), which the guests' \
+             output share needs (9p security_model=mapped-xattr keeps the owner, mode and \
+             file type the guest sets there, so that guest root makes no setuid file, device \
+             node or symlink on the host); use an --out (for `vm up`, a --state-dir) on ext4, \
+             xfs, btrfs, or tmpfs of Linux 6.6 or later",
+            dir.display()
+        ))),
     }
 }
 
@@ -201,6 +232,13 @@ mod tests {
             let err = private_dir(&theirs).unwrap_err().to_string();
             assert!(err.contains("uid 65534"), "{err}");
         }
+    }
+
+    #[test]
+    fn a_dir_on_this_filesystem_keeps_user_xattrs_and_no_probe() {
+        let dir = tempfile::tempdir().unwrap();
+        check_user_xattrs(dir.path()).unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
     #[test]

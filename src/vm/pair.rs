@@ -178,6 +178,7 @@ impl Pair {
             std::fs::create_dir_all(dir)
                 .map_err(io_error(format!("cannot create {}", dir.display())))?;
         }
+        hostfs::check_user_xattrs(&cfg.out_dir)?;
         let specs = [spec(cfg, Role::Target), spec(cfg, Role::Initiator)];
         for s in &specs {
             let ports = (0..CTL_PORTS).map(|i| s.files.ctl_port(i));
