@@ -593,6 +593,22 @@ impl Nvmet {
         Ok(true)
     }
 
+    /// Removes the ports of our listener (I/O and discovery) that serve no
+    /// subsystem; returns those it removed. [`Nvmet::unshare`] removes the
+    /// ports it unlinks the subsystem from; this also finds those that an
+    /// Unshare cut short had unlinked already.
+    pub fn remove_unused_ports(&self) -> Result<Vec<PathBuf>, NvmetError> {
+        let mut removed = Vec::new();
+        for svc in [self.listener.io_port, self.listener.discovery_port] {
+            if let Some(port) = self.find_port(svc)? {
+                if self.remove_port_if_unused(&port)? {
+                    removed.push(port);
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     /// The port serving TCP `svc` on our address, created if missing.
     fn ensure_port(&self, svc: u16, undo: &mut Vec<Undo>) -> Result<PathBuf, NvmetError> {
         if let Some(port) = self.find_port(svc)? {

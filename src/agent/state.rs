@@ -12,8 +12,14 @@
 //! the share that made its directory; a crash in between leaves a directory
 //! the agent never removes, which errs on the safe side.
 //!
-//! Both lists were added to version 1 with defaults, so older files load;
-//! an older agent ignores them.
+//! `unsharing` marks a bdev whose Unshare was under way: it is written
+//! before the Unshare's first configfs step and cleared once the Unshare
+//! finished. configfs alone cannot tell a share half removed from one half
+//! made, and a restart completes half-made shares; with the mark it
+//! finishes the Unshare instead, as the client asked.
+//!
+//! The lists and the mark were added to version 1 with defaults, so older
+//! files load; an older agent ignores them.
 //!
 //! It is replaced atomically (write a temporary file, `fsync`, `rename`), so
 //! a crash leaves either the old or the new file.
@@ -47,6 +53,10 @@ pub struct BdevRecord {
     /// any host could connect (or it was not shared).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_hosts: Vec<String>,
+    /// Whether an Unshare of it had begun and not finished when the file
+    /// was written (see the module doc).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unsharing: bool,
 }
 
 /// What the file holds.
@@ -183,6 +193,7 @@ mod tests {
                 },
                 shared: true,
                 allowed_hosts: vec!["nqn.2014-08.org.example:a".into()],
+                unsharing: true,
             },
             BdevRecord {
                 name: "m0".into(),
@@ -197,6 +208,7 @@ mod tests {
                 },
                 shared: false,
                 allowed_hosts: Vec::new(),
+                unsharing: false,
             },
             BdevRecord {
                 name: "m1".into(),
@@ -211,6 +223,7 @@ mod tests {
                 },
                 shared: false,
                 allowed_hosts: Vec::new(),
+                unsharing: false,
             },
         ];
         let state = State {
@@ -247,7 +260,7 @@ mod tests {
     }
 
     #[test]
-    fn a_file_without_host_lists_loads() {
+    fn a_file_without_host_lists_or_unsharing_loads() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
         // As an agent before allowed hosts wrote it.
@@ -267,6 +280,7 @@ mod tests {
         let state = load(&path).unwrap();
         assert_eq!(state.bdevs.len(), 1);
         assert!(state.bdevs[0].allowed_hosts.is_empty());
+        assert!(!state.bdevs[0].unsharing);
         assert!(state.hosts.is_empty());
     }
 

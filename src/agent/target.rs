@@ -311,6 +311,7 @@ impl Bdev {
             geometry: self.geometry,
             shared,
             allowed_hosts,
+            unsharing: false,
         }
     }
 }
@@ -330,6 +331,10 @@ pub struct Target {
     /// The hosts given a DH-HMAC-CHAP key through the agent: kept when no
     /// subsystem admits them, as their key would go with them.
     hosts_keyed: BTreeSet<String>,
+    /// The bdevs (uuids) whose last Share or Unshare was an Unshare that
+    /// has not finished; the state file says so while they are shared, so
+    /// that a restart finishes the Unshare (see [`state`]).
+    unsharing: BTreeSet<Uuid>,
 }
 
 impl Target {
@@ -341,7 +346,8 @@ impl Target {
 
     /// Rebuilds the view of a (re)starting agent: the bdevs of the state
     /// file, checked against their devices and against configfs, plus any
-    /// share of ours that configfs has but the state file lacks. Partial
+    /// share of ours that configfs has but the state file lacks. Unshares
+    /// the state file says were under way are finished; other partial
     /// shares are completed, admitting the hosts configfs says (never more);
     /// RAM files no bdev uses and host directories the agent made that no
     /// subsystem admits are removed. Every discrepancy is logged.
@@ -363,6 +369,7 @@ impl Target {
             bdevs: Vec::new(),
             hosts_made: saved.hosts.into_iter().collect(),
             hosts_keyed: saved.keyed.into_iter().collect(),
+            unsharing: BTreeSet::new(),
         };
         for record in saved.bdevs {
             target.restore(record, &found);
@@ -372,6 +379,7 @@ impl Target {
                 target.recover(share);
             }
         }
+        target.finish_unshares();
         target.complete_shares();
         target.remove_unused_files(&found);
         target.remove_unused_hosts();
@@ -409,7 +417,9 @@ impl Target {
                 return;
             }
         };
-        if record.shared && !in_kernel {
+        // Of a bdev whose Unshare was under way, finish_unshares() says
+        // what became of its share.
+        if record.shared && !in_kernel && !record.unsharing {
             let admitted = if record.allowed_hosts.is_empty() {
                 "any host".to_string()
             } else {
@@ -421,6 +431,9 @@ impl Target {
             );
         } else if !record.shared && in_kernel {
             info!("bdev {name} is shared in the kernel; keeping that share");
+        }
+        if record.unsharing {
+            self.unsharing.insert(record.uuid);
         }
         self.bdevs.push(Bdev {
             name,
@@ -509,12 +522,57 @@ impl Target {
         });
     }
 
+    /// Finishes the Unshares the state file says were under way when the
+    /// agent stopped, before [`Target::complete_shares`] could take what is
+    /// left of such a share for a share to complete. One that fails stays
+    /// pending (and its share incomplete) until the next Unshare or Share.
+    fn finish_unshares(&mut self) {
+        if self.unsharing.is_empty() {
+            return;
+        }
+        let (nvmet, bdevs) = (&self.nvmet, &self.bdevs);
+        self.unsharing.retain(|&uuid| {
+            let Some(bdev) = bdevs.iter().find(|b| b.uuid == uuid) else {
+                return false;
+            };
+            let name = &bdev.name;
+            if !nvmet.is_shared(uuid) {
+                info!("the Unshare of bdev {name} had removed its subsystem when the agent stopped; it is unshared");
+                return false;
+            }
+            match nvmet.unshare(uuid) {
+                Ok(_) => {
+                    info!("finished the Unshare of bdev {name}, cut short when the agent stopped");
+                    false
+                }
+                Err(e) => {
+                    warn!("bdev {name}: cannot finish its Unshare, cut short when the agent stopped ({e}); Unshare it again");
+                    true
+                }
+            }
+        });
+        // A port the Unshare had unlinked before it stopped is no longer
+        // linked to the subsystem, so nvmet's unshare left it.
+        match self.nvmet.remove_unused_ports() {
+            Ok(ports) => {
+                for port in ports {
+                    info!(
+                        "removed configfs {}: it serves no subsystem",
+                        port.display()
+                    );
+                }
+            }
+            Err(e) => warn!("{e}"),
+        }
+    }
+
     /// Completes the shares configfs has. Who may connect is left as
     /// configfs says: a share cut short between creating its subsystem
     /// (which admits no host) and saying who may connect is not opened up
     /// to any host, since it may have been meant for a few.
     fn complete_shares(&self) {
-        for bdev in self.bdevs.iter().filter(|b| self.nvmet.is_shared(b.uuid)) {
+        let shared = |b: &&Bdev| self.nvmet.is_shared(b.uuid) && !self.unsharing.contains(&b.uuid);
+        for bdev in self.bdevs.iter().filter(shared) {
             match self.export(bdev, HostAccess::AsIs) {
                 Ok(true) => info!(
                     "completed the share of bdev {} (configfs lacked part of it)",
@@ -647,7 +705,12 @@ impl Target {
             .map(|b| {
                 let shared = self.nvmet.is_shared(b.uuid);
                 let hosts = if shared { self.admitted(b) } else { Vec::new() };
-                b.record(shared, hosts)
+                BdevRecord {
+                    // Once the subsystem is gone a restart re-shares
+                    // nothing: there is no Unshare left to finish.
+                    unsharing: shared && self.unsharing.contains(&b.uuid),
+                    ..b.record(shared, hosts)
+                }
             })
             .collect();
         let hosts = self.hosts_made.iter().cloned().collect();
@@ -894,6 +957,9 @@ impl Target {
         let changed = self.export(bdev, access)?;
         let uri = self.nvmet.share_uri(bdev.uuid);
         let name = bdev.name.clone();
+        // The share stands now: an Unshare that failed midway before it is
+        // no longer to be finished by a restart.
+        let cancelled = self.unsharing.remove(&bdev.uuid);
         self.hosts_made.extend(missing);
         let removed = self.remove_unused_hosts();
         let who = describe(access);
@@ -902,7 +968,7 @@ impl Target {
         } else {
             info!("bdev {name} was already shared at {uri} {who}");
         }
-        if changed || removed {
+        if changed || removed || cancelled {
             self.save_or_warn();
         }
         Ok(uri)
@@ -922,15 +988,25 @@ impl Target {
             Err(e) => return Err(e),
         };
         let bdev = &self.bdevs[index];
-        let name = bdev.name.clone();
-        let unshared = self.nvmet.unshare(bdev.uuid)?;
+        let (name, uuid) = (bdev.name.clone(), bdev.uuid);
+        // Written down before configfs changes, so that a crash midway is
+        // finished as an unshare on restart; a failure midway leaves it
+        // written down too, as a crash would.
+        if self.nvmet.is_shared(uuid) && self.unsharing.insert(uuid) {
+            if let Err(e) = self.save() {
+                self.unsharing.remove(&uuid);
+                return Err(e.into());
+            }
+        }
+        let unshared = self.nvmet.unshare(uuid)?;
+        let finished = self.unsharing.remove(&uuid);
         let removed = self.remove_unused_hosts();
         if unshared {
             info!("unshared bdev {name}");
         } else {
             info!("bdev {name} was not shared");
         }
-        if unshared || removed {
+        if unshared || removed || finished {
             self.save_or_warn();
         }
         Ok(())
@@ -1571,6 +1647,51 @@ mod tests {
         let state = saved(&s);
         assert!(!state.bdevs[0].shared && state.bdevs[0].allowed_hosts.is_empty());
         assert!(state.hosts.is_empty() && host_dirs(&s).is_empty());
+    }
+
+    /// An Unshare of `m0` (shared for host `a`) whose configfs step `n`
+    /// fails. The agent writes nothing after the failure, so configfs and
+    /// the state file are as a crash at that step leaves them.
+    fn unshare_cut_short(s: &Setup, n: usize) -> Target {
+        let mut t = s.m0_for_a();
+        s.fs.fail_nth_mutation(n, Errno::EIO);
+        let _ = t.unshare("m0");
+        t
+    }
+
+    #[test]
+    fn a_restart_finishes_an_unshare_cut_short_at_any_step() {
+        let empty = FakeConfigfs::new().dump();
+        let s = Setup::new();
+        let mut t = s.m0_for_a();
+        let start = s.fs.mutations();
+        t.unshare("m0").unwrap();
+        let steps = s.fs.mutations() - start;
+        assert_eq!(s.fs.dump(), empty);
+        assert!(steps >= 6, "an Unshare of {steps} steps");
+        for n in 0..steps {
+            let s = Setup::new();
+            drop(unshare_cut_short(&s, n));
+            let t = s.open();
+            assert!(!by_name(&t, "m0").claimed, "step {n}");
+            assert_eq!(s.fs.dump(), empty, "step {n}");
+            let b = &saved(&s).bdevs[0];
+            assert!(!b.shared && !b.unsharing, "step {n}: {b:?}");
+        }
+    }
+
+    #[test]
+    fn a_share_after_a_failed_unshare_stands_over_a_restart() {
+        let s = Setup::new();
+        let mut t = unshare_cut_short(&s, 1);
+        assert!(saved(&s).bdevs[0].unsharing);
+        t.share("m0", "nvmf", &hosts(&["a"])).unwrap();
+        assert!(!saved(&s).bdevs[0].unsharing);
+        let whole = s.fs.dump();
+        drop(t);
+        let t = s.open();
+        assert_eq!(access(&t, "m0"), Access::Only(hosts(&["a"])));
+        assert_eq!(s.fs.dump(), whole);
     }
 
     #[test]

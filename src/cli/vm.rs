@@ -18,7 +18,8 @@ use nvmfcheck::vm::protocol::CTL_PORTS;
 use nvmfcheck::vm::qemu::{self, Accel};
 use nvmfcheck::vm::state::{default_state_dir, is_our_qemu, stray_qemus, PairState};
 use nvmfcheck::vm::{
-    accel, initramfs, pair, Progress, Role, AGENT_PORT, GUEST_OUT_DIR, TARGET_IP, TOKEN_FILE,
+    accel, hostfs, initramfs, pair, Progress, Role, AGENT_PORT, GUEST_OUT_DIR, TARGET_IP,
+    TOKEN_FILE,
 };
 
 /// Prints a line on stdout; a closed stdout (`| head`) is not an error.
@@ -478,7 +479,7 @@ async fn run_group(
     group: &Group<'_>,
     progress: &Progress,
 ) -> anyhow::Result<Outcome> {
-    let run_dir = pair::fresh_run_dir();
+    let run_dir = hostfs::fresh_run_dir()?;
     let _cleanup = RemoveDir(run_dir.clone());
     let cfg = config(
         &args.boot,
@@ -661,6 +662,7 @@ async fn stream(channel: &Channel, argv: &[String], timeout: Duration) -> anyhow
 async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     let progress = Progress::new();
     let dir = absolute(&args.state.dir())?;
+    hostfs::private_dir(&dir)?;
     if let Some(old) = PairState::load(&dir)? {
         if old.vms.iter().any(|v| is_our_qemu(v.pid, &v.files)) {
             bail!(

@@ -23,6 +23,7 @@ pub mod bzimage;
 pub mod channel;
 pub mod deb;
 pub mod guest;
+pub mod hostfs;
 pub mod initramfs;
 pub mod kernel;
 pub mod modules;

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::channel::Channel;
+use super::hostfs;
 use super::kernel::GuestKernel;
 use super::process::{Lifetime, Qemu};
 use super::protocol::CTL_PORTS;
@@ -32,7 +33,7 @@ pub struct PairConfig {
     pub exe: PathBuf,
     /// KVM or TCG.
     pub accel: Accel,
-    /// Sockets and disk images.
+    /// Sockets and disk images: private to this user (see [`hostfs`]).
     pub run_dir: PathBuf,
     /// Shared writable with both guests; console and QEMU logs go here too.
     pub out_dir: PathBuf,
@@ -108,26 +109,6 @@ pub fn free_port() -> Result<u16, VmError> {
         .map_err(io_error("cannot find a free loopback port"))
 }
 
-/// A new per-run dir for sockets and disk images, `$TMPDIR/nvmfcheck-<pid>`.
-/// Dirs left by runners that were killed (SIGKILL leaves no chance to
-/// clean up) are removed first.
-pub fn fresh_run_dir() -> PathBuf {
-    let tmp = std::env::temp_dir();
-    if let Ok(entries) = std::fs::read_dir(&tmp) {
-        for e in entries.flatten() {
-            let name = e.file_name();
-            let pid = name
-                .to_str()
-                .and_then(|n| n.strip_prefix("nvmfcheck-"))
-                .and_then(|p| p.parse::<u32>().ok());
-            if pid.is_some_and(|p| !super::process::pid_alive(p)) {
-                let _ = std::fs::remove_dir_all(e.path());
-            }
-        }
-    }
-    tmp.join(format!("nvmfcheck-{}", std::process::id()))
-}
-
 fn check_socket_path(p: &Path) -> Result<(), VmError> {
     if p.as_os_str().len() > SUN_PATH_MAX {
         return Err(VmError::Invalid(format!(
@@ -139,9 +120,10 @@ fn check_socket_path(p: &Path) -> Result<(), VmError> {
     Ok(())
 }
 
+/// A new sparse disk image (see [`hostfs::create_new`]: QEMU writes what
+/// the guest writes to it, so it must be no other file).
 fn sparse_file(path: &Path, bytes: u64) -> Result<(), VmError> {
-    let f = std::fs::File::create(path)
-        .map_err(io_error(format!("cannot create {}", path.display())))?;
+    let f = hostfs::create_new(path)?;
     f.set_len(bytes)
         .map_err(io_error(format!("cannot size {}", path.display())))
 }
@@ -186,17 +168,11 @@ fn spec(cfg: &PairConfig, role: Role) -> VmSpec {
 /// this user only, where both guests find it.
 fn write_token(out_dir: &Path) -> Result<(PathBuf, Token), VmError> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let path = out_dir.join(TOKEN_FILE);
     let _ = std::fs::remove_file(&path);
     let secret = format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(&path)
-        .and_then(|mut f| f.write_all(secret.as_bytes()))
+    hostfs::create_new(&path)?
+        .write_all(secret.as_bytes())
         .map_err(io_error(format!("cannot write {}", path.display())))?;
     let token = Token::read(&path).map_err(|e| VmError::Invalid(e.to_string()))?;
     Ok((path, token))
@@ -226,6 +202,7 @@ impl Pair {
             std::fs::create_dir_all(dir)
                 .map_err(io_error(format!("cannot create {}", dir.display())))?;
         }
+        hostfs::check_user_xattrs(&cfg.out_dir)?;
         let specs = [spec(cfg, Role::Target), spec(cfg, Role::Initiator)];
         for s in &specs {
             let ports = (0..CTL_PORTS).map(|i| s.files.ctl_port(i));
@@ -247,6 +224,16 @@ impl Pair {
         let link = cfg.run_dir.join("link.sock");
         check_socket_path(&link)?;
         let _ = std::fs::remove_file(&link);
+        // Logs of an earlier run into the same out dir, and the images of
+        // an earlier pair in a `vm up` state dir, go; removing does not
+        // follow a symlink. The console logs are then made here, new and
+        // not through a symlink, since QEMU opens them following one.
+        for s in &specs {
+            for old in s.disks.iter().chain([&s.files.console, &s.files.qemu_log]) {
+                let _ = std::fs::remove_file(old);
+            }
+            hostfs::create_new(&s.files.console)?;
+        }
         sparse_file(&specs[0].disks[0], 1 << 20)?;
         sparse_file(&specs[0].disks[1], DATA_DISK_BYTES)?;
 
@@ -503,5 +490,24 @@ pub async fn stop(qemu: &mut Qemu, files: &VmFiles, grace: Duration) {
     if tokio::time::timeout(grace, qemu.wait()).await.is_err() {
         qemu.signal(nix::sys::signal::Signal::SIGKILL);
         let _ = tokio::time::timeout(Duration::from_secs(5), qemu.wait()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_symlink_at_an_image_path_fails_its_creation_and_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "keep me").unwrap();
+        let image = dir.path().join("target-vdb.img");
+        std::os::unix::fs::symlink(&victim, &image).unwrap();
+        let err = sparse_file(&image, DATA_DISK_BYTES)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&image.display().to_string()), "{err}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
     }
 }

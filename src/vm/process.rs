@@ -48,10 +48,7 @@ impl Qemu {
     /// Starts QEMU for `spec`; its stdout and stderr go to the QEMU log.
     pub fn spawn(spec: &VmSpec, lifetime: Lifetime) -> Result<Self, VmError> {
         let args = argv(spec)?;
-        let log = std::fs::File::create(&spec.files.qemu_log).map_err(io_error(format!(
-            "cannot create {}",
-            spec.files.qemu_log.display()
-        )))?;
+        let log = super::hostfs::create_new(&spec.files.qemu_log)?;
         let log2 = log
             .try_clone()
             .map_err(io_error("cannot duplicate the QEMU log's file handle"))?;

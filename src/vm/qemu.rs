@@ -275,6 +275,16 @@ pub fn argv(spec: &VmSpec) -> Result<Vec<OsString>, VmError> {
             format!("virtserialport,chardev=ctl{i},name={PORT_NAME}.{i}"),
         ]);
     }
+    // The host root: `readonly=on` makes QEMU refuse every change, even
+    // from a guest that remounts it read-write. It cannot be
+    // `mapped-xattr`: that model reads a symlink's target from the
+    // content of a regular file, so the host's real symlinks (/lib64 ->
+    // usr/lib64) fail with ELOOP and no binary starts. The output share
+    // is `mapped-xattr`: what guest root sets (owner, mode, file type)
+    // stays in `user.virtfs.*` xattrs, and on the host each file is a
+    // plain file of QEMU's user, mode 0600 (dirs 0700); with `none`, guest
+    // root made real setuid-root files and symlinks there. README: "What
+    // the guests can do to the host".
     a.extend([
         "-fsdev".into(),
         "local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap".into(),
@@ -282,7 +292,7 @@ pub fn argv(spec: &VmSpec) -> Result<Vec<OsString>, VmError> {
         "virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot,addr=0x5".into(),
         "-fsdev".into(),
         format!(
-            "local,id=out,path={},security_model=none,multidevs=remap",
+            "local,id=out,path={},security_model=mapped-xattr,multidevs=remap",
             opt(&spec.out_dir)?
         ),
         "-device".into(),
@@ -377,6 +387,10 @@ mod tests {
             "-accel tcg,tb-size=64 -cpu max -smp 1 -m 512 -bios /usr/share/qemu/qboot.rom"
         ));
         assert_eq!(a.matches("virtserialport,").count(), CTL_PORTS);
+        // The root is shared read-only, the output dir with the guest's
+        // owners, modes and file types kept in xattrs, never made real.
+        assert!(a.contains("local,id=hostroot,path=/,security_model=none,readonly=on,"));
+        assert!(a.contains("local,id=out,path=/out,security_model=mapped-xattr,"));
         assert!(a.contains("socket,id=ctl1,path=/run/x/target.ctl.1,server=on,wait=off"));
     }
 
