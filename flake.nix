@@ -68,6 +68,7 @@
 
           basic = import ./checks/basic.nix { inherit pkgs nvmfcheck; };
           io = import ./checks/io.nix { inherit pkgs nvmfcheck basic; };
+          security = import ./checks/security.nix { inherit pkgs nvmfcheck basic; };
 
           # `nix run .#driver-<category>`: the VMs and a Python prompt; the
           # drivers run whatever the checks' results are.
@@ -84,7 +85,12 @@
           };
 
           checks = {
-            inherit basic io nvmfcheck;
+            inherit
+              basic
+              io
+              security
+              nvmfcheck
+              ;
             clippy = craneLib.cargoClippy (
               commonArgs
               // {
@@ -114,6 +120,7 @@
             };
             driver-basic = driverApp "basic" basic;
             driver-io = driverApp "io" io;
+            driver-security = driverApp "security" security;
           };
 
           devShells.default = pkgs.mkShell {
@@ -162,6 +169,7 @@
         nvmfcheck = jobOf perSystem.packages "nvmfcheck";
         basic = jobOf perSystem.checks "basic";
         io = jobOf perSystem.checks "io";
+        security = jobOf perSystem.checks "security";
       };
     };
 }

@@ -22,10 +22,15 @@ in
       description = "The nvmfcheck package.";
     };
 
-    listenAddress = mkOption {
-      type = types.str;
-      default = "0.0.0.0";
-      description = "IPv4 address the gRPC server binds to.";
+    listenAddresses = mkOption {
+      type = types.listOf types.str;
+      default = [ "127.0.0.1" ];
+      example = [ "192.168.1.2" ];
+      description = ''
+        IPv4 addresses the gRPC server listens on, each at `grpcPort`.
+        Loopback only by default: give the address other machines reach
+        this one at to let them call the agent.
+      '';
     };
 
     address = mkOption {
@@ -58,8 +63,50 @@ in
 
     openFirewall = mkOption {
       type = types.bool;
-      default = true;
+      default = false;
       description = "Whether to open the gRPC, discovery and I/O ports in the firewall.";
+    };
+
+    enableFaults = mkOption {
+      type = types.bool;
+      default = false;
+      description = ''
+        Whether the Control service answers (`--faults`): it takes the
+        target's link and ports down and restarts the agent, for tests.
+        Off, every Control call is refused.
+      '';
+    };
+
+    allowPaths = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+      example = [ "/dev/vdb" ];
+      description = ''
+        Prefixes under which aio bdevs may be made (`--allow-path`); none by
+        default, so no file or device can be exported until allowed. The
+        state directory is never allowed.
+      '';
+    };
+
+    tokenFile = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "/run/keys/nvmfcheck-token";
+      description = ''
+        A file (not in the Nix store, which anyone can read) whose content
+        every gRPC call must carry as `authorization: Bearer <token>`
+        (`--token-file`); other users must not be able to read it.
+      '';
+    };
+
+    extraFlags = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+      example = [
+        "--listen"
+        "192.168.1.2:10125"
+      ];
+      description = "More flags for `nvmfcheck agent`.";
     };
 
     create = mkOption {
@@ -108,8 +155,6 @@ in
           [
             "${cfg.package}/bin/nvmfcheck"
             "agent"
-            "--listen"
-            "${cfg.listenAddress}:${toString cfg.grpcPort}"
             "--discovery-port"
             (toString cfg.discoveryPort)
             "--io-port"
@@ -129,6 +174,20 @@ in
             "--share"
             name
           ]) cfg.share
+          ++ lib.concatMap (ip: [
+            "--listen"
+            "${ip}:${toString cfg.grpcPort}"
+          ]) cfg.listenAddresses
+          ++ lib.concatMap (path: [
+            "--allow-path"
+            path
+          ]) cfg.allowPaths
+          ++ lib.optionals cfg.enableFaults [ "--faults" ]
+          ++ lib.optionals (cfg.tokenFile != null) [
+            "--token-file"
+            cfg.tokenFile
+          ]
+          ++ cfg.extraFlags
         );
         StateDirectory = "nvmfcheck";
         Restart = "on-failure";

@@ -101,6 +101,7 @@ let
   basicScript = checks.basic.module.testScript;
   ioScript = checks.io.module.testScript;
   ioInteractiveScript = checks.io.module.interactive.testScript.content;
+  securityScript = checks.security.module.testScript;
 
   # flake.lock, written by hand: its root inputs and their `original` must
   # match flake.nix's inputs, as `nix` requires before it uses a lock.
@@ -224,10 +225,11 @@ let
       )
     ]
     [
-      "checks.x86_64-linux.{basic,io,clippy,fmt,nextest,nvmfcheck}"
+      "checks.x86_64-linux.{basic,io,security,clippy,fmt,nextest,nvmfcheck}"
       (hasAll [
         "basic"
         "io"
+        "security"
         "clippy"
         "fmt"
         "nextest"
@@ -235,10 +237,11 @@ let
       ] checks)
     ]
     [
-      "apps.x86_64-linux.{driver-basic,driver-io,default}"
+      "apps.x86_64-linux.{driver-basic,driver-io,driver-security,default}"
       (hasAll [
         "driver-basic"
         "driver-io"
+        "driver-security"
         "default"
       ] apps)
     ]
@@ -261,10 +264,11 @@ let
       ] out.nixosModules)
     ]
     [
-      "hydraJobs.{basic,io,nvmfcheck}.x86_64-linux"
+      "hydraJobs.{basic,io,security,nvmfcheck}.x86_64-linux"
       (
         out.hydraJobs.basic.${system} == checks.basic
         && out.hydraJobs.io.${system} == checks.io
+        && out.hydraJobs.security.${system} == checks.security
         && out.hydraJobs.nvmfcheck.${system} == out.packages.${system}.nvmfcheck
       )
     ]
@@ -290,6 +294,7 @@ let
         apps.driver-basic.type == "app"
         && apps.driver-basic.program == "${checks.basic.driverInteractive}/bin/nixos-test-driver"
         && apps.driver-io.program == "${checks.io.driverInteractive}/bin/nixos-test-driver"
+        && apps.driver-security.program == "${checks.security.driverInteractive}/bin/nixos-test-driver"
         && apps.default.program == "${out.packages.${system}.default}/bin/nvmfcheck"
       )
     ]
@@ -348,14 +353,14 @@ let
           map builtins.toJSON [
             "${agentPackage}/bin/nvmfcheck"
             "agent"
-            "--listen"
-            "0.0.0.0:10124"
             "--discovery-port"
             "8420"
             "--io-port"
             "8430"
             "--state-dir"
             "/var/lib/nvmfcheck"
+            "--listen"
+            "127.0.0.1:10124"
           ]
         )
         && targetDefault.config.condition
@@ -365,12 +370,53 @@ let
             "nvmet-tcp"
             "loop"
           ]
+        && !targetDefault.config.content.networking.firewall.allowedTCPPorts.condition
         &&
           targetDefault.config.content.networking.firewall.allowedTCPPorts.content == [
             10124
             8420
             8430
           ]
+      )
+    ]
+    [
+      "target module: faults, allowed paths, token, more flags"
+      (contains
+        ''"--listen" "192.168.1.2:10124" "--allow-path" "/dev/vdb" "--faults" "--token-file" "/run/t" "--x"''
+        (
+          execStart (callTarget {
+            enable = true;
+            package = agentPackage;
+            listenAddresses = [ "192.168.1.2" ];
+            allowPaths = [ "/dev/vdb" ];
+            enableFaults = true;
+            tokenFile = "/run/t";
+            extraFlags = [ "--x" ];
+          })
+        )
+      )
+    ]
+    [
+      "checks: basic's agent has faults on the link; security's keeps the defaults, a token and the link at 10125"
+      (
+        let
+          agent = check: check.module.nodes.target.services.nvmfcheck-agent;
+          basicAgent = agent checks.basic;
+          securityAgent = agent checks.security;
+        in
+        basicAgent.enableFaults
+        && basicAgent.listenAddresses == [ "192.168.1.2" ]
+        && basicAgent.openFirewall
+        && !(securityAgent ? enableFaults)
+        && !(securityAgent ? listenAddresses)
+        && securityAgent.tokenFile == "/etc/nvmfcheck/token"
+        &&
+          securityAgent.extraFlags == [
+            "--listen"
+            "192.168.1.2:10125"
+          ]
+        && contains "nvmfcheck run security --target 192.168.1.2:10125 --report-dir /tmp/nvmfcheck --token-file /etc/nvmfcheck/token --require-passed ${checks.basic}/report.json" securityScript
+        && contains "target.wait_for_open_port(10125, \"192.168.1.2\")" securityScript
       )
     ]
     [
@@ -406,5 +452,6 @@ in
     basic = basicScript;
     io = ioScript;
     io-interactive = ioInteractiveScript;
+    security = securityScript;
   };
 }

@@ -107,6 +107,7 @@ pub async fn main(cmd: Command) -> anyhow::Result<ExitCode> {
                 reconnect_delay: a.reconnect_delay,
                 hostnqn: a.hostnqn,
                 timeout: Duration::from_secs(a.timeout),
+                ..ConnectOptions::default()
             };
             print(&nvme::connect(&t, &nqn, &opts).await?)
         }

@@ -218,6 +218,12 @@ pub struct ConnectOptions {
     pub reconnect_delay: Option<u32>,
     /// Host NQN to connect as; nvme-cli's default (`/etc/nvme/hostnqn`) when `None`.
     pub hostnqn: Option<String>,
+    /// The host's DH-HMAC-CHAP key (`--dhchap-secret`), for a target that
+    /// authenticates hosts.
+    pub dhchap_secret: Option<String>,
+    /// The key the controller must prove it holds (`--dhchap-ctrl-secret`):
+    /// bidirectional authentication.
+    pub dhchap_ctrl_secret: Option<String>,
     /// Deadline for the whole operation, including waiting for the block device.
     pub timeout: Duration,
 }
@@ -228,6 +234,8 @@ impl Default for ConnectOptions {
             ctrl_loss_tmo: None,
             reconnect_delay: None,
             hostnqn: None,
+            dhchap_secret: None,
+            dhchap_ctrl_secret: None,
             timeout: Duration::from_secs(30),
         }
     }
@@ -413,6 +421,25 @@ fn validate_controller(controller: &str) -> Result<(), NvmeError> {
     })
 }
 
+/// A new DH-HMAC-CHAP key for `nqn` (`nvme gen-dhchap-key`), transformed
+/// with HMAC-SHA-256, in the form `DHHC-1:01:<base64>:`.
+pub async fn gen_dhchap_key(nqn: &str, timeout: Duration) -> Result<String, NvmeError> {
+    validate_nqn("NQN", nqn)?;
+    let cmd = Cmd::new("nvme")
+        .args(["gen-dhchap-key", "--hmac=1", &format!("--nqn={nqn}")])
+        .timeout(timeout);
+    let out = run(&cmd, None).await?;
+    let key = out.stdout.trim();
+    if !key.starts_with("DHHC-1:") {
+        return Err(output_error(
+            &cmd,
+            "no DHHC-1 key in the output".into(),
+            &out,
+        ));
+    }
+    Ok(key.to_string())
+}
+
 /// nvme-cli's and libnvme's versions, as `nvme version` prints them, on one line.
 pub async fn version(timeout: Duration) -> Result<String, NvmeError> {
     let out = run(&Cmd::new("nvme").arg("version").timeout(timeout), None).await?;
@@ -502,6 +529,15 @@ fn connect_cmd(t: &Transport, subnqn: &str, opts: &ConnectOptions) -> Result<Cmd
     if let Some(hostnqn) = &opts.hostnqn {
         validate_nqn("host NQN", hostnqn)?;
         cmd = cmd.args(["-q", hostnqn]);
+    }
+    for (flag, key) in [
+        ("--dhchap-secret", &opts.dhchap_secret),
+        ("--dhchap-ctrl-secret", &opts.dhchap_ctrl_secret),
+    ] {
+        if let Some(key) = key {
+            // As one argument, so that a key cannot pass for an option.
+            cmd = cmd.arg(format!("{flag}={key}"));
+        }
     }
     Ok(cmd)
 }
@@ -618,13 +654,16 @@ mod tests {
             ctrl_loss_tmo: Some(-1),
             reconnect_delay: Some(2),
             hostnqn: Some("nqn.2014-08.org.nvmexpress:uuid:h".into()),
+            dhchap_secret: Some("DHHC-1:01:k:".into()),
+            dhchap_ctrl_secret: Some("DHHC-1:01:c:".into()),
             timeout: Duration::from_secs(5),
         };
         let line = connect_cmd(&t, "nqn.x", &opts).unwrap().cmdline();
         assert_eq!(
             line,
             "nvme connect -t tcp -a 192.168.1.2 -s 8430 -n nqn.x -o json --ctrl-loss-tmo=-1 \
-             --reconnect-delay=2 -q nqn.2014-08.org.nvmexpress:uuid:h"
+             --reconnect-delay=2 -q nqn.2014-08.org.nvmexpress:uuid:h \
+             --dhchap-secret=DHHC-1:01:k: --dhchap-ctrl-secret=DHHC-1:01:c:"
         );
         let bad = ConnectOptions {
             ctrl_loss_tmo: Some(-2),

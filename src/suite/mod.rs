@@ -16,6 +16,7 @@ mod io;
 mod path;
 pub mod report;
 mod runner;
+mod security;
 pub mod setup;
 mod steps;
 
@@ -59,5 +60,5 @@ pub struct Category {
 
 /// Every category nvmfcheck knows, in a valid dependency order.
 pub fn registry() -> Vec<Category> {
-    vec![basic::category(), io::category()]
+    vec![basic::category(), io::category(), security::category()]
 }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use url::Url;
 
+use crate::fio::{FioJob, Verify};
 use crate::nvme::{self, ConnectOptions, Connection, Namespace, Transport};
 use crate::proto::mayastor::Bdev;
 
@@ -292,6 +293,28 @@ where
             Err(_) => tokio::time::sleep(AGENT_POLL).await,
         }
     }
+}
+
+/// fio randrw of `size` bytes of `device`, 4 KiB at QD 1 with crc32 verify:
+/// it must pass with no error.
+pub(super) async fn verify(
+    steps: &mut Steps,
+    device: &std::path::Path,
+    size: u64,
+    timeout: std::time::Duration,
+) -> Result<(), CheckError> {
+    let job = FioJob::verify_randrw(device, size)
+        .bs(4096)
+        .iodepth(1)
+        .verify(Verify::Crc32);
+    steps
+        .fio(
+            "should run fio randrw 4 KiB QD1 with crc32 verify and no error",
+            &[job],
+            timeout,
+        )
+        .await?;
+    Ok(())
 }
 
 #[cfg(test)]

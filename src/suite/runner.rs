@@ -7,7 +7,7 @@ use crate::cmd::Cmd;
 
 use super::report::{CaseReport, CategoryReport, Report, Status, Versions, SCHEMA};
 use super::steps::chain;
-use super::{Case, Category, Env, Steps};
+use super::{Case, Category, CheckError, Env, Steps};
 
 /// Why a run cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -194,7 +194,11 @@ async fn run_category(
     for case in cases {
         reports.push(run_case(case, env).await);
     }
-    let status = if reports.iter().all(|c| c.status == Status::Passed) {
+    // A case the target cannot run is skipped, not failed; the category
+    // passes if none failed and one passed.
+    let status = if reports.iter().all(|c| c.status != Status::Failed)
+        && reports.iter().any(|c| c.status == Status::Passed)
+    {
         Status::Passed
     } else {
         Status::Failed
@@ -224,6 +228,7 @@ async fn run_case(case: &Case, env: &Env) -> CaseReport {
     let mut steps = Steps::new("");
     let result = (case.run)(env, &mut steps).await;
     let mut records = steps.into_records();
+    let unsupported = matches!(result, Err(CheckError::Unsupported(_)));
     let mut error = result.err().map(|e| chain(&e));
     if let Some(cleanup) = case.cleanup {
         let mut steps = Steps::new("cleanup: ");
@@ -233,17 +238,19 @@ async fn run_case(case: &Case, env: &Env) -> CaseReport {
             error = Some(format!("cleanup: {}", chain(&e)));
         }
     }
-    let status = if error.is_none() {
-        Status::Passed
-    } else {
-        Status::Failed
+    let status = match (&error, unsupported) {
+        (None, _) => Status::Passed,
+        // Only if its cleanup passed too.
+        (Some(e), true) if !e.starts_with("cleanup: ") => Status::Skipped,
+        _ => Status::Failed,
     };
     let duration_secs = started.elapsed().as_secs_f64();
-    println!(
-        "  {} {} ({duration_secs:.2} seconds)",
-        case.name,
-        if error.is_none() { "passed" } else { "FAILED" }
-    );
+    let word = match status {
+        Status::Passed => "passed".to_string(),
+        Status::Skipped => format!("skipped: {}", error.as_deref().unwrap_or_default()),
+        Status::Failed => "FAILED".to_string(),
+    };
+    println!("  {} {word} ({duration_secs:.2} seconds)", case.name);
     CaseReport {
         name: case.name.to_string(),
         status,

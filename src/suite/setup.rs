@@ -54,13 +54,18 @@ impl AgentSetup {
         self == Self::Hardened
     }
 
+    /// The port the agent serves beyond loopback.
+    pub fn link_port(self) -> u16 {
+        match self {
+            Self::Faults => GRPC_PORT,
+            Self::Hardened => HARDENED_LINK_PORT,
+        }
+    }
+
     /// The gRPC address initiators reach the agent at, on a target whose
     /// link address is `link`.
     pub fn grpc_target(self, link: &str) -> String {
-        match self {
-            Self::Faults => format!("{link}:{GRPC_PORT}"),
-            Self::Hardened => format!("{link}:{HARDENED_LINK_PORT}"),
-        }
+        format!("{link}:{}", self.link_port())
     }
 
     /// The agent's access flags on a target whose link address is `link`

@@ -33,6 +33,10 @@ pub enum CheckError {
     /// What the step expected did not hold.
     #[error("{0}")]
     Failed(String),
+    /// The target cannot do what the case checks (a kernel feature it
+    /// lacks): the case is skipped, saying why, rather than failed.
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 /// Fails the step with `msg` unless `cond` holds.

@@ -22,9 +22,7 @@ use tokio::sync::mpsc;
 use super::protocol::{
     encode, ExecRequest, Reply, Request, Utf8Carry, CTL_PORTS, MAX_LINE, PORT_NAME,
 };
-use super::{
-    io_error, Role, VmError, AGENT_PORT, FORWARD_IP, GUEST_OUT_DIR, TARGET_IP, TOKEN_FILE,
-};
+use super::{io_error, Role, VmError, FORWARD_IP, GUEST_OUT_DIR, TARGET_IP, TOKEN_FILE};
 use crate::suite::AgentSetup;
 
 /// What the daemon logs when the agent ends; the host watches `agent.log`
@@ -145,7 +143,7 @@ fn start_agent(setup: AgentSetup) {
         .map(String::from)
         .into();
     // The host's loopback forward lands here.
-    args.push(format!("{FORWARD_IP}:{AGENT_PORT}"));
+    args.push(format!("{FORWARD_IP}:{}", setup.link_port()));
     args.extend(setup.agent_args(TARGET_IP, &token.display().to_string()));
     say(&format!("starting {} {}", exe.display(), args.join(" ")));
     let spawned = tokio::process::Command::new(&exe)

@@ -145,7 +145,7 @@ fn spec(cfg: &PairConfig, role: Role) -> VmSpec {
         } else {
             Link::Client(link)
         },
-        grpc_port: target.then_some(cfg.grpc_port),
+        grpc_port: target.then_some((cfg.grpc_port, cfg.setup.link_port())),
         // A tiny vda first, so the blank data disk is vdb as in the NixOS
         // test (where vda is the root disk).
         disks: if target {

@@ -4,7 +4,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use super::protocol::{CTL_PORTS, PORT_NAME};
-use super::{Role, VmError, AGENT_PORT, FORWARD_IP};
+use super::{Role, VmError, FORWARD_IP};
 
 /// The QEMU binary.
 pub const QEMU: &str = "qemu-system-x86_64";
@@ -99,8 +99,9 @@ pub struct VmSpec {
     pub memory_mib: u32,
     /// The VM-to-VM link.
     pub link: Link,
-    /// Loopback port forwarded to the agent (target only).
-    pub grpc_port: Option<u16>,
+    /// Loopback port forwarded to the agent (target only), and the port
+    /// the agent serves beyond loopback, where it lands.
+    pub grpc_port: Option<(u16, u16)>,
     /// Raw disk images, in order: `vda`, `vdb`, ….
     pub disks: Vec<PathBuf>,
     /// Extra kernel command line words.
@@ -248,11 +249,11 @@ pub fn argv(spec: &VmSpec) -> Result<Vec<OsString>, VmError> {
             mac(spec.role, 0x34)
         ),
     ]);
-    if let Some(port) = spec.grpc_port {
+    if let Some((port, guest_port)) = spec.grpc_port {
         a.extend([
             "-netdev".into(),
             format!(
-                "user,id=fwd,restrict=on,hostfwd=tcp:127.0.0.1:{port}-{FORWARD_IP}:{AGENT_PORT}"
+                "user,id=fwd,restrict=on,hostfwd=tcp:127.0.0.1:{port}-{FORWARD_IP}:{guest_port}"
             ),
             "-device".into(),
             format!(
@@ -355,7 +356,7 @@ mod tests {
                 Role::Target => Link::Server(run.join("link")),
                 Role::Initiator => Link::Client(run.join("link")),
             },
-            grpc_port: (role == Role::Target).then_some(40000),
+            grpc_port: (role == Role::Target).then_some((40000, 10124)),
             disks: if role == Role::Target {
                 vec!["/run/x/vda".into(), "/run/x/vdb".into()]
             } else {

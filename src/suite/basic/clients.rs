@@ -158,7 +158,7 @@ async fn connect_and_verify(env: &Env, steps: &mut Steps, bdev: &Bdev) -> Result
             },
         )
         .await?;
-    super::verify(steps, &ns.device, FIO_SIZE, env.settings.fio_timeout).await?;
+    path::verify(steps, &ns.device, FIO_SIZE, env.settings.fio_timeout).await?;
     path::disconnect(env, steps, &share.nqn).await?;
     path::unshare(env, steps, &bdev.name).await
 }

@@ -1,6 +1,5 @@
 //! The `basic` category: the path works once, end to end.
 
-use crate::fio::{FioJob, Verify};
 use crate::nvme;
 use crate::proto::mayastor::Bdev;
 
@@ -60,32 +59,10 @@ fn share_connect_verify<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a
             &path::connect_options(env),
         )
         .await?;
-        verify(steps, &ns.device, s.fio_size, s.fio_timeout).await?;
+        path::verify(steps, &ns.device, s.fio_size, s.fio_timeout).await?;
         path::disconnect(env, steps, &share_uri.nqn).await?;
         path::unshare(env, steps, &bdev.name).await
     })
-}
-
-/// fio randrw of `size` bytes of `device`, 4 KiB at QD 1 with crc32 verify:
-/// it must pass with no error.
-async fn verify(
-    steps: &mut Steps,
-    device: &std::path::Path,
-    size: u64,
-    timeout: std::time::Duration,
-) -> Result<(), CheckError> {
-    let job = FioJob::verify_randrw(device, size)
-        .bs(4096)
-        .iodepth(1)
-        .verify(Verify::Crc32);
-    steps
-        .fio(
-            "should run fio randrw 4 KiB QD1 with crc32 verify and no error",
-            &[job],
-            timeout,
-        )
-        .await?;
-    Ok(())
 }
 
 /// Leaves the target and initiator as they were, whatever step failed.
