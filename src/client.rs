@@ -82,7 +82,7 @@ impl Target {
     ) -> Result<Self, ClientError> {
         Ok(Self {
             addr: addr.to_string(),
-            rpc: BdevRpcClient::with_interceptor(channel(addr, timeout).await?, SendToken(token)),
+            rpc: BdevRpcClient::new(auth_channel(addr, timeout, token).await?),
         })
     }
 
@@ -157,9 +157,21 @@ impl Target {
     }
 }
 
+/// [`channel`] whose every call carries `token`, if there is one.
+pub(crate) async fn auth_channel(
+    addr: &str,
+    timeout: Duration,
+    token: Option<Token>,
+) -> Result<AuthChannel, ClientError> {
+    Ok(InterceptedService::new(
+        channel(addr, timeout).await?,
+        SendToken(token),
+    ))
+}
+
 /// A gRPC channel to `host:port`, connected within `timeout`; each call
 /// on it also gets `timeout` as its deadline.
-pub(crate) async fn channel(addr: &str, timeout: Duration) -> Result<Channel, ClientError> {
+async fn channel(addr: &str, timeout: Duration) -> Result<Channel, ClientError> {
     let bad = |reason: &str| ClientError::Address {
         addr: addr.to_string(),
         reason: reason.to_string(),

@@ -4,12 +4,12 @@
 
 use std::time::Duration;
 
-use crate::client::{channel, rpc_error, AuthChannel, ClientError};
+use crate::client::{auth_channel, rpc_error, AuthChannel, ClientError};
 use crate::proto::control::control_client::ControlClient;
 use crate::proto::control::{
     Fault, InfoReply, InfoRequest, LinkDownRequest, PortDownRequest, RestartRequest,
 };
-use crate::token::{SendToken, Token};
+use crate::token::Token;
 
 /// A connection to one agent's `Control` service. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -29,7 +29,7 @@ impl Control {
     ) -> Result<Self, ClientError> {
         Ok(Self {
             addr: addr.to_string(),
-            rpc: ControlClient::with_interceptor(channel(addr, timeout).await?, SendToken(token)),
+            rpc: ControlClient::new(auth_channel(addr, timeout, token).await?),
         })
     }
 

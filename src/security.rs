@@ -5,12 +5,12 @@
 
 use std::time::Duration;
 
-use crate::client::{channel, rpc_error, AuthChannel, ClientError};
+use crate::client::{auth_channel, rpc_error, AuthChannel, ClientError};
 use crate::proto::security::security_client::SecurityClient;
 use crate::proto::security::{
     ExposureReply, ExposureRequest, RemoveHostRequest, SetHostKeyRequest,
 };
-use crate::token::{SendToken, Token};
+use crate::token::Token;
 
 /// A connection to one agent's `Security` service. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -30,7 +30,7 @@ impl Security {
     ) -> Result<Self, ClientError> {
         Ok(Self {
             addr: addr.to_string(),
-            rpc: SecurityClient::with_interceptor(channel(addr, timeout).await?, SendToken(token)),
+            rpc: SecurityClient::new(auth_channel(addr, timeout, token).await?),
         })
     }
 
