@@ -463,7 +463,9 @@ pub fn canonical(name: &str, backend: &Backend, uuid: Uuid) -> String {
 /// The aio bdev name for a file path (recovering a share from configfs).
 pub fn aio_name(path: &std::path::Path) -> Option<String> {
     let mut url = Url::parse("aio:///").ok()?;
-    url.set_path(path.to_str()?);
+    // `set_path` leaves `%` as it is, but `parse` decodes it: a file named
+    // `%41` would be named as the file `A`.
+    url.set_path(&path.to_str()?.replace('%', "%25"));
     Some(format!("aio://{}", url.path()))
 }
 
@@ -661,6 +663,15 @@ mod tests {
         assert_eq!(
             aio_name(std::path::Path::new("/dev/vdb")).unwrap(),
             "aio:///dev/vdb"
+        );
+        // A `%` in a file name is the file's, not an escape.
+        let name = aio_name(std::path::Path::new("/tmp/%41%A0")).unwrap();
+        assert_eq!(name, "aio:///tmp/%2541%25A0");
+        assert_eq!(
+            ok(&name).kind,
+            UriKind::Aio {
+                path: "/tmp/%41%A0".into()
+            }
         );
     }
 
