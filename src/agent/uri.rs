@@ -237,7 +237,7 @@ pub enum UriError {
     /// `size_mb` is not a whole number.
     #[error("size_mb=`{value}` is not a whole number of MiB; give e.g. size_mb=64")]
     BadSizeMb {
-        /// The value given.
+        /// The value given, escaped.
         value: String,
     },
     /// `size_mb=0`.
@@ -283,7 +283,7 @@ pub enum UriError {
         "uuid=`{value}` is not a usable UUID; give one like 0e1f5bd4-8f32-4b2a-9d5c-6c1c35f2b0a7"
     )]
     BadUuid {
-        /// The value given.
+        /// The value given, escaped.
         value: String,
     },
     /// The same parameter twice.
@@ -291,7 +291,7 @@ pub enum UriError {
     DuplicateParam {
         /// What was given.
         uri: String,
-        /// The parameter.
+        /// The parameter, escaped.
         key: String,
     },
     /// A parameter the scheme does not take.
@@ -299,7 +299,7 @@ pub enum UriError {
     UnknownParam {
         /// The scheme.
         scheme: &'static str,
-        /// The parameter.
+        /// The parameter, escaped.
         key: String,
         /// The parameters the scheme takes.
         allowed: &'static str,
@@ -354,7 +354,9 @@ pub fn parse(uri: &str) -> Result<ParsedUri, UriError> {
         .remove("uuid")
         .map(|v| match Uuid::parse_str(&v) {
             Ok(u) if !u.is_nil() => Ok(u),
-            _ => Err(UriError::BadUuid { value: v }),
+            _ => Err(UriError::BadUuid {
+                value: v.escape_debug().to_string(),
+            }),
         })
         .transpose()?;
     let blk_size = params
@@ -521,7 +523,7 @@ fn query_params(uri: &str, url: &Url) -> Result<HashMap<String, String>, UriErro
         if params.insert(key.clone(), value.into_owned()).is_some() {
             return Err(UriError::DuplicateParam {
                 uri: uri.to_string(),
-                key,
+                key: key.escape_debug().to_string(),
             });
         }
     }
@@ -538,7 +540,7 @@ fn reject_unknown(
     match unknown.into_iter().next() {
         Some(key) => Err(UriError::UnknownParam {
             scheme,
-            key,
+            key: key.escape_debug().to_string(),
             allowed,
         }),
         None => Ok(()),
@@ -547,7 +549,7 @@ fn reject_unknown(
 
 fn parse_size(value: &str) -> Result<u64, UriError> {
     let bad = || UriError::BadSizeMb {
-        value: value.to_string(),
+        value: value.escape_debug().to_string(),
     };
     if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad());
@@ -945,6 +947,16 @@ mod tests {
             err("aio:///dev/vdb?uuid=00000000-0000-0000-0000-000000000000"),
             UriError::BadUuid { .. }
         ));
+        // Percent-decoded values and keys are shown escaped.
+        for uri in [
+            "malloc:///m0?size_mb=%0A",
+            "aio:///dev/vdb?uuid=%1B[2J",
+            "aio:///dev/vdb?%0D=1",
+            "malloc:///m0?size_mb=1&%07=1&%07=2",
+        ] {
+            let msg = err(uri).to_string();
+            assert!(!msg.chars().any(char::is_control), "{uri}: {msg:?}");
+        }
     }
 
     #[test]
