@@ -1,0 +1,100 @@
+//! What the property tests of the parsers of outside input share: how long
+//! they run, the inputs they are generated from, and the checks every error
+//! message must pass. The properties themselves sit beside each parser, in
+//! a `props` module of its tests (bdev URIs, share URIs, host NQNs,
+//! nvme-cli's and fio's output, the guest control protocol), so that they
+//! can reach private functions; `cargo test --lib props` runs them all.
+//!
+//! Each property runs the number of cases its test gives [`config`] (tens to
+//! a few hundred, so that the whole set takes seconds in a debug build on
+//! two cores); `PROPTEST_CASES=<n>` runs every property `n` cases instead,
+//! for a longer search. A failure is shrunk to a small input and saved under
+//! `proptest-regressions/` (one file per source file), which later runs try
+//! first: commit it with the fix. Real-world inputs (captured nvme-cli and
+//! fio output, the URIs upstream clients send) are checked first by each
+//! property too, as the seeds its mutations start from.
+
+use proptest::prelude::*;
+use proptest::test_runner::Config;
+
+/// Longest message a parser's error may have: the agent's status cap, which
+/// is also a line a person can read.
+pub const MAX_MESSAGE_LEN: usize = crate::agent::limits::MAX_MESSAGE_LEN;
+
+/// A run of `cases` cases, or of `PROPTEST_CASES` when that is set.
+pub fn config(cases: u32) -> Config {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(cases);
+    Config {
+        cases,
+        ..Config::default()
+    }
+}
+
+/// Fails unless `message` has no control character (not even a newline: an
+/// error naming a bad input is one line) and at most `max` bytes.
+pub fn assert_clean(message: &str, max: usize) {
+    assert!(
+        !message.chars().any(char::is_control),
+        "a control character in {message:?}"
+    );
+    assert!(
+        message.len() <= max,
+        "{} bytes, more than {max}: {message:?}",
+        message.len()
+    );
+}
+
+/// Characters that parsers treat specially or that must never reach a
+/// message raw: URI delimiters, percent signs, quotes, C0 and C1 controls,
+/// DEL, a right-to-left override and a non-character.
+const AWKWARD: &[char] = &[
+    '%', '/', '?', '#', '&', '=', ':', '@', '[', ']', '.', ',', ' ', '"', '\'', '`', '\\', '{',
+    '}', '<', '>', '\0', '\t', '\n', '\r', '\x1b', '\x7f', '\u{85}', '\u{9b}', '\u{202e}',
+    '\u{fffd}', '\u{ffff}',
+];
+
+/// One character: mostly ASCII, often an awkward one, sometimes any.
+pub fn char_any() -> impl Strategy<Value = char> {
+    prop_oneof![
+        4 => proptest::char::range(' ', '~'),
+        2 => proptest::sample::select(AWKWARD),
+        1 => any::<char>(),
+    ]
+}
+
+/// Text of up to `max` characters from [`char_any`].
+pub fn text(max: usize) -> impl Strategy<Value = String> {
+    proptest::collection::vec(char_any(), 0..=max).prop_map(|c| c.into_iter().collect())
+}
+
+/// `seed` mangled the ways a broken or hostile peer mangles its output: cut
+/// short, with a span of bytes overwritten, or with text inserted; as text
+/// (invalid UTF-8 made U+FFFD, as a lossy reader would).
+pub fn mutated(seed: &'static str) -> impl Strategy<Value = String> {
+    let len = seed.len();
+    let cut = (0..=len).prop_map(move |at| seed.as_bytes()[..at].to_vec());
+    let overwrite =
+        (0..=len, proptest::collection::vec(any::<u8>(), 1..8)).prop_map(move |(at, bytes)| {
+            let mut b = seed.as_bytes().to_vec();
+            for (i, x) in bytes.into_iter().enumerate() {
+                if let Some(slot) = b.get_mut(at + i) {
+                    *slot = x;
+                }
+            }
+            b
+        });
+    let insert = (0..=len, text(12)).prop_map(move |(at, t)| {
+        let mut b = seed.as_bytes().to_vec();
+        b.splice(at..at, t.into_bytes());
+        b
+    });
+    prop_oneof![cut, overwrite, insert].prop_map(|b| String::from_utf8_lossy(&b).into_owned())
+}
+
+/// Any UUID but the nil one.
+pub fn uuid() -> impl Strategy<Value = uuid::Uuid> {
+    (1..=u128::MAX).prop_map(uuid::Uuid::from_u128)
+}
