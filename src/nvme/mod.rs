@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::agent::limits::shown;
 use crate::cmd::{Cmd, CmdError, Output};
 
 use sysfs::Sysfs;
@@ -62,11 +63,11 @@ pub enum NvmeError {
         fix: &'static str,
     },
     /// An NQN that cannot be used.
-    #[error("invalid {what} `{value}`: {reason}")]
+    #[error("invalid {what} {value}: {reason}")]
     InvalidNqn {
         /// Which NQN (subsystem NQN, host NQN).
         what: &'static str,
-        /// The value given.
+        /// The value given, quoted, escaped and cut short.
         value: String,
         /// What is wrong with it and what a valid one looks like.
         reason: String,
@@ -80,9 +81,9 @@ pub enum NvmeError {
         reason: String,
     },
     /// A share URI that is not `nvmf://<address>:<port>/<nqn>`.
-    #[error("invalid share URI `{uri}`: {reason} (expected nvmf://<address>:<port>/<nqn>)")]
+    #[error("invalid share URI {uri}: {reason} (expected nvmf://<address>:<port>/<nqn>)")]
     InvalidUri {
-        /// The URI given.
+        /// The URI given, quoted, escaped and cut short.
         uri: String,
         /// What is wrong with it.
         reason: String,
@@ -455,8 +456,10 @@ pub async fn version(timeout: Duration) -> Result<String, NvmeError> {
 /// Splits a share URI as the target returns it, `nvmf://<address>:<port>/<nqn>`,
 /// into the transport and the subsystem NQN.
 pub fn parse_share_uri(uri: &str) -> Result<(Transport, String), NvmeError> {
+    // The URI comes from the target: shown escaped and cut short, so that
+    // it cannot garble the terminal or fill the screen.
     let bad = |reason: &str| NvmeError::InvalidUri {
-        uri: uri.to_string(),
+        uri: shown(uri),
         reason: reason.to_string(),
     };
     let parsed = url::Url::parse(uri).map_err(|e| bad(&e.to_string()))?;
@@ -494,7 +497,7 @@ pub fn validate_nqn(what: &'static str, nqn: &str) -> Result<(), NvmeError> {
     match reason {
         Some(reason) => Err(NvmeError::InvalidNqn {
             what,
-            value: nqn.to_string(),
+            value: shown(nqn),
             reason,
         }),
         None => Ok(()),
@@ -623,6 +626,11 @@ mod tests {
             let err = validate_nqn("subsystem NQN", bad).unwrap_err().to_string();
             assert!(err.contains(says), "{bad:?}: {err}");
         }
+        // The value is shown escaped and cut short.
+        let err = validate_nqn("host NQN", "nqn.\x1b[2J\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(r#""nqn.\u{1b}[2J\n""#), "{err}");
         let long = format!("nqn.{}", "x".repeat(NQN_MAX));
         let err = validate_nqn("host NQN", &long).unwrap_err().to_string();
         assert!(err.contains("at most 223"), "{err}");
@@ -645,6 +653,8 @@ mod tests {
         ] {
             assert!(parse_share_uri(bad).is_err(), "{bad}");
         }
+        let err = parse_share_uri("\x1b[2J").unwrap_err().to_string();
+        assert!(err.contains(r#"URI "\u{1b}[2J":"#), "{err}");
     }
 
     #[test]
