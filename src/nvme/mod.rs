@@ -475,6 +475,20 @@ pub fn parse_share_uri(uri: &str) -> Result<(Transport, String), NvmeError> {
     };
     let port = parsed.port().ok_or_else(|| bad("the port is missing"))?;
     let nqn = parsed.path().trim_start_matches('/');
+    // The URL parser resolves `.` and `..` segments, drops tabs and
+    // newlines and escapes spaces and quotes, and `?` or `#` end the path:
+    // the NQN is taken only as it was written, so that a share URI never
+    // names another subsystem than the target meant.
+    let written = uri
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split_once('/'))
+        .map_or("", |(_, path)| path.trim_start_matches('/'));
+    if nqn != written {
+        return Err(bad(
+            "URL rules would change the NQN (a `.` or `..` segment, `?`, `#`, whitespace or \
+             a character to escape): give it as the target names it",
+        ));
+    }
     validate_nqn("subsystem NQN", nqn)?;
     Ok((Transport::new(host, port)?, nqn.to_string()))
 }
@@ -650,6 +664,12 @@ mod tests {
             "nvmf://1.2.3.4/nqn.x",
             "nvmf://1.2.3.4:8430/",
             "not a uri",
+            // URL rules would connect to another NQN than the one written.
+            "nvmf://1.2.3.4:8430/nqn.a/../nqn.b",
+            "nvmf://1.2.3.4:8430/nqn.a?b",
+            "nvmf://1.2.3.4:8430/nqn.a#b",
+            "nvmf://1.2.3.4:8430/nqn.<a>",
+            "nvmf://1.2.3.4:8430/nqn.a\tb",
         ] {
             assert!(parse_share_uri(bad).is_err(), "{bad}");
         }
