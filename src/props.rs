@@ -98,3 +98,22 @@ pub fn mutated(seed: &'static str) -> impl Strategy<Value = String> {
 pub fn uuid() -> impl Strategy<Value = uuid::Uuid> {
     (1..=u128::MAX).prop_map(uuid::Uuid::from_u128)
 }
+
+/// Any IPv4 or IPv6 address.
+pub fn ip() -> impl Strategy<Value = std::net::IpAddr> {
+    prop_oneof![
+        any::<std::net::Ipv4Addr>().prop_map(Into::into),
+        any::<std::net::Ipv6Addr>().prop_map(Into::into),
+    ]
+}
+
+/// An NQN `nvme::validate_nqn` accepts: `nqn.` and up to 219 printable
+/// ASCII characters but the comma, among them `/`, `?`, `#`, `%` and `.`.
+pub fn nqn() -> impl Strategy<Value = String> {
+    let graphic = proptest::char::range('!', '~').prop_filter("no comma", |c| *c != ',');
+    let tail = prop_oneof![
+        3 => "[a-z0-9.:-]{1,40}",
+        1 => proptest::collection::vec(graphic, 1..219).prop_map(|c| c.into_iter().collect()),
+    ];
+    tail.prop_map(|t: String| format!("nqn.{t}"))
+}

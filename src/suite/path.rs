@@ -390,4 +390,39 @@ mod tests {
         );
         assert!(namespace_of(&conn(vec![other]), &bdev).is_err());
     }
+
+    /// Properties over generated share URIs (see `crate::props`).
+    mod props {
+        use std::net::SocketAddr;
+
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::props::{config, ip, text, uuid};
+
+        proptest! {
+            #![proptest_config(config(256))]
+
+            /// The share of bdev `uuid` at any address and port gives the
+            /// transport to connect to; for any other bdev it is refused.
+            #[test]
+            fn a_share_uri_gives_its_transport(
+                ip in ip(), port in 1..=u16::MAX, uuid in uuid(), other in uuid()
+            ) {
+                let (uuid, other) = (uuid.to_string(), other.to_string());
+                let uri = format!("nvmf://{}/{}", SocketAddr::new(ip, port), nqn_of(&uuid));
+                let s = ShareUri::parse(&uri, &uuid).unwrap();
+                prop_assert_eq!(s.transport(), Transport::new(ip.to_string(), port).unwrap());
+                prop_assert_eq!(&s.nqn, &nqn_of(&uuid));
+                prop_assert_eq!(ShareUri::parse(&uri, &other).is_ok(), uuid == other);
+            }
+
+            #[test]
+            fn any_input_is_refused_or_valid(uri in text(80), uuid in uuid()) {
+                if let Ok(s) = ShareUri::parse(&uri, &uuid.to_string()) {
+                    s.transport().validate().unwrap();
+                }
+            }
+        }
+    }
 }
