@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::sysfs::Sysfs;
+use super::sysfs::{is_controller_name, Sysfs};
 use super::Transport;
 
 /// One record of a discovery log page, with nvme-cli's field names.
@@ -61,11 +61,7 @@ pub(super) fn parse_discovery(stdout: &str) -> Result<Vec<DiscoveryEntry>, Strin
 pub(super) fn parse_connect(stdout: &str) -> Result<String, String> {
     let msg: ConnectMsg =
         serde_json::from_str(stdout).map_err(|e| format!("no controller name: {e}"))?;
-    let valid = msg
-        .device
-        .strip_prefix("nvme")
-        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
-    if valid {
+    if is_controller_name(&msg.device) {
         Ok(msg.device)
     } else {
         Err(format!(
@@ -217,6 +213,8 @@ mod tests {
         assert!(parse_connect("").is_err());
         assert!(parse_connect(r#"{"device":"nvme0n1"}"#).is_err());
         assert!(parse_connect(r#"{"device":"../x"}"#).is_err());
+        // Beyond u32: no controller sysfs could show.
+        assert!(parse_connect(r#"{"device":"nvme4300000000"}"#).is_err());
     }
 
     // nvme-cli v2.3 fabrics.c `nvmf_disconnect()`: a printf, no JSON.
