@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::sysfs::{is_controller_name, Sysfs};
 use super::Transport;
+use crate::agent::limits::shown;
 
 /// One record of a discovery log page, with nvme-cli's field names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,8 +66,8 @@ pub(super) fn parse_connect(stdout: &str) -> Result<String, String> {
         Ok(msg.device)
     } else {
         Err(format!(
-            "`{}` is not a controller name like nvme0",
-            msg.device
+            "{} is not a controller name like nvme0",
+            shown(&msg.device)
         ))
     }
 }
@@ -215,6 +216,8 @@ mod tests {
         assert!(parse_connect(r#"{"device":"../x"}"#).is_err());
         // Beyond u32: no controller sysfs could show.
         assert!(parse_connect(r#"{"device":"nvme4300000000"}"#).is_err());
+        let err = parse_connect(r#"{"device":"\n"}"#).unwrap_err();
+        assert!(err.starts_with(r#""\n" is not"#), "{err}");
     }
 
     // nvme-cli v2.3 fabrics.c `nvmf_disconnect()`: a printf, no JSON.
