@@ -94,6 +94,43 @@ pub fn mutated(seed: &'static str) -> impl Strategy<Value = String> {
     prop_oneof![cut, overwrite, insert].prop_map(|b| String::from_utf8_lossy(&b).into_owned())
 }
 
+/// A JSON scalar.
+fn json_scalar() -> impl Strategy<Value = serde_json::Value> {
+    use serde_json::Value;
+    prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        any::<f64>().prop_map(Value::from),
+        text(16).prop_map(Value::from),
+    ]
+}
+
+/// Any JSON document: scalars, and arrays and objects nested a few deep.
+pub fn json() -> impl Strategy<Value = serde_json::Value> {
+    use serde_json::Value;
+    json_scalar().prop_recursive(3, 24, 5, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..5).prop_map(Value::from),
+            proptest::collection::btree_map(text(10), inner, 0..5)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// A JSON object with some of `keys` (the fields a parser looks for) bound
+/// to any JSON, mostly scalars of the wrong type, so that the parser gets
+/// past its first field.
+pub fn json_with(keys: &'static [&'static str]) -> impl Strategy<Value = serde_json::Value> {
+    let value = prop_oneof![3 => json_scalar(), 1 => json()];
+    proptest::collection::vec((proptest::sample::select(keys), value), 0..=keys.len()).prop_map(
+        |pairs| {
+            serde_json::Value::Object(pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+        },
+    )
+}
+
 /// Any UUID but the nil one.
 pub fn uuid() -> impl Strategy<Value = uuid::Uuid> {
     (1..=u128::MAX).prop_map(uuid::Uuid::from_u128)

@@ -279,4 +279,117 @@ mod tests {
         assert!(h.contains("dmesg"), "{h}");
         assert_eq!(hint("something else", Some(&t), &sys), None);
     }
+
+    /// Properties over generated nvme-cli output (see `crate::props`).
+    mod props {
+        use proptest::prelude::*;
+        use proptest::sample::select;
+
+        use super::*;
+        use crate::nvme::sysfs::is_controller_name;
+        use crate::props::{json, json_with, mutated, nqn, text};
+
+        /// A reason is one clean line (of any length: serde_json quotes
+        /// what it did not expect, and the caller shows all of stdout).
+        fn check_reason(reason: &str) {
+            assert!(!reason.chars().any(char::is_control), "{reason:?}");
+        }
+
+        fn entry() -> impl Strategy<Value = DiscoveryEntry> {
+            let s = || prop_oneof![text(12), "[a-z ]{0,20}"];
+            (
+                (select(&["tcp", "rdma", "fc", "loop"][..]), s(), s(), s()),
+                (any::<u16>(), any::<u16>(), nqn(), s()),
+                (prop::option::of(s()), prop::option::of(s())),
+            )
+                .prop_map(
+                    |(
+                        (trtype, adrfam, subtype, treq),
+                        (portid, svc, subnqn, traddr),
+                        (eflags, sectype),
+                    )| {
+                        DiscoveryEntry {
+                            trtype: trtype.into(),
+                            adrfam,
+                            subtype,
+                            treq,
+                            portid,
+                            trsvcid: svc.to_string(),
+                            subnqn,
+                            traddr,
+                            eflags,
+                            sectype,
+                        }
+                    },
+                )
+        }
+
+        proptest! {
+            #![proptest_config(crate::props::config(256))]
+
+            #[test]
+            fn any_output_is_parsed_or_refused(
+                out in prop_oneof![
+                    text(60),
+                    json().prop_map(|v| v.to_string()),
+                    json_with(&["genctr", "records", "device"]).prop_map(|v| v.to_string()),
+                    mutated(DISCOVERY),
+                ]
+            ) {
+                if let Err(reason) = parse_discovery(&out) {
+                    check_reason(&reason);
+                }
+                match parse_connect(&out) {
+                    Ok(device) => prop_assert!(is_controller_name(&device), "{device}"),
+                    Err(reason) => check_reason(&reason),
+                }
+                let _ = parse_disconnect(&out, "nqn.x");
+            }
+
+            #[test]
+            fn records_with_bad_fields_are_refused(
+                records in proptest::collection::vec(
+                    json_with(&["trtype", "adrfam", "subtype", "treq", "portid", "trsvcid", "subnqn", "traddr", "eflags"]),
+                    0..4,
+                )
+            ) {
+                let out = serde_json::json!({ "genctr": 1, "records": records }).to_string();
+                if let Err(reason) = parse_discovery(&out) {
+                    check_reason(&reason);
+                }
+            }
+
+            /// A log as nvme-cli prints it (pretty, with fields this
+            /// version ignores) gives the entries it was made from.
+            #[test]
+            fn discovery_logs_give_their_entries(
+                entries in proptest::collection::vec(entry(), 0..5), genctr in any::<u64>()
+            ) {
+                let mut records = serde_json::to_value(&entries).unwrap();
+                for r in records.as_array_mut().unwrap() {
+                    r["rdma_pkey"] = 0.into();
+                }
+                let log = serde_json::json!({ "genctr": genctr, "records": records });
+                let out = serde_json::to_string_pretty(&log).unwrap();
+                prop_assert_eq!(parse_discovery(&out), Ok(entries));
+            }
+
+            #[test]
+            fn connect_gives_the_controller_it_names(device in prop_oneof!["nvme[0-9]{1,12}", text(10)]) {
+                let out = serde_json::json!({ "device": device }).to_string();
+                prop_assert_eq!(parse_connect(&out).ok(), is_controller_name(&device).then_some(device));
+            }
+
+            #[test]
+            fn disconnect_gives_the_count(
+                nqn in nqn(), n in any::<u32>(), before in text(30), after in text(30)
+            ) {
+                let out = format!("{before}\nNQN:{nqn} disconnected {n} controller(s)\n{after}");
+                // A line of the same form for the same NQN before it would be
+                // read first; the generated text has none.
+                prop_assume!(!before.contains(&format!("NQN:{nqn} ")));
+                prop_assert_eq!(parse_disconnect(&out, &nqn), Ok(n));
+            }
+        }
+    }
 }
