@@ -21,8 +21,9 @@ pub const PORT_NAME: &str = "nvmfcheck.ctl";
 /// Control ports per VM: one host connection each.
 pub const CTL_PORTS: usize = 4;
 
-/// Longest request line the guest reads; the rest of a longer one is
-/// dropped, which makes it unreadable JSON.
+/// Longest line either end reads (see [`LineSplitter`]); the rest of a
+/// longer one is dropped, which makes it unreadable JSON. A reply carries at
+/// most 16 KiB of output, escaped: far less.
 pub const MAX_LINE: usize = 1 << 20;
 
 /// A message from the host.
@@ -99,6 +100,55 @@ pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
     let mut line = serde_json::to_vec(msg).unwrap_or_default();
     line.push(b'\n');
     line
+}
+
+/// Splits a byte stream into lines (without their `\n`), lossily decoded
+/// as UTF-8, each cut to a limit ([`MAX_LINE`] by default): the rest of a
+/// longer line is dropped, which makes it unreadable JSON, so that no peer
+/// can make a reader hold more than the limit.
+#[derive(Debug)]
+pub struct LineSplitter {
+    line: Vec<u8>,
+    max_line: usize,
+}
+
+impl Default for LineSplitter {
+    fn default() -> Self {
+        Self::new(MAX_LINE)
+    }
+}
+
+impl LineSplitter {
+    /// A splitter that keeps at most `max_line` bytes of a line.
+    pub fn new(max_line: usize) -> Self {
+        Self {
+            line: Vec::new(),
+            max_line,
+        }
+    }
+
+    /// The lines that `chunk` ends; the start of the next is kept.
+    pub fn push(&mut self, chunk: &[u8]) -> Vec<String> {
+        let mut lines = Vec::new();
+        for piece in chunk.split_inclusive(|&b| b == b'\n') {
+            let (body, ended) = match piece.strip_suffix(b"\n") {
+                Some(body) => (body, true),
+                None => (piece, false),
+            };
+            let room = self.max_line - self.line.len();
+            self.line.extend_from_slice(&body[..body.len().min(room)]);
+            if ended {
+                lines.push(String::from_utf8_lossy(&self.line).into_owned());
+                self.line.clear();
+            }
+        }
+        lines
+    }
+
+    /// Drops a line begun and not ended (the peer went away).
+    pub fn clear(&mut self) {
+        self.line.clear();
+    }
 }
 
 /// Turns byte chunks into UTF-8 text without splitting a character that
