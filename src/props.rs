@@ -5,14 +5,15 @@
 //! nvme-cli's and fio's output, the guest control protocol), so that they
 //! can reach private functions; `cargo test --lib props` runs them all.
 //!
-//! Each property runs the number of cases its test gives [`config`] (tens to
-//! a few hundred, so that the whole set takes seconds in a debug build on
-//! two cores); `PROPTEST_CASES=<n>` runs every property `n` cases instead,
-//! for a longer search. A failure is shrunk to a small input and saved under
+//! Each property runs the number of cases its test gives [`config`] (128 to
+//! 512, so that the whole set takes seconds in a debug build on two cores);
+//! `PROPTEST_CASES=<n>` runs every property `n` cases instead, for a longer
+//! search. A failure is shrunk to a small input and saved under
 //! `proptest-regressions/` (one file per source file), which later runs try
 //! first: commit it with the fix. Real-world inputs (captured nvme-cli and
-//! fio output, the URIs upstream clients send) are checked first by each
-//! property too, as the seeds its mutations start from.
+//! fio output, the URIs upstream clients send, the protocol's documented
+//! lines) are each module's seeds: checked as they are, and mangled by
+//! [`mutated`] into near misses.
 
 use proptest::prelude::*;
 use proptest::test_runner::Config;

@@ -287,7 +287,7 @@ mod tests {
 
         use super::*;
         use crate::nvme::sysfs::is_controller_name;
-        use crate::props::{json, json_with, mutated, nqn, text};
+        use crate::props::{config, json, json_with, mutated, nqn, text};
 
         /// A reason is one clean line (of any length: serde_json quotes
         /// what it did not expect, and the caller shows all of stdout).
@@ -325,7 +325,7 @@ mod tests {
         }
 
         proptest! {
-            #![proptest_config(crate::props::config(256))]
+            #![proptest_config(config(256))]
 
             #[test]
             fn any_output_is_parsed_or_refused(
