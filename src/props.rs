@@ -37,14 +37,21 @@ pub fn config(cases: u32) -> Config {
 /// Fails unless `message` has no control character (not even a newline: an
 /// error naming a bad input is one line) and at most `max` bytes.
 pub fn assert_clean(message: &str, max: usize) {
-    assert!(
-        !message.chars().any(char::is_control),
-        "a control character in {message:?}"
-    );
+    assert_one_line(message);
     assert!(
         message.len() <= max,
         "{} bytes, more than {max}: {message:?}",
         message.len()
+    );
+}
+
+/// Fails unless `message` has no control character. For the reasons a
+/// parser of a local program's output gives, which may be long: serde_json
+/// quotes what it did not expect, escaped.
+pub fn assert_one_line(message: &str) {
+    assert!(
+        !message.chars().any(char::is_control),
+        "a control character in {message:?}"
     );
 }
 
@@ -130,6 +137,21 @@ pub fn json_with(keys: &'static [&'static str]) -> impl Strategy<Value = serde_j
             serde_json::Value::Object(pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
         },
     )
+}
+
+/// What a program that should print a JSON document with the fields `keys`
+/// may print instead: any text, any JSON, an object with some of `keys`
+/// bound to anything, or its real output `seed` mangled.
+pub fn json_output(
+    keys: &'static [&'static str],
+    seed: &'static str,
+) -> impl Strategy<Value = String> {
+    prop_oneof![
+        text(60),
+        json().prop_map(|v| v.to_string()),
+        json_with(keys).prop_map(|v| v.to_string()),
+        mutated(seed),
+    ]
 }
 
 /// Any UUID but the nil one.

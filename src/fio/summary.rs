@@ -247,7 +247,7 @@ mod tests {
         use serde_json::{json, Value};
 
         use super::*;
-        use crate::props::{config, json, json_with, mutated, text};
+        use crate::props::{assert_one_line, config, json_output, json_with, text};
 
         /// The percentiles fio reports by default; its keys are C's `%f` of
         /// them ("50.000000").
@@ -326,16 +326,13 @@ mod tests {
             #[test]
             fn any_output_is_parsed_or_refused(
                 out in prop_oneof![
-                    text(60),
-                    json().prop_map(|v| v.to_string()),
-                    json_with(&["fio version", "jobs"]).prop_map(|v| v.to_string()),
+                    json_output(&["fio version", "jobs"], OUTPUT),
                     proptest::collection::vec(json_with(&["jobname", "error", "read", "write"]), 0..3)
                         .prop_map(|jobs| json!({ "fio version": "fio-3.33", "jobs": jobs }).to_string()),
-                    mutated(OUTPUT),
                 ]
             ) {
                 if let Err(reason) = parse(&out, Duration::ZERO, String::new()) {
-                    prop_assert!(!reason.chars().any(char::is_control), "{:?}", reason);
+                    assert_one_line(&reason);
                 }
             }
 
