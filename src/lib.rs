@@ -10,6 +10,8 @@ pub mod cmd;
 pub mod control;
 pub mod fio;
 pub mod nvme;
+#[cfg(test)]
+mod props;
 pub mod security;
 pub mod soak;
 pub mod suite;

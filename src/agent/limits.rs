@@ -110,4 +110,56 @@ mod tests {
         assert_eq!(s.code(), Code::InvalidArgument);
         assert!(s.message().len() <= MAX_MESSAGE_LEN);
     }
+
+    /// Properties over generated arguments (see `crate::props`).
+    mod props {
+        use proptest::prelude::*;
+
+        use super::super::*;
+        use crate::props::{assert_clean, config, text};
+
+        /// The most bytes [`shown`] gives: 120 characters escaped to at
+        /// most 10 bytes each (`\u{10ffff}`), the quotes, the dots and the
+        /// length.
+        const SHOWN_MAX: usize = 120 * 10 + 40;
+
+        /// Text of up to about 2 KiB: a short text repeated, which is
+        /// quicker to make than as many characters one by one.
+        fn long_text() -> impl Strategy<Value = String> {
+            (text(40), 1..50usize).prop_map(|(t, n)| t.repeat(n))
+        }
+
+        proptest! {
+            #![proptest_config(config(256))]
+
+            #[test]
+            fn an_argument_is_shown_as_one_bounded_line(arg in long_text()) {
+                let s = shown(&arg);
+                assert_clean(&s, SHOWN_MAX);
+                if arg.len() <= 120 && arg.chars().all(|c| c.is_ascii_alphanumeric()) {
+                    prop_assert_eq!(s, format!("\"{arg}\""));
+                }
+            }
+
+            #[test]
+            fn a_list_is_shown_as_one_bounded_line(
+                args in proptest::collection::vec(text(20), 0..12)
+            ) {
+                assert_clean(&shown_list(&args), LIST_ITEMS_SHOWN * (SHOWN_MAX + 2) + 40);
+            }
+
+            #[test]
+            fn a_capped_message_keeps_its_start(message in long_text()) {
+                let m = capped(message.clone());
+                if message.len() <= MAX_MESSAGE_LEN {
+                    prop_assert_eq!(m, message);
+                } else {
+                    let start = m.strip_suffix("...").expect("a cut message ends in ...");
+                    prop_assert!(message.starts_with(start));
+                    // Cut at the last character boundary before the limit.
+                    prop_assert!(m.len() <= MAX_MESSAGE_LEN && m.len() > MAX_MESSAGE_LEN - 4);
+                }
+            }
+        }
+    }
 }

@@ -1722,4 +1722,49 @@ mod tests {
         assert_eq!(t.list().len(), 1);
         assert_eq!(by_name(&t, "m0").uuid, uuid);
     }
+
+    /// Properties over generated allow-lists (see `crate::props`).
+    mod props {
+        use proptest::prelude::*;
+
+        use super::super::*;
+        use crate::props::{assert_clean, config, nqn, text, MAX_MESSAGE_LEN};
+
+        fn host() -> impl Strategy<Value = String> {
+            prop_oneof![4 => nqn(), 1 => text(30), 1 => "nqn\\.[ -~]{200,240}"]
+        }
+
+        proptest! {
+            #![proptest_config(config(128))]
+
+            /// Allowed hosts are taken only as NQNs that are one configfs
+            /// name each (no `/`, whitespace or control character), sorted
+            /// and distinct; anything else is a clean INVALID_ARGUMENT.
+            #[test]
+            fn allowed_hosts_are_host_nqns_or_refused(
+                hosts in prop_oneof![
+                    proptest::collection::vec(nqn(), 0..80),
+                    proptest::collection::vec(host(), 0..10),
+                ]
+            ) {
+                match check_hosts(&hosts) {
+                    Ok(list) => {
+                        let mut distinct = hosts.clone();
+                        distinct.sort();
+                        distinct.dedup();
+                        prop_assert_eq!(&list, &distinct);
+                        prop_assert!(list.len() <= MAX_ALLOWED_HOSTS);
+                        for h in &list {
+                            prop_assert!(h.starts_with("nqn.") && h.len() <= MAX_NQN_LEN);
+                            prop_assert!(!h.chars().any(|c| c == '/' || c.is_control() || c.is_whitespace()));
+                        }
+                    }
+                    Err(e) => {
+                        prop_assert_eq!(e.code(), Code::InvalidArgument);
+                        assert_clean(tonic::Status::from(e).message(), MAX_MESSAGE_LEN);
+                    }
+                }
+            }
+        }
+    }
 }

@@ -237,7 +237,7 @@ pub enum UriError {
     /// `size_mb` is not a whole number.
     #[error("size_mb=`{value}` is not a whole number of MiB; give e.g. size_mb=64")]
     BadSizeMb {
-        /// The value given.
+        /// The value given, escaped.
         value: String,
     },
     /// `size_mb=0`.
@@ -283,7 +283,7 @@ pub enum UriError {
         "uuid=`{value}` is not a usable UUID; give one like 0e1f5bd4-8f32-4b2a-9d5c-6c1c35f2b0a7"
     )]
     BadUuid {
-        /// The value given.
+        /// The value given, escaped.
         value: String,
     },
     /// The same parameter twice.
@@ -291,7 +291,7 @@ pub enum UriError {
     DuplicateParam {
         /// What was given.
         uri: String,
-        /// The parameter.
+        /// The parameter, escaped.
         key: String,
     },
     /// A parameter the scheme does not take.
@@ -299,7 +299,7 @@ pub enum UriError {
     UnknownParam {
         /// The scheme.
         scheme: &'static str,
-        /// The parameter.
+        /// The parameter, escaped.
         key: String,
         /// The parameters the scheme takes.
         allowed: &'static str,
@@ -354,7 +354,9 @@ pub fn parse(uri: &str) -> Result<ParsedUri, UriError> {
         .remove("uuid")
         .map(|v| match Uuid::parse_str(&v) {
             Ok(u) if !u.is_nil() => Ok(u),
-            _ => Err(UriError::BadUuid { value: v }),
+            _ => Err(UriError::BadUuid {
+                value: v.escape_debug().to_string(),
+            }),
         })
         .transpose()?;
     let blk_size = params
@@ -463,7 +465,9 @@ pub fn canonical(name: &str, backend: &Backend, uuid: Uuid) -> String {
 /// The aio bdev name for a file path (recovering a share from configfs).
 pub fn aio_name(path: &std::path::Path) -> Option<String> {
     let mut url = Url::parse("aio:///").ok()?;
-    url.set_path(path.to_str()?);
+    // `set_path` leaves `%` as it is, but `parse` decodes it: a file named
+    // `%41` would be named as the file `A`.
+    url.set_path(&path.to_str()?.replace('%', "%25"));
     Some(format!("aio://{}", url.path()))
 }
 
@@ -519,7 +523,7 @@ fn query_params(uri: &str, url: &Url) -> Result<HashMap<String, String>, UriErro
         if params.insert(key.clone(), value.into_owned()).is_some() {
             return Err(UriError::DuplicateParam {
                 uri: uri.to_string(),
-                key,
+                key: key.escape_debug().to_string(),
             });
         }
     }
@@ -536,7 +540,7 @@ fn reject_unknown(
     match unknown.into_iter().next() {
         Some(key) => Err(UriError::UnknownParam {
             scheme,
-            key,
+            key: key.escape_debug().to_string(),
             allowed,
         }),
         None => Ok(()),
@@ -545,7 +549,7 @@ fn reject_unknown(
 
 fn parse_size(value: &str) -> Result<u64, UriError> {
     let bad = || UriError::BadSizeMb {
-        value: value.to_string(),
+        value: value.escape_debug().to_string(),
     };
     if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad());
@@ -661,6 +665,15 @@ mod tests {
         assert_eq!(
             aio_name(std::path::Path::new("/dev/vdb")).unwrap(),
             "aio:///dev/vdb"
+        );
+        // A `%` in a file name is the file's, not an escape.
+        let name = aio_name(std::path::Path::new("/tmp/%41%A0")).unwrap();
+        assert_eq!(name, "aio:///tmp/%2541%25A0");
+        assert_eq!(
+            ok(&name).kind,
+            UriKind::Aio {
+                path: "/tmp/%41%A0".into()
+            }
         );
     }
 
@@ -934,6 +947,16 @@ mod tests {
             err("aio:///dev/vdb?uuid=00000000-0000-0000-0000-000000000000"),
             UriError::BadUuid { .. }
         ));
+        // Percent-decoded values and keys are shown escaped.
+        for uri in [
+            "malloc:///m0?size_mb=%0A",
+            "aio:///dev/vdb?uuid=%1B[2J",
+            "aio:///dev/vdb?%0D=1",
+            "malloc:///m0?size_mb=1&%07=1&%07=2",
+        ] {
+            let msg = err(uri).to_string();
+            assert!(!msg.chars().any(char::is_control), "{uri}: {msg:?}");
+        }
     }
 
     #[test]
@@ -948,5 +971,222 @@ mod tests {
             msg.contains("foo") && msg.contains("aio:///<path>"),
             "{msg}"
         );
+    }
+
+    /// Properties over generated URIs (see `crate::props`).
+    mod props {
+        use proptest::prelude::*;
+        use proptest::sample::select;
+        use tonic::Code;
+
+        use super::super::*;
+        use crate::agent::limits;
+        use crate::props::{assert_clean, char_any, config, mutated, text, uuid, MAX_MESSAGE_LEN};
+
+        /// What real clients send (Mayastor's Python tests and fixtures,
+        /// `mayastor-client`, this project's cases): checked first, and
+        /// mangled into near misses.
+        const SEEDS: &[&str] = &[
+            "aio:///dev/vdb",
+            "aio:///dev/vdb?blk_size=512",
+            "aio:///tmp/aio-file.img?blk_size=4096",
+            "malloc:///malloc0?size_mb=64&blk_size=4096",
+            "malloc:///m?size_mb=64&uuid=0e1f5bd4-8f32-4b2a-9d5c-6c1c35f2b0a7&blk_size=4096",
+            "malloc:///m?num_blocks=131072",
+            "malloc:///m0?size_mb=64",
+        ];
+
+        /// A URI put together from the grammar's parts, right and wrong, so
+        /// that every check of the parser is reached.
+        fn near_uri() -> impl Strategy<Value = String> {
+            // Mostly right, so that the checks after the scheme's are reached.
+            let scheme = prop_oneof![
+                4 => select(&["aio", "malloc"][..]),
+                1 => select(&["AIO", "Malloc", "nvmf", "bdev", ""][..]),
+            ];
+            let sep = prop_oneof![
+                4 => Just(":///"),
+                1 => select(&["://", ":/", ":", "://h", "://u@", "://:1", "://[::1]"][..]),
+            ];
+            let segment = prop_oneof![
+                "[a-zA-Z0-9._-]{1,12}",
+                select(
+                    &[".", "..", "%2e", "%2E%2e", "%2F", "%00", "%0a", "%ff", "%", "%zz", "dev"][..]
+                )
+                .prop_map(String::from),
+                text(6),
+            ];
+            let path = proptest::collection::vec(segment, 0..4).prop_map(|s| s.join("/"));
+            let key = select(
+                &[
+                    "size_mb",
+                    "num_blocks",
+                    "blk_size",
+                    "uuid",
+                    "foo",
+                    "",
+                    "size%5Fmb",
+                    "%0a",
+                ][..],
+            );
+            let value = prop_oneof![
+                any::<u64>().prop_map(|n| n.to_string()),
+                (0..=3 * MAX_SIZE_MB).prop_map(|n| n.to_string()),
+                select(
+                    &[
+                        "512",
+                        "4096",
+                        "0",
+                        "00",
+                        "",
+                        "%0a",
+                        "%1b[31m",
+                        "99999999999999999999999"
+                    ][..]
+                )
+                .prop_map(String::from),
+                uuid().prop_map(|u| u.to_string()),
+                text(8),
+            ];
+            let query = proptest::collection::vec((key, value), 0..4).prop_map(|kv| {
+                let pairs: Vec<String> = kv.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                format!("?{}", pairs.join("&"))
+            });
+            let tail = select(&["", "?", "#", "#x"][..]);
+            (scheme, sep, path, prop::option::of(query), tail)
+                .prop_map(|(s, sep, p, q, t)| format!("{s}{sep}{p}{}{t}", q.unwrap_or_default()))
+        }
+
+        /// Any input is either a bdev whose listed URI creates the same bdev
+        /// again, or an error whose message is one clean line once the
+        /// agent caps it.
+        fn check(uri: &str) {
+            let parsed = parse(uri);
+            match parse_create(uri) {
+                Ok(spec) => {
+                    let p = parsed.expect("Create accepted what parse refused");
+                    assert_eq!((&p.name, p.uuid), (&spec.name, spec.uuid));
+                    let u = spec.uuid.unwrap_or(Uuid::from_u128(1));
+                    for again in [
+                        canonical(&spec.name, &spec.backend, u),
+                        alias(&spec.name, &spec.backend),
+                    ] {
+                        let back = parse_create(&again)
+                            .unwrap_or_else(|e| panic!("{uri} lists as {again}, refused: {e}"));
+                        assert_eq!(
+                            (&back.name, &back.backend),
+                            (&spec.name, &spec.backend),
+                            "{again}"
+                        );
+                    }
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    assert_clean(&msg, MAX_URI_LEN * 2);
+                    let status = limits::status(Code::InvalidArgument, msg);
+                    assert_clean(status.message(), MAX_MESSAGE_LEN);
+                }
+            }
+        }
+
+        #[test]
+        fn seeds_are_accepted() {
+            for uri in SEEDS {
+                parse_create(uri).unwrap_or_else(|e| panic!("{uri}: {e}"));
+                check(uri);
+            }
+        }
+
+        /// A path segment a file may have (no `/`, no control character,
+        /// not `.` or `..`).
+        fn file_name() -> impl Strategy<Value = String> {
+            proptest::collection::vec(
+                char_any().prop_filter("not / or control", |c| *c != '/' && !c.is_control()),
+                1..12,
+            )
+            .prop_map(|c| c.into_iter().collect::<String>())
+            .prop_filter("not a dot segment", |s| s != "." && s != "..")
+        }
+
+        /// A malloc bdev as a URI gives it: name, size, block size and uuid.
+        fn malloc_bdev() -> impl Strategy<Value = (String, MallocSize, Option<u32>, Option<Uuid>)> {
+            let name = "[a-zA-Z0-9][a-zA-Z0-9._-]{0,30}";
+            let size = prop::option::of(select(&BLK_SIZES[..])).prop_flat_map(|blk| {
+                let most = (MAX_SIZE_MB << 20) / u64::from(blk.unwrap_or(DEFAULT_BLK_SIZE));
+                let size = prop_oneof![
+                    (1..=MAX_SIZE_MB).prop_map(MallocSize::SizeMb),
+                    (1..=most).prop_map(MallocSize::NumBlocks),
+                ];
+                (size, Just(blk))
+            });
+            (name, size, prop::option::of(uuid())).prop_map(|(n, (s, b), u)| (n, s, b, u))
+        }
+
+        /// `s` with the characters that `encode` picks percent-encoded.
+        fn percent_encoded(s: &str, encode: &[bool]) -> String {
+            s.chars()
+                .zip(encode.iter().cycle())
+                .map(|(c, &e)| {
+                    if e {
+                        format!("%{:02X}", c as u32)
+                    } else {
+                        c.to_string()
+                    }
+                })
+                .collect()
+        }
+
+        proptest! {
+            #![proptest_config(config(512))]
+
+            #[test]
+            fn any_input_is_a_bdev_or_a_clean_error(
+                uri in prop_oneof![text(64), near_uri(), select(SEEDS).prop_flat_map(mutated)]
+            ) {
+                check(&uri);
+            }
+
+            #[test]
+            fn malloc_uris_give_what_they_say(
+                (name, size, blk_size, uuid) in malloc_bdev(),
+                encode in proptest::collection::vec(any::<bool>(), 1..8),
+                order in Just([0, 1, 2]).prop_shuffle(),
+            ) {
+                let params = [
+                    Some(size.to_string()),
+                    blk_size.map(|b| format!("blk_size={b}")),
+                    uuid.map(|u| format!("uuid={u}")),
+                ];
+                let query: Vec<&str> = order.iter().filter_map(|&i| params[i].as_deref()).collect();
+                let uri = format!("malloc:///{}?{}", percent_encoded(&name, &encode), query.join("&"));
+                let spec = parse_create(&uri).unwrap_or_else(|e| panic!("{uri}: {e}"));
+                let backend = Backend::Malloc { size, blk_size };
+                prop_assert_eq!(spec, BdevSpec { name: name.clone(), backend: backend.clone(), uuid });
+                prop_assert_eq!(parse_create(&alias(&name, &backend)).map(|s| s.backend), Ok(backend));
+            }
+
+            #[test]
+            fn aio_names_of_files_give_the_file(
+                segments in proptest::collection::vec(file_name(), 1..4)
+            ) {
+                let path = format!("/{}", segments.join("/"));
+                let name = aio_name(std::path::Path::new(&path)).expect("a UTF-8 path has a name");
+                let spec = parse_create(&name).unwrap_or_else(|e| panic!("{path:?} as {name}: {e}"));
+                prop_assert_eq!(&spec.name, &name);
+                prop_assert_eq!(spec.backend, Backend::Aio { path: path.into(), blk_size: None });
+            }
+
+            #[test]
+            fn sizes_are_held_to_their_bounds(
+                n in prop_oneof![any::<u64>(), 0..=MAX_SIZE_MB + 1, 0..=(MAX_SIZE_MB << 20) / 512 + 1],
+                blk in select(&BLK_SIZES[..]),
+            ) {
+                let mb = parse(&format!("malloc:///m0?size_mb={n}"));
+                prop_assert_eq!(mb.is_ok(), (1..=MAX_SIZE_MB).contains(&n));
+                let blocks = parse(&format!("malloc:///m0?num_blocks={n}&blk_size={blk}"));
+                let bytes = n.checked_mul(u64::from(blk));
+                prop_assert_eq!(blocks.is_ok(), n > 0 && bytes.is_some_and(|b| b <= MAX_SIZE_MB << 20));
+            }
+        }
     }
 }

@@ -240,4 +240,123 @@ mod tests {
         let back: FioSummary = serde_json::from_value(json).unwrap();
         assert_eq!(back, s);
     }
+
+    /// Properties over generated fio output (see `crate::props`).
+    mod props {
+        use proptest::prelude::*;
+        use serde_json::{json, Value};
+
+        use super::*;
+        use crate::props::{assert_one_line, config, json_output, json_with, text};
+
+        /// The percentiles fio reports by default; its keys are C's `%f` of
+        /// them ("50.000000").
+        const PERCENTILES: [f64; 9] = [1.0, 5.0, 10.0, 50.0, 90.0, 95.0, 99.0, 99.5, 99.99];
+
+        /// One direction of a job: its stats and fio's JSON for them
+        /// (no percentile object when it had no samples).
+        fn direction() -> impl Strategy<Value = (IoStats, Value)> {
+            (
+                any::<u64>(),
+                0..u64::MAX / 2,
+                any::<u64>(),
+                prop::option::of(any::<[u64; 9]>()),
+            )
+                .prop_map(|(io_bytes, micro_iops, bw_bytes, lat)| {
+                    let iops = micro_iops as f64 / 1e6;
+                    let mut clat = json!({ "min": 0, "max": 0, "mean": 0.0, "N": 0 });
+                    let (mut p50, mut p99) = (0, 0);
+                    if let Some(lat) = lat {
+                        let keys = PERCENTILES.iter().map(|p| format!("{p:.6}"));
+                        clat["percentile"] = keys
+                            .clone()
+                            .zip(lat.map(Value::from))
+                            .collect::<serde_json::Map<_, _>>()
+                            .into();
+                        (p50, p99) = (lat[3], lat[6]);
+                    }
+                    let stats = IoStats {
+                        io_bytes,
+                        iops,
+                        bw_bytes,
+                        lat_p50_ns: p50,
+                        lat_p99_ns: p99,
+                    };
+                    let raw = json!({
+                        "io_bytes": io_bytes, "bw_bytes": bw_bytes, "iops": iops,
+                        "clat_ns": clat, "lat_ns": { "min": 0, "N": 0 },
+                    });
+                    (stats, raw)
+                })
+        }
+
+        /// A job and fio's JSON for it.
+        fn job() -> impl Strategy<Value = (JobSummary, Value)> {
+            (text(12), any::<i32>(), direction(), direction()).prop_map(
+                |(name, error, (read, r), (write, w))| {
+                    let raw = json!({
+                        "jobname": name, "groupid": 0, "error": error,
+                        "job options": { "name": name }, "read": r, "write": w,
+                    });
+                    (
+                        JobSummary {
+                            name,
+                            error,
+                            read,
+                            write,
+                        },
+                        raw,
+                    )
+                },
+            )
+        }
+
+        /// iops goes through a decimal number: equal to the last few bits.
+        fn same_stats(got: &IoStats, want: &IoStats) -> bool {
+            let iops = (got.iops - want.iops).abs() <= want.iops * 1e-12;
+            iops && IoStats {
+                iops: want.iops,
+                ..got.clone()
+            } == *want
+        }
+
+        proptest! {
+            #![proptest_config(config(256))]
+
+            #[test]
+            fn any_output_is_parsed_or_refused(
+                out in prop_oneof![
+                    json_output(&["fio version", "jobs"], OUTPUT),
+                    proptest::collection::vec(json_with(&["jobname", "error", "read", "write"]), 0..3)
+                        .prop_map(|jobs| json!({ "fio version": "fio-3.33", "jobs": jobs }).to_string()),
+                ]
+            ) {
+                if let Err(reason) = parse(&out, Duration::ZERO, String::new()) {
+                    assert_one_line(&reason);
+                }
+            }
+
+            /// fio's output, after whatever lines it printed before it,
+            /// gives the jobs it was made from.
+            #[test]
+            fn output_gives_its_jobs(
+                jobs in proptest::collection::vec(job(), 0..4),
+                version in text(10),
+                before in proptest::collection::vec("[^{\n][^\n]{0,30}", 0..3),
+            ) {
+                let raw: Vec<&Value> = jobs.iter().map(|(_, raw)| raw).collect();
+                let doc = json!({ "fio version": version, "timestamp": 1, "jobs": raw });
+                let mut out: String = before.iter().map(|l| format!("{l}\n")).collect();
+                out.push_str(&serde_json::to_string_pretty(&doc).unwrap());
+                let s = parse(&out, Duration::from_millis(7), "fio x".into()).unwrap();
+                prop_assert_eq!((&s.fio_version, s.elapsed, s.command_line.as_str()), (&version, Duration::from_millis(7), "fio x"));
+                prop_assert_eq!(s.jobs.len(), jobs.len());
+                for (got, (want, _)) in s.jobs.iter().zip(&jobs) {
+                    prop_assert_eq!((&got.name, got.error), (&want.name, want.error));
+                    prop_assert!(same_stats(&got.read, &want.read), "{:?} {:?}", got.read, want.read);
+                    prop_assert!(same_stats(&got.write, &want.write), "{:?} {:?}", got.write, want.write);
+                }
+            }
+        }
+    }
 }

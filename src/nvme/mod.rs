@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::agent::limits::shown;
 use crate::cmd::{Cmd, CmdError, Output};
 
 use sysfs::Sysfs;
@@ -62,11 +63,11 @@ pub enum NvmeError {
         fix: &'static str,
     },
     /// An NQN that cannot be used.
-    #[error("invalid {what} `{value}`: {reason}")]
+    #[error("invalid {what} {value}: {reason}")]
     InvalidNqn {
         /// Which NQN (subsystem NQN, host NQN).
         what: &'static str,
-        /// The value given.
+        /// The value given, quoted, escaped and cut short.
         value: String,
         /// What is wrong with it and what a valid one looks like.
         reason: String,
@@ -80,9 +81,9 @@ pub enum NvmeError {
         reason: String,
     },
     /// A share URI that is not `nvmf://<address>:<port>/<nqn>`.
-    #[error("invalid share URI `{uri}`: {reason} (expected nvmf://<address>:<port>/<nqn>)")]
+    #[error("invalid share URI {uri}: {reason} (expected nvmf://<address>:<port>/<nqn>)")]
     InvalidUri {
-        /// The URI given.
+        /// The URI given, quoted, escaped and cut short.
         uri: String,
         /// What is wrong with it.
         reason: String,
@@ -455,8 +456,10 @@ pub async fn version(timeout: Duration) -> Result<String, NvmeError> {
 /// Splits a share URI as the target returns it, `nvmf://<address>:<port>/<nqn>`,
 /// into the transport and the subsystem NQN.
 pub fn parse_share_uri(uri: &str) -> Result<(Transport, String), NvmeError> {
+    // The URI comes from the target: shown escaped and cut short, so that
+    // it cannot garble the terminal or fill the screen.
     let bad = |reason: &str| NvmeError::InvalidUri {
-        uri: uri.to_string(),
+        uri: shown(uri),
         reason: reason.to_string(),
     };
     let parsed = url::Url::parse(uri).map_err(|e| bad(&e.to_string()))?;
@@ -472,6 +475,20 @@ pub fn parse_share_uri(uri: &str) -> Result<(Transport, String), NvmeError> {
     };
     let port = parsed.port().ok_or_else(|| bad("the port is missing"))?;
     let nqn = parsed.path().trim_start_matches('/');
+    // The URL parser resolves `.` and `..` segments, drops tabs and
+    // newlines and escapes spaces and quotes, and `?` or `#` end the path:
+    // the NQN is taken only as it was written, so that a share URI never
+    // names another subsystem than the target meant.
+    let written = uri
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split_once('/'))
+        .map_or("", |(_, path)| path.trim_start_matches('/'));
+    if nqn != written {
+        return Err(bad(
+            "URL rules would change the NQN (a `.` or `..` segment, `?`, `#`, whitespace or \
+             a character to escape): give it as the target names it",
+        ));
+    }
     validate_nqn("subsystem NQN", nqn)?;
     Ok((Transport::new(host, port)?, nqn.to_string()))
 }
@@ -494,7 +511,7 @@ pub fn validate_nqn(what: &'static str, nqn: &str) -> Result<(), NvmeError> {
     match reason {
         Some(reason) => Err(NvmeError::InvalidNqn {
             what,
-            value: nqn.to_string(),
+            value: shown(nqn),
             reason,
         }),
         None => Ok(()),
@@ -623,6 +640,11 @@ mod tests {
             let err = validate_nqn("subsystem NQN", bad).unwrap_err().to_string();
             assert!(err.contains(says), "{bad:?}: {err}");
         }
+        // The value is shown escaped and cut short.
+        let err = validate_nqn("host NQN", "nqn.\x1b[2J\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(r#""nqn.\u{1b}[2J\n""#), "{err}");
         let long = format!("nqn.{}", "x".repeat(NQN_MAX));
         let err = validate_nqn("host NQN", &long).unwrap_err().to_string();
         assert!(err.contains("at most 223"), "{err}");
@@ -642,9 +664,17 @@ mod tests {
             "nvmf://1.2.3.4/nqn.x",
             "nvmf://1.2.3.4:8430/",
             "not a uri",
+            // URL rules would connect to another NQN than the one written.
+            "nvmf://1.2.3.4:8430/nqn.a/../nqn.b",
+            "nvmf://1.2.3.4:8430/nqn.a?b",
+            "nvmf://1.2.3.4:8430/nqn.a#b",
+            "nvmf://1.2.3.4:8430/nqn.<a>",
+            "nvmf://1.2.3.4:8430/nqn.a\tb",
         ] {
             assert!(parse_share_uri(bad).is_err(), "{bad}");
         }
+        let err = parse_share_uri("\x1b[2J").unwrap_err().to_string();
+        assert!(err.contains(r#"URI "\u{1b}[2J":"#), "{err}");
     }
 
     #[test]
@@ -671,5 +701,130 @@ mod tests {
         };
         let err = connect_cmd(&t, "nqn.x", &bad).unwrap_err().to_string();
         assert!(err.contains("ctrl_loss_tmo"), "{err}");
+    }
+
+    /// Properties over generated share URIs and NQNs (see `crate::props`).
+    mod props {
+        use std::net::{IpAddr, SocketAddr};
+
+        use proptest::prelude::*;
+        use proptest::sample::select;
+
+        use super::super::*;
+        use crate::props::{assert_clean, config, ip, mutated, nqn, text, MAX_MESSAGE_LEN};
+
+        /// Share URIs as targets answer Share (this agent, Mayastor).
+        const SEEDS: &[&str] = &[
+            "nvmf://192.168.1.2:8430/nqn.2019-05.io.openebs:0e1f5bd4-8f32-4b2a-9d5c-6c1c35f2b0a7",
+            "nvmf://10.0.0.2:8430/nqn.2019-05.io.openebs:nexus-0e1f5bd4",
+            "nvmf://[fd00::2]:4420/nqn.2014-08.org.nvmexpress:uuid:1b4e28ba-2fa1-11d2-883f-0016d3cca427",
+        ];
+
+        fn share_uri(ip: IpAddr, port: u16, nqn: &str) -> String {
+            format!("nvmf://{}/{nqn}", SocketAddr::new(ip, port))
+        }
+
+        /// A share URI from the grammar's parts, right and wrong.
+        fn near_share_uri() -> impl Strategy<Value = String> {
+            let head = prop_oneof![
+                4 => Just("nvmf://"),
+                1 => select(&["NVMF://", "nvmf:", "nvmf:///", "iscsi://", ""][..]),
+            ];
+            let host = prop_oneof![
+                4 => ip().prop_map(|ip| SocketAddr::new(ip, 1).ip().to_string()),
+                1 => select(&["host", "[::1]", "1.2.3.4.5", "", "u@1.2.3.4", "01.2.3.4"][..])
+                    .prop_map(String::from),
+            ];
+            let port = prop_oneof![
+                4 => any::<u16>().prop_map(|p| format!(":{p}")),
+                1 => select(&["", ":", ":0", ":65536", ":x"][..]).prop_map(String::from),
+            ];
+            let path = prop_oneof![
+                3 => nqn(),
+                1 => text(20),
+                1 => select(&["nqn.a/../nqn.b", "nqn.a%2Cb", "nqn.a?b#c", "/nqn.a", ""][..])
+                    .prop_map(String::from),
+            ];
+            (head, host, port, path).prop_map(|(h, host, port, path)| {
+                // An IPv6 literal needs its brackets in a URI.
+                let host = if host.contains(':') && !host.starts_with('[') {
+                    format!("[{host}]")
+                } else {
+                    host
+                };
+                format!("{h}{host}{port}/{path}")
+            })
+        }
+
+        /// Any input is either a transport and an NQN that are valid and
+        /// written back give the same again, or a clean one-line error.
+        fn check(uri: &str) {
+            match parse_share_uri(uri) {
+                Ok((t, nqn)) => {
+                    t.validate().unwrap();
+                    validate_nqn("subsystem NQN", &nqn).unwrap();
+                    let ip: IpAddr = t.traddr.parse().unwrap();
+                    let again = share_uri(ip, t.trsvcid, &nqn);
+                    assert_eq!(parse_share_uri(&again).unwrap(), (t, nqn), "{again}");
+                }
+                Err(e) => assert_clean(&e.to_string(), MAX_MESSAGE_LEN),
+            }
+        }
+
+        #[test]
+        fn seeds_are_accepted() {
+            for uri in SEEDS {
+                parse_share_uri(uri).unwrap_or_else(|e| panic!("{uri}: {e}"));
+                check(uri);
+            }
+        }
+
+        proptest! {
+            #![proptest_config(config(512))]
+
+            #[test]
+            fn any_input_is_a_share_or_a_clean_error(
+                uri in prop_oneof![text(80), near_share_uri(), select(SEEDS).prop_flat_map(mutated)]
+            ) {
+                check(&uri);
+            }
+
+            /// The NQN connected to is the one the target wrote, or none:
+            /// URL rules (dot segments, a query, a fragment, escapes) never
+            /// turn it into another.
+            #[test]
+            fn a_share_uri_names_its_nqn_or_is_refused(
+                ip in ip(), port in 1..=u16::MAX, nqn in nqn()
+            ) {
+                let uri = share_uri(ip, port, &nqn);
+                if let Ok((t, got)) = parse_share_uri(&uri) {
+                    prop_assert_eq!(t, Transport::new(ip.to_string(), port).unwrap());
+                    prop_assert_eq!(got, nqn);
+                }
+            }
+
+            #[test]
+            fn plain_share_uris_round_trip(
+                ip in ip(), port in 1..=u16::MAX, nqn in "nqn\\.[a-z0-9.:-]{1,200}"
+            ) {
+                let uri = share_uri(ip, port, &nqn);
+                let parsed = parse_share_uri(&uri);
+                prop_assert_eq!(parsed.ok(), Some((Transport::new(ip.to_string(), port).unwrap(), nqn)));
+            }
+
+            #[test]
+            fn nqns_are_accepted_by_the_rules_alone(nqn in prop_oneof![nqn(), text(40), "nqn\\.[ -~]{200,240}"]) {
+                let ok = nqn.starts_with("nqn.")
+                    && nqn.len() <= NQN_MAX
+                    && nqn.chars().all(|c| c.is_ascii_graphic() && c != ',');
+                match validate_nqn("host NQN", &nqn) {
+                    Ok(()) => prop_assert!(ok),
+                    Err(e) => {
+                        prop_assert!(!ok);
+                        assert_clean(&e.to_string(), MAX_MESSAGE_LEN);
+                    }
+                }
+            }
+        }
     }
 }

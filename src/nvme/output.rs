@@ -7,8 +7,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::sysfs::Sysfs;
+use super::sysfs::{is_controller_name, Sysfs};
 use super::Transport;
+use crate::agent::limits::shown;
 
 /// One record of a discovery log page, with nvme-cli's field names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,16 +62,12 @@ pub(super) fn parse_discovery(stdout: &str) -> Result<Vec<DiscoveryEntry>, Strin
 pub(super) fn parse_connect(stdout: &str) -> Result<String, String> {
     let msg: ConnectMsg =
         serde_json::from_str(stdout).map_err(|e| format!("no controller name: {e}"))?;
-    let valid = msg
-        .device
-        .strip_prefix("nvme")
-        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
-    if valid {
+    if is_controller_name(&msg.device) {
         Ok(msg.device)
     } else {
         Err(format!(
-            "`{}` is not a controller name like nvme0",
-            msg.device
+            "{} is not a controller name like nvme0",
+            shown(&msg.device)
         ))
     }
 }
@@ -217,6 +214,10 @@ mod tests {
         assert!(parse_connect("").is_err());
         assert!(parse_connect(r#"{"device":"nvme0n1"}"#).is_err());
         assert!(parse_connect(r#"{"device":"../x"}"#).is_err());
+        // Beyond u32: no controller sysfs could show.
+        assert!(parse_connect(r#"{"device":"nvme4300000000"}"#).is_err());
+        let err = parse_connect(r#"{"device":"\n"}"#).unwrap_err();
+        assert!(err.starts_with(r#""\n" is not"#), "{err}");
     }
 
     // nvme-cli v2.3 fabrics.c `nvmf_disconnect()`: a printf, no JSON.
@@ -277,5 +278,107 @@ mod tests {
         .unwrap();
         assert!(h.contains("dmesg"), "{h}");
         assert_eq!(hint("something else", Some(&t), &sys), None);
+    }
+
+    /// Properties over generated nvme-cli output (see `crate::props`).
+    mod props {
+        use proptest::prelude::*;
+        use proptest::sample::select;
+
+        use super::*;
+        use crate::nvme::sysfs::is_controller_name;
+        use crate::props::{assert_one_line, config, json_output, json_with, nqn, text};
+
+        fn entry() -> impl Strategy<Value = DiscoveryEntry> {
+            let s = || prop_oneof![text(12), "[a-z ]{0,20}"];
+            (
+                (select(&["tcp", "rdma", "fc", "loop"][..]), s(), s(), s()),
+                (any::<u16>(), any::<u16>(), nqn(), s()),
+                (prop::option::of(s()), prop::option::of(s())),
+            )
+                .prop_map(
+                    |(
+                        (trtype, adrfam, subtype, treq),
+                        (portid, svc, subnqn, traddr),
+                        (eflags, sectype),
+                    )| {
+                        DiscoveryEntry {
+                            trtype: trtype.into(),
+                            adrfam,
+                            subtype,
+                            treq,
+                            portid,
+                            trsvcid: svc.to_string(),
+                            subnqn,
+                            traddr,
+                            eflags,
+                            sectype,
+                        }
+                    },
+                )
+        }
+
+        proptest! {
+            #![proptest_config(config(256))]
+
+            #[test]
+            fn any_output_is_parsed_or_refused(
+                out in json_output(&["genctr", "records", "device"], DISCOVERY)
+            ) {
+                if let Err(reason) = parse_discovery(&out) {
+                    assert_one_line(&reason);
+                }
+                match parse_connect(&out) {
+                    Ok(device) => prop_assert!(is_controller_name(&device), "{device}"),
+                    Err(reason) => assert_one_line(&reason),
+                }
+                let _ = parse_disconnect(&out, "nqn.x");
+            }
+
+            #[test]
+            fn records_with_bad_fields_are_refused(
+                records in proptest::collection::vec(
+                    json_with(&["trtype", "adrfam", "subtype", "treq", "portid", "trsvcid", "subnqn", "traddr", "eflags"]),
+                    0..4,
+                )
+            ) {
+                let out = serde_json::json!({ "genctr": 1, "records": records }).to_string();
+                if let Err(reason) = parse_discovery(&out) {
+                    assert_one_line(&reason);
+                }
+            }
+
+            /// A log as nvme-cli prints it (pretty, with fields this
+            /// version ignores) gives the entries it was made from.
+            #[test]
+            fn discovery_logs_give_their_entries(
+                entries in proptest::collection::vec(entry(), 0..5), genctr in any::<u64>()
+            ) {
+                let mut records = serde_json::to_value(&entries).unwrap();
+                for r in records.as_array_mut().unwrap() {
+                    r["rdma_pkey"] = 0.into();
+                }
+                let log = serde_json::json!({ "genctr": genctr, "records": records });
+                let out = serde_json::to_string_pretty(&log).unwrap();
+                prop_assert_eq!(parse_discovery(&out), Ok(entries));
+            }
+
+            #[test]
+            fn connect_gives_the_controller_it_names(device in prop_oneof!["nvme[0-9]{1,12}", text(10)]) {
+                let out = serde_json::json!({ "device": device }).to_string();
+                prop_assert_eq!(parse_connect(&out).ok(), is_controller_name(&device).then_some(device));
+            }
+
+            #[test]
+            fn disconnect_gives_the_count(
+                nqn in nqn(), n in any::<u32>(), before in text(30), after in text(30)
+            ) {
+                let out = format!("{before}\nNQN:{nqn} disconnected {n} controller(s)\n{after}");
+                // A line of the same form for the same NQN before it would be
+                // read first; the generated text has none.
+                prop_assume!(!before.contains(&format!("NQN:{nqn} ")));
+                prop_assert_eq!(parse_disconnect(&out, &nqn), Ok(n));
+            }
+        }
     }
 }

@@ -4,8 +4,6 @@
 
 use std::time::{Duration, Instant};
 
-use url::Url;
-
 use crate::fio::{FioJob, Verify};
 use crate::nvme::{self, ConnectOptions, Connection, Namespace, Transport};
 use crate::proto::mayastor::Bdev;
@@ -36,24 +34,21 @@ pub(super) struct ShareUri {
 }
 
 impl ShareUri {
-    /// Parses a share URI and checks that its NQN names the bdev's uuid.
+    /// Parses a share URI (as [`nvme::parse_share_uri`] does) and checks
+    /// that its NQN names the bdev's uuid.
     pub fn parse(uri: &str, uuid: &str) -> Result<Self, CheckError> {
-        let bad = |why: &str| CheckError::Failed(format!("share URI {uri:?} {why}"));
-        let url = Url::parse(uri).map_err(|e| bad(&e.to_string()))?;
-        if url.scheme() != "nvmf" {
-            return Err(bad("is not nvmf://"));
-        }
-        let host = url
-            .host_str()
-            .ok_or_else(|| bad("has no host"))?
-            .to_string();
-        let port = url.port().ok_or_else(|| bad("has no port"))?;
-        let nqn = url.path().trim_start_matches('/').to_string();
+        let (t, nqn) = nvme::parse_share_uri(uri)?;
         let expected = nqn_of(uuid);
         if nqn != expected {
-            return Err(bad(&format!("names {nqn:?}, expected {expected:?}")));
+            return Err(CheckError::Failed(format!(
+                "share URI {uri:?} names {nqn:?}, expected {expected:?}"
+            )));
         }
-        Ok(Self { host, port, nqn })
+        Ok(Self {
+            host: t.traddr,
+            port: t.trsvcid,
+            nqn,
+        })
     }
 
     /// The transport of this share on TCP port `port` of its host.
@@ -343,6 +338,12 @@ mod tests {
         assert!(ShareUri::parse(&iscsi, UUID).is_err());
         let no_port = format!("nvmf://192.168.1.2/{NQN_PREFIX}{UUID}");
         assert!(ShareUri::parse(&no_port, UUID).is_err());
+        // An IPv6 address is the transport's without the URI's brackets.
+        let v6 = format!("nvmf://[fd00::2]:8430/{NQN_PREFIX}{UUID}");
+        assert_eq!(
+            ShareUri::parse(&v6, UUID).unwrap().transport().traddr,
+            "fd00::2"
+        );
     }
 
     fn ns(device: &str, uuid: &str, size: u64) -> Namespace {
@@ -388,5 +389,40 @@ mod tests {
             1 << 20,
         );
         assert!(namespace_of(&conn(vec![other]), &bdev).is_err());
+    }
+
+    /// Properties over generated share URIs (see `crate::props`).
+    mod props {
+        use std::net::SocketAddr;
+
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::props::{config, ip, text, uuid};
+
+        proptest! {
+            #![proptest_config(config(256))]
+
+            /// The share of bdev `uuid` at any address and port gives the
+            /// transport to connect to; for any other bdev it is refused.
+            #[test]
+            fn a_share_uri_gives_its_transport(
+                ip in ip(), port in 1..=u16::MAX, uuid in uuid(), other in uuid()
+            ) {
+                let (uuid, other) = (uuid.to_string(), other.to_string());
+                let uri = format!("nvmf://{}/{}", SocketAddr::new(ip, port), nqn_of(&uuid));
+                let s = ShareUri::parse(&uri, &uuid).unwrap();
+                prop_assert_eq!(s.transport(), Transport::new(ip.to_string(), port).unwrap());
+                prop_assert_eq!(&s.nqn, &nqn_of(&uuid));
+                prop_assert_eq!(ShareUri::parse(&uri, &other).is_ok(), uuid == other);
+            }
+
+            #[test]
+            fn any_input_is_refused_or_valid(uri in text(80), uuid in uuid()) {
+                if let Ok(s) = ShareUri::parse(&uri, &uuid.to_string()) {
+                    s.transport().validate().unwrap();
+                }
+            }
+        }
     }
 }

@@ -8,13 +8,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::unix::OwnedWriteHalf;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 
-use super::protocol::{encode, ExecRequest, Reply, Request, CTL_PORTS};
+use super::protocol::{encode, ExecRequest, LineSplitter, Reply, Request, CTL_PORTS};
 use super::{Role, VmError};
+use crate::agent::limits::shown;
 
 /// What a running command sends the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,7 +121,7 @@ impl Channel {
             }
         };
         let (read, mut write) = stream.into_split();
-        let mut lines = BufReader::new(read).lines();
+        let mut lines = Lines::new(read);
         let nonce = uuid::Uuid::new_v4().to_string();
         let hello = encode(&Request::Hello {
             hello: nonce.clone(),
@@ -247,11 +248,44 @@ impl Channel {
     }
 }
 
-async fn dispatch(
-    role: Role,
-    mut lines: tokio::io::Lines<BufReader<tokio::net::unix::OwnedReadHalf>>,
-    pending: Pending,
-) {
+/// The lines a guest sends, split by a [`LineSplitter`], so that however
+/// long a line the guest sends, the host holds at most
+/// [`super::protocol::MAX_LINE`] bytes of it.
+struct Lines<R> {
+    read: R,
+    split: LineSplitter,
+    ready: std::collections::VecDeque<String>,
+    buf: Box<[u8]>,
+}
+
+impl<R: AsyncRead + Unpin> Lines<R> {
+    fn new(read: R) -> Self {
+        Self {
+            read,
+            split: LineSplitter::default(),
+            ready: Default::default(),
+            buf: vec![0; 64 * 1024].into_boxed_slice(),
+        }
+    }
+
+    /// The next line, or `None` at the end of the stream. Cancel safe, as
+    /// `select!` needs: a read that is dropped has read nothing, and what a
+    /// read returns is stored before the next await.
+    async fn next_line(&mut self) -> std::io::Result<Option<String>> {
+        loop {
+            if let Some(line) = self.ready.pop_front() {
+                return Ok(Some(line));
+            }
+            let n = self.read.read(&mut self.buf).await?;
+            if n == 0 {
+                return Ok(None);
+            }
+            self.ready.extend(self.split.push(&self.buf[..n]));
+        }
+    }
+}
+
+async fn dispatch(role: Role, mut lines: Lines<OwnedReadHalf>, pending: Pending) {
     let why = loop {
         let line = match lines.next_line().await {
             Ok(Some(l)) => l,
@@ -259,7 +293,7 @@ async fn dispatch(
             Err(e) => break format!("reading the channel failed: {e}"),
         };
         let Ok(reply) = serde_json::from_str::<Reply>(&line) else {
-            tracing::warn!("{role} VM sent an unreadable line: {line:?}");
+            tracing::warn!("{role} VM sent an unreadable line: {}", shown(&line));
             continue;
         };
         let (id, ev) = match reply {
@@ -282,5 +316,26 @@ async fn dispatch(
         for (_, tx) in map.drain() {
             let _ = tx.send(Event::Error(why.clone()));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vm::protocol::MAX_LINE;
+
+    /// A line longer than the limit costs the host no more than the limit,
+    /// and the lines after it are read as they are.
+    #[tokio::test]
+    async fn a_huge_line_is_cut_and_the_next_one_read() {
+        let mut stream = vec![b'x'; 3 * MAX_LINE];
+        stream.extend_from_slice(b"\n{\"id\":1,\"exit\":0}\nno end");
+        let mut lines = Lines::new(stream.as_slice());
+        assert_eq!(lines.next_line().await.unwrap().unwrap().len(), MAX_LINE);
+        let reply: Reply =
+            serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+        assert_eq!(reply, Reply::Exit { id: 1, exit: 0 });
+        // A line the stream does not end is no line.
+        assert_eq!(lines.next_line().await.unwrap(), None);
     }
 }

@@ -20,7 +20,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::sync::mpsc;
 
 use super::protocol::{
-    encode, ExecRequest, Reply, Request, Utf8Carry, CTL_PORTS, MAX_LINE, PORT_NAME,
+    encode, ExecRequest, LineSplitter, Reply, Request, Utf8Carry, CTL_PORTS, PORT_NAME,
 };
 use super::{io_error, Role, VmError, FORWARD_IP, GUEST_OUT_DIR, TARGET_IP, TOKEN_FILE};
 use crate::suite::AgentSetup;
@@ -275,12 +275,12 @@ pub async fn serve(
 
 fn read_lines(mut reader: impl Read, tx: mpsc::UnboundedSender<Incoming>, reconnects: bool) {
     let mut buf = vec![0u8; 64 * 1024];
-    let mut line = Vec::new();
+    let mut lines = LineSplitter::default();
     let mut connected = false;
     loop {
         match reader.read(&mut buf) {
             Ok(0) | Err(_) => {
-                line.clear();
+                lines.clear();
                 if connected {
                     connected = false;
                     if tx.send(Incoming::Disconnected).is_err() {
@@ -296,15 +296,9 @@ fn read_lines(mut reader: impl Read, tx: mpsc::UnboundedSender<Incoming>, reconn
             }
             Ok(n) => {
                 connected = true;
-                for &b in &buf[..n] {
-                    if b == b'\n' {
-                        let text = String::from_utf8_lossy(&line).into_owned();
-                        line.clear();
-                        if tx.send(Incoming::Line(text)).is_err() {
-                            return;
-                        }
-                    } else if line.len() < MAX_LINE {
-                        line.push(b);
+                for text in lines.push(&buf[..n]) {
+                    if tx.send(Incoming::Line(text)).is_err() {
+                        return;
                     }
                 }
             }

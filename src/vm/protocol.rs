@@ -21,8 +21,9 @@ pub const PORT_NAME: &str = "nvmfcheck.ctl";
 /// Control ports per VM: one host connection each.
 pub const CTL_PORTS: usize = 4;
 
-/// Longest request line the guest reads; the rest of a longer one is
-/// dropped, which makes it unreadable JSON.
+/// Longest line either end reads (see [`LineSplitter`]); the rest of a
+/// longer one is dropped, which makes it unreadable JSON. A reply carries at
+/// most 16 KiB of output, escaped: far less.
 pub const MAX_LINE: usize = 1 << 20;
 
 /// A message from the host.
@@ -99,6 +100,55 @@ pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
     let mut line = serde_json::to_vec(msg).unwrap_or_default();
     line.push(b'\n');
     line
+}
+
+/// Splits a byte stream into lines (without their `\n`), lossily decoded
+/// as UTF-8, each cut to a limit ([`MAX_LINE`] by default): the rest of a
+/// longer line is dropped, which makes it unreadable JSON, so that no peer
+/// can make a reader hold more than the limit.
+#[derive(Debug)]
+pub struct LineSplitter {
+    line: Vec<u8>,
+    max_line: usize,
+}
+
+impl Default for LineSplitter {
+    fn default() -> Self {
+        Self::new(MAX_LINE)
+    }
+}
+
+impl LineSplitter {
+    /// A splitter that keeps at most `max_line` bytes of a line.
+    pub fn new(max_line: usize) -> Self {
+        Self {
+            line: Vec::new(),
+            max_line,
+        }
+    }
+
+    /// The lines that `chunk` ends; the start of the next is kept.
+    pub fn push(&mut self, chunk: &[u8]) -> Vec<String> {
+        let mut lines = Vec::new();
+        for piece in chunk.split_inclusive(|&b| b == b'\n') {
+            let (body, ended) = match piece.strip_suffix(b"\n") {
+                Some(body) => (body, true),
+                None => (piece, false),
+            };
+            let room = self.max_line - self.line.len();
+            self.line.extend_from_slice(&body[..body.len().min(room)]);
+            if ended {
+                lines.push(String::from_utf8_lossy(&self.line).into_owned());
+                self.line.clear();
+            }
+        }
+        lines
+    }
+
+    /// Drops a line begun and not ended (the peer went away).
+    pub fn clear(&mut self) {
+        self.line.clear();
+    }
 }
 
 /// Turns byte chunks into UTF-8 text without splitting a character that
@@ -203,5 +253,130 @@ mod tests {
         assert_eq!(c.push(&[0xff, b'b']), "\u{fffd}b");
         assert_eq!(c.push(&[b'c', snow[0], snow[1]]), "c");
         assert_eq!(c.finish(), "\u{fffd}");
+    }
+
+    /// Properties over generated messages and byte streams (see
+    /// `crate::props`).
+    mod props {
+        use proptest::prelude::*;
+
+        use super::super::*;
+        use crate::props::{config, mutated, text};
+
+        fn request() -> impl Strategy<Value = Request> {
+            let exec = (
+                any::<u64>(),
+                proptest::collection::vec(text(12), 0..4),
+                proptest::collection::btree_map(text(8), text(8), 0..3),
+                any::<u64>(),
+            )
+                .prop_map(|(id, argv, env, timeout_secs)| {
+                    Request::Exec(ExecRequest {
+                        id,
+                        argv,
+                        env,
+                        timeout_secs,
+                    })
+                });
+            prop_oneof![text(40).prop_map(|hello| Request::Hello { hello }), exec]
+        }
+
+        fn reply() -> impl Strategy<Value = Reply> {
+            prop_oneof![
+                (
+                    text(40),
+                    prop_oneof![Just(Role::Target), Just(Role::Initiator)]
+                )
+                    .prop_map(|(hello, role)| Reply::Hello { hello, role }),
+                (any::<u64>(), text(40)).prop_map(|(id, stdout)| Reply::Stdout { id, stdout }),
+                (any::<u64>(), text(40)).prop_map(|(id, stderr)| Reply::Stderr { id, stderr }),
+                (any::<u64>(), any::<i32>()).prop_map(|(id, exit)| Reply::Exit { id, exit }),
+                (any::<u64>(), text(40)).prop_map(|(id, error)| Reply::Error { id, error }),
+            ]
+        }
+
+        /// `bytes` cut into chunks at the offsets `cuts` picks, as reads
+        /// of a stream return them.
+        fn chunks<'a>(bytes: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
+            let mut at: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+            at.extend([0, bytes.len()]);
+            at.sort_unstable();
+            at.windows(2).map(|w| &bytes[w[0]..w[1]]).collect()
+        }
+
+        /// Bytes with many newlines and much broken UTF-8.
+        fn stream() -> impl Strategy<Value = Vec<u8>> {
+            let byte =
+                prop_oneof![2 => Just(b'\n'), 1 => Just(0xe2), 1 => Just(0x98), 6 => any::<u8>()];
+            proptest::collection::vec(byte, 0..200)
+        }
+
+        /// What the guest's seed replies look like on the wire.
+        const SEEDS: &str = "{\"hello\":\"n\",\"role\":\"target\"}\n{\"id\":1,\"stdout\":\"x\"}\n\
+            {\"id\":1,\"exit\":3}\n{\"id\":7,\"argv\":[\"nvme\",\"version\"],\"env\":{},\"timeout_secs\":30}\n";
+
+        proptest! {
+            #![proptest_config(config(256))]
+
+            /// A message is one line, whatever its strings hold, and reads
+            /// back as itself through the splitter.
+            #[test]
+            fn messages_are_one_line_and_round_trip(req in request(), rep in reply()) {
+                for (line, back) in [
+                    (encode(&req), serde_json::to_value(&req).unwrap()),
+                    (encode(&rep), serde_json::to_value(&rep).unwrap()),
+                ] {
+                    prop_assert_eq!(line.iter().filter(|&&b| b == b'\n').count(), 1);
+                    let lines = LineSplitter::default().push(&line);
+                    prop_assert_eq!(lines.len(), 1);
+                    prop_assert_eq!(serde_json::from_str::<serde_json::Value>(&lines[0]).unwrap(), back);
+                }
+                let line = String::from_utf8(encode(&req)).unwrap();
+                prop_assert_eq!(serde_json::from_str::<Request>(&line).unwrap(), req);
+                let line = String::from_utf8(encode(&rep)).unwrap();
+                prop_assert_eq!(serde_json::from_str::<Reply>(&line).unwrap(), rep);
+            }
+
+            /// Any bytes, in any chunks, are the lines between their
+            /// newlines, each cut to the limit; the splitter holds no more
+            /// than the limit; each line is a message or refused.
+            #[test]
+            fn streams_split_into_bounded_lines(
+                bytes in prop_oneof![stream(), mutated(SEEDS).prop_map(String::into_bytes)],
+                cuts in proptest::collection::vec(any::<usize>(), 0..8),
+                max_line in 0..64usize,
+            ) {
+                let mut split = LineSplitter::new(max_line);
+                let mut lines = Vec::new();
+                for chunk in chunks(&bytes, &cuts) {
+                    lines.extend(split.push(chunk));
+                    prop_assert!(split.line.len() <= max_line);
+                }
+                let mut expected: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
+                expected.pop(); // what follows the last newline is no line yet
+                let expected: Vec<String> = expected
+                    .iter()
+                    .map(|l| String::from_utf8_lossy(&l[..l.len().min(max_line)]).into_owned())
+                    .collect();
+                prop_assert_eq!(&lines, &expected);
+                for line in lines {
+                    let _ = serde_json::from_str::<Request>(&line);
+                    let _ = serde_json::from_str::<Reply>(&line);
+                }
+            }
+
+            /// Output read in any chunks is the text of all of it: no
+            /// character split between two replies, nothing lost or added.
+            #[test]
+            fn output_chunks_decode_as_the_whole(
+                bytes in prop_oneof![stream(), text(60).prop_map(String::into_bytes)],
+                cuts in proptest::collection::vec(any::<usize>(), 0..8),
+            ) {
+                let mut carry = Utf8Carry::default();
+                let mut text: String = chunks(&bytes, &cuts).into_iter().map(|c| carry.push(c)).collect();
+                text.push_str(&carry.finish());
+                prop_assert_eq!(text, String::from_utf8_lossy(&bytes));
+            }
+        }
     }
 }
