@@ -21,9 +21,10 @@
 //! - **State lives in the kernel.** Shares are configfs objects and outlive
 //!   the agent; a starting agent rebuilds its view from configfs and the
 //!   state file ([`target::Target::open`]) and logs every discrepancy.
-//! - **Requests** are validated before anything changes, run one at a time,
-//!   roll back on failure and map to gRPC codes; `docs/bad-input.md` lists
-//!   each bad input with its code and message. Unshare of a bdev that is
+//! - **Requests** are validated before anything changes, run one at a time
+//!   within a deadline ([`serial`]: those behind one stuck in the kernel
+//!   are `UNAVAILABLE`), roll back on failure and map to gRPC codes;
+//!   `docs/bad-input.md` lists each bad input with its code and message. Unshare of a bdev that is
 //!   not shared succeeds (as in Mayastor: nothing to do); a missing aio
 //!   path is `NOT_FOUND`.
 //!
@@ -39,6 +40,7 @@ pub mod kernel;
 pub mod limits;
 pub mod loopdev;
 pub mod nvmet;
+pub mod serial;
 pub mod service;
 pub mod state;
 pub mod target;
@@ -65,6 +67,7 @@ use device::{DeviceError, MallocDir};
 use kernel::KernelError;
 use loopdev::{KernelLoops, Loops};
 use nvmet::{Listener, Nvmet};
+use serial::Serial;
 use service::BdevService;
 use target::{RequestError, Target};
 
@@ -221,7 +224,7 @@ pub enum Stopped {
 
 /// A started agent: its view of the bdevs, ready to serve.
 pub struct Agent {
-    target: Arc<Mutex<Target>>,
+    target: Arc<Serial>,
     faults: Arc<Faults>,
     instance: Uuid,
     started: Instant,
@@ -261,7 +264,7 @@ impl Agent {
                     cause: Box::new(cause),
                 })?;
         }
-        let target = Arc::new(Mutex::new(target));
+        let target = Arc::new(Serial::new(target, serial::REQUEST_DEADLINE));
         let faults = Faults::open(
             Arc::clone(&target),
             config.address,
@@ -275,6 +278,13 @@ impl Agent {
             started: Instant::now(),
             restart: Arc::new(Notify::new()),
         })
+    }
+
+    /// Sets how long one request may take, waiting for earlier ones
+    /// included ([`serial::REQUEST_DEADLINE`] unless set).
+    pub fn with_request_deadline(self, deadline: Duration) -> Self {
+        self.target.set_deadline(deadline);
+        self
     }
 
     /// The tonic service, to add to a server of one's own.
