@@ -45,7 +45,7 @@ async fn start(config: &AgentConfig, fs: &Arc<FakeConfigfs>) -> Running {
     let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(agent.serve(listener, async {
+    let server = tokio::spawn(agent.serve(vec![listener], async {
         let _ = stopped.await;
     }));
     let timeout = Duration::from_secs(10);

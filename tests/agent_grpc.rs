@@ -43,7 +43,7 @@ async fn start(config: AgentConfig, fs: Arc<FakeConfigfs>, dir: tempfile::TempDi
     let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(agent.serve(listener, async {
+    let server = tokio::spawn(agent.serve(vec![listener], async {
         let _ = stopped.await;
     }));
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))

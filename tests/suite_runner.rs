@@ -65,7 +65,7 @@ async fn env() -> (Env, tempfile::TempDir) {
     let agent = Agent::start(&config, Arc::new(FakeConfigfs::new()), fake_loops(&config)).unwrap();
     let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(agent.serve(listener, std::future::pending()));
+    tokio::spawn(agent.serve(vec![listener], std::future::pending()));
     let target = Target::connect(&addr, Duration::from_secs(5))
         .await
         .unwrap();

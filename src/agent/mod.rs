@@ -24,9 +24,11 @@
 //! - **Requests** are validated before anything changes, run one at a time
 //!   within a deadline ([`serial`]: those behind one stuck in the kernel
 //!   are `UNAVAILABLE`), roll back on failure and map to gRPC codes;
-//!   `docs/bad-input.md` lists each bad input with its code and message. Unshare of a bdev that is
-//!   not shared succeeds (as in Mayastor: nothing to do); a missing aio
-//!   path is `NOT_FOUND`.
+//!   `docs/bad-input.md` lists each bad input with its code and message.
+//!   Unshare of a bdev that is not shared succeeds (as in Mayastor:
+//!   nothing to do); a missing aio path is `NOT_FOUND`.
+//! - **Connections** are capped, closed when idle and kept alive
+//!   ([`incoming`]).
 //!
 //! A test starts an agent on a fake kernel with [`Agent::start`], a
 //! [`fake::FakeConfigfs`] and [`loopdev::FakeLoops`], then [`Agent::serve`]
@@ -36,6 +38,7 @@ pub mod configfs;
 pub mod control;
 pub mod device;
 pub mod fake;
+pub mod incoming;
 pub mod kernel;
 pub mod limits;
 pub mod loopdev;
@@ -54,7 +57,7 @@ use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
-use tonic::transport::server::TcpIncoming;
+use tonic::service::Routes;
 use tracing::{info, warn};
 use uuid::Uuid;
 
@@ -201,9 +204,6 @@ pub enum AgentError {
         /// The OS error.
         cause: std::io::Error,
     },
-    /// The gRPC server failed.
-    #[error("the gRPC server failed: {0}")]
-    Server(tonic::transport::Error),
     /// Startup work was cancelled.
     #[error("startup was interrupted: {0}")]
     Interrupted(String),
@@ -225,6 +225,7 @@ pub enum Stopped {
 /// A started agent: its view of the bdevs, ready to serve.
 pub struct Agent {
     target: Arc<Serial>,
+    connections: incoming::Limits,
     faults: Arc<Faults>,
     instance: Uuid,
     started: Instant,
@@ -273,6 +274,7 @@ impl Agent {
         );
         Ok(Agent {
             target,
+            connections: incoming::Limits::default(),
             faults: Arc::new(faults),
             instance: Uuid::new_v4(),
             started: Instant::now(),
@@ -284,6 +286,13 @@ impl Agent {
     /// included ([`serial::REQUEST_DEADLINE`] unless set).
     pub fn with_request_deadline(self, deadline: Duration) -> Self {
         self.target.set_deadline(deadline);
+        self
+    }
+
+    /// Sets the bounds on gRPC connections ([`incoming::Limits::default`]
+    /// unless set).
+    pub fn with_connection_limits(mut self, limits: incoming::Limits) -> Self {
+        self.connections = limits;
         self
     }
 
@@ -304,14 +313,16 @@ impl Agent {
         .max_decoding_message_size(limits::MAX_REQUEST_LEN)
     }
 
-    /// Serves `BdevRpc` and `Control` on `listener` until `shutdown`
+    /// Serves `BdevRpc` and `Control` on `listeners` until `shutdown`
     /// completes or `Control.Restart` is called; open connections then get
-    /// [`SHUTDOWN_GRACE`] to finish. Shares stay. Faults recorded by an
-    /// earlier instance are imposed again and restored at their deadline;
-    /// on shutdown every fault in force is restored.
+    /// [`SHUTDOWN_GRACE`] to finish. Connections are bounded as
+    /// [`Agent::with_connection_limits`] says ([`incoming`]). Shares stay.
+    /// Faults recorded by an earlier instance are imposed again and
+    /// restored at their deadline; on shutdown every fault in force is
+    /// restored.
     pub async fn serve(
         self,
-        listener: TcpListener,
+        listeners: Vec<TcpListener>,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<Stopped, AgentError> {
         self.faults.resume().await;
@@ -319,17 +330,18 @@ impl Agent {
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let why = Arc::new(Mutex::new(Stopped::Shutdown));
         let (restart, reason) = (Arc::clone(&self.restart), Arc::clone(&why));
-        let server = tonic::transport::Server::builder()
-            .add_service(self.service())
+        let routes = Routes::new(self.service())
             .add_service(self.control_service())
-            .serve_with_incoming_shutdown(TcpIncoming::from(listener), async move {
-                let stopped = tokio::select! {
-                    () = shutdown => Stopped::Shutdown,
-                    () = restart.notified() => Stopped::Restart,
-                };
-                *reason.lock().unwrap_or_else(PoisonError::into_inner) = stopped;
-                let _ = stopping_tx.send(());
-            });
+            .prepare();
+        let limits = self.connections.clone();
+        let server = incoming::serve(listeners, routes, limits, async move {
+            let stopped = tokio::select! {
+                () = shutdown => Stopped::Shutdown,
+                () = restart.notified() => Stopped::Restart,
+            };
+            *reason.lock().unwrap_or_else(PoisonError::into_inner) = stopped;
+            let _ = stopping_tx.send(());
+        });
         tokio::pin!(server);
         let grace = async {
             if stopping_rx.await.is_ok() {
@@ -338,19 +350,17 @@ impl Agent {
                 std::future::pending::<()>().await;
             }
         };
-        let served = tokio::select! {
-            result = &mut server => result.map_err(AgentError::Server),
+        tokio::select! {
+            () = &mut server => {}
             () = grace => {
                 warn!(
                     "connections were still open {}s after the shutdown signal; stopping anyway",
                     SHUTDOWN_GRACE.as_secs()
                 );
-                Ok(())
             }
         };
         let stopped = *why.lock().unwrap_or_else(PoisonError::into_inner);
         restorer.abort();
-        served?;
         if stopped == Stopped::Shutdown {
             self.faults.restore_all().await;
         }
@@ -410,7 +420,7 @@ pub async fn serve(
         config.io_port,
         config.state_dir.display()
     );
-    agent.serve(listener, shutdown).await
+    agent.serve(vec![listener], shutdown).await
 }
 
 /// The address shares use by default: the first IPv4 address, other than
