@@ -464,6 +464,7 @@ async fn unavailable(
         }));
     }
     let mut slowest = Duration::ZERO;
+    let mut said = String::new();
     for call in calls {
         let (result, took) = call.await.unwrap();
         slowest = slowest.max(took);
@@ -474,9 +475,10 @@ async fn unavailable(
             "{wave}: {}",
             e.message()
         );
+        said = e.message().to_string();
         assert!(took < deadline + Duration::from_secs(1), "{wave}: {took:?}");
     }
     eprintln!(
-        "50 requests {wave} the stuck one's deadline: UNAVAILABLE, the slowest in {slowest:?}"
+        "50 requests {wave} the stuck one's deadline: UNAVAILABLE, the slowest in {slowest:?}; the last said: {said}"
     );
 }
