@@ -12,13 +12,13 @@ use nvmfcheck::agent::fake::FakeConfigfs;
 use nvmfcheck::agent::{Agent, AgentConfig};
 use nvmfcheck::client::Target;
 use nvmfcheck::proto::mayastor::bdev_rpc_client::BdevRpcClient;
-use nvmfcheck::proto::mayastor::{BdevShareRequest, BdevUri, CreateReply, Null};
+use nvmfcheck::proto::mayastor::{CreateReply, Null};
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
 use tonic::Code;
 
 mod common;
-use common::fake_loops;
+use common::{fake_loops, share, uri};
 
 struct Running {
     client: BdevRpcClient<Channel>,
@@ -76,18 +76,6 @@ impl Running {
             .expect("the agent stops within its grace period")
             .unwrap()
             .unwrap();
-    }
-}
-
-fn uri(u: &str) -> BdevUri {
-    BdevUri { uri: u.to_string() }
-}
-
-fn share(name: &str, proto: &str) -> BdevShareRequest {
-    BdevShareRequest {
-        name: name.to_string(),
-        proto: proto.to_string(),
-        allowed_hosts: Vec::new(),
     }
 }
 

@@ -37,12 +37,13 @@
 //!   attributes are `EACCES` while the port is enabled.
 //!
 //! Failures can be injected: [`FakeConfigfs::fail_nth_mutation`] and
-//! [`FakeConfigfs::fail_next_write`].
+//! [`FakeConfigfs::fail_next_write`]; and a kernel stuck in a write:
+//! [`FakeConfigfs::block_next_write`].
 
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use nix::errno::Errno;
 
@@ -63,6 +64,51 @@ struct Tree {
     mutations: usize,
     fail_nth: Option<(usize, Errno)>,
     fail_write: Option<(String, Errno)>,
+    block_write: Option<(String, Arc<Gate>)>,
+}
+
+/// Where a blocked write waits ([`FakeConfigfs::block_next_write`]).
+#[derive(Debug, Default)]
+struct Gate {
+    /// Whether the write has arrived, and whether it may go on.
+    state: Mutex<(bool, bool)>,
+    changed: Condvar,
+}
+
+impl Gate {
+    fn state(&self) -> MutexGuard<'_, (bool, bool)> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn pass(&self) {
+        let mut state = self.state();
+        state.0 = true;
+        while !state.1 {
+            state = self
+                .changed
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+/// A write held by [`FakeConfigfs::block_next_write`]; dropping this lets
+/// it go on.
+#[derive(Debug)]
+pub struct Blocked(Arc<Gate>);
+
+impl Blocked {
+    /// Whether the write has arrived (and waits).
+    pub fn reached(&self) -> bool {
+        self.0.state().0
+    }
+}
+
+impl Drop for Blocked {
+    fn drop(&mut self) {
+        self.0.state().1 = true;
+        self.0.changed.notify_all();
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -147,6 +193,15 @@ impl FakeConfigfs {
     /// Makes the next write to an attribute named `attr` fail with `errno`, once.
     pub fn fail_next_write(&self, attr: &str, errno: Errno) {
         self.lock().fail_write = Some((attr.to_string(), errno));
+    }
+
+    /// Makes the next write to an attribute named `attr` block, as a write
+    /// the kernel never completes, until the returned [`Blocked`] is
+    /// dropped; it then goes on as usual. Other calls are not held up.
+    pub fn block_next_write(&self, attr: &str) -> Blocked {
+        let gate = Arc::new(Gate::default());
+        self.lock().block_write = Some((attr.to_string(), Arc::clone(&gate)));
+        Blocked(gate)
     }
 
     /// How many mutating calls were made so far (failed ones included).
@@ -520,6 +575,21 @@ impl Configfs for FakeConfigfs {
     }
 
     fn write(&self, path: &Path, value: &str) -> io::Result<()> {
+        // Waits without the tree's lock, so that the rest of the model
+        // (and the test reading it) goes on.
+        let gate = {
+            let mut tree = self.lock();
+            match tree.block_write.take() {
+                Some((attr, gate)) if path.file_name() == Some(attr.as_ref()) => Some(gate),
+                other => {
+                    tree.block_write = other;
+                    None
+                }
+            }
+        };
+        if let Some(gate) = gate {
+            gate.pass();
+        }
         let mut tree = self.lock();
         tree.mutate()?;
         tree.write_attr(path, value)
@@ -814,5 +884,31 @@ mod tests {
         assert!(fs.write(p("subsystems/a/attr_model"), "m").is_err());
         fs.write(p("subsystems/a/attr_model"), "m").unwrap();
         assert_eq!(fs.mutations(), 6);
+    }
+
+    #[test]
+    fn a_blocked_write_waits_until_released() {
+        let fs = std::sync::Arc::new(FakeConfigfs::new());
+        fs.mkdir(p("subsystems/a")).unwrap();
+        let blocked = fs.block_next_write("attr_model");
+        fs.write(p("subsystems/a/attr_allow_any_host"), "1")
+            .unwrap();
+        let writer = {
+            let fs = std::sync::Arc::clone(&fs);
+            std::thread::spawn(move || fs.write(p("subsystems/a/attr_model"), "m"))
+        };
+        while !blocked.reached() {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(!writer.is_finished());
+        // The rest of the model goes on meanwhile.
+        assert_eq!(fs.read(p("subsystems/a/attr_model")).unwrap(), "Linux\n");
+        fs.mkdir(p("subsystems/b")).unwrap();
+        drop(blocked);
+        writer.join().unwrap().unwrap();
+        assert_eq!(fs.read(p("subsystems/a/attr_model")).unwrap(), "m\n");
+        // Once only.
+        fs.write(p("subsystems/a/attr_model"), "n").unwrap();
     }
 }

@@ -21,11 +21,14 @@
 //! - **State lives in the kernel.** Shares are configfs objects and outlive
 //!   the agent; a starting agent rebuilds its view from configfs and the
 //!   state file ([`target::Target::open`]) and logs every discrepancy.
-//! - **Requests** are validated before anything changes, run one at a time,
-//!   roll back on failure and map to gRPC codes; `docs/bad-input.md` lists
-//!   each bad input with its code and message. Unshare of a bdev that is
-//!   not shared succeeds (as in Mayastor: nothing to do); a missing aio
-//!   path is `NOT_FOUND`.
+//! - **Requests** are validated before anything changes, run one at a time
+//!   within a deadline ([`serial`]: those behind one stuck in the kernel
+//!   are `UNAVAILABLE`), roll back on failure and map to gRPC codes;
+//!   `docs/bad-input.md` lists each bad input with its code and message.
+//!   Unshare of a bdev that is not shared succeeds (as in Mayastor:
+//!   nothing to do); a missing aio path is `NOT_FOUND`.
+//! - **Connections** are capped, closed when idle and kept alive
+//!   ([`incoming`]).
 //!
 //! A test starts an agent on a fake kernel with [`Agent::start`], a
 //! [`fake::FakeConfigfs`] and [`loopdev::FakeLoops`], then [`Agent::serve`]
@@ -37,11 +40,13 @@ pub mod control;
 pub mod device;
 pub mod fake;
 pub mod gate;
+pub mod incoming;
 pub mod kernel;
 pub mod limits;
 pub mod loopdev;
 pub mod nvmet;
 pub mod security;
+pub mod serial;
 pub mod service;
 pub mod state;
 pub mod target;
@@ -55,7 +60,7 @@ use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
-use tonic::transport::server::TcpIncoming;
+use tonic::service::Routes;
 use tracing::{info, warn};
 use uuid::Uuid;
 
@@ -74,6 +79,7 @@ use kernel::KernelError;
 use loopdev::{KernelLoops, Loops};
 use nvmet::{Listener, Nvmet};
 use security::SecurityService;
+use serial::Serial;
 use service::BdevService;
 use target::{RequestError, Target};
 use tonic::service::interceptor::InterceptedService;
@@ -238,9 +244,6 @@ pub enum AgentError {
         /// The OS error.
         cause: std::io::Error,
     },
-    /// The gRPC server failed.
-    #[error("the gRPC server failed: {0}")]
-    Server(tonic::transport::Error),
     /// The `--token-file` cannot be used.
     #[error(transparent)]
     Token(#[from] TokenError),
@@ -264,7 +267,8 @@ pub enum Stopped {
 
 /// A started agent: its view of the bdevs, ready to serve.
 pub struct Agent {
-    target: Arc<Mutex<Target>>,
+    target: Arc<Serial>,
+    connections: incoming::Limits,
     /// What `Security.Exposure` answers.
     exposure: ExposureReply,
     faults: Arc<Faults>,
@@ -316,7 +320,7 @@ impl Agent {
                     cause: Box::new(cause),
                 })?;
         }
-        let target = Arc::new(Mutex::new(target));
+        let target = Arc::new(Serial::new(target, serial::REQUEST_DEADLINE));
         let faults = Faults::open(
             Arc::clone(&target),
             config.address,
@@ -336,6 +340,7 @@ impl Agent {
         Ok(Agent {
             target,
             exposure,
+            connections: incoming::Limits::default(),
             faults: Arc::new(faults),
             faults_on: config.faults,
             token,
@@ -343,6 +348,20 @@ impl Agent {
             started: Instant::now(),
             restart: Arc::new(Notify::new()),
         })
+    }
+
+    /// Sets how long one request may take, waiting for earlier ones
+    /// included ([`serial::REQUEST_DEADLINE`] unless set).
+    pub fn with_request_deadline(self, deadline: Duration) -> Self {
+        self.target.set_deadline(deadline);
+        self
+    }
+
+    /// Sets the bounds on gRPC connections ([`incoming::Limits::default`]
+    /// unless set).
+    pub fn with_connection_limits(mut self, limits: incoming::Limits) -> Self {
+        self.connections = limits;
+        self
     }
 
     /// The tonic service, to add to a server of one's own; it admits only
@@ -376,38 +395,36 @@ impl Agent {
         InterceptedService::new(service, Gate::faults(self.token.clone(), self.faults_on))
     }
 
-    /// Serves `BdevRpc` and `Control` on `listener` until `shutdown`
+    /// Serves `BdevRpc` and `Control` on `listeners` until `shutdown`
     /// completes or `Control.Restart` is called; open connections then get
-    /// [`SHUTDOWN_GRACE`] to finish. Shares stay. Faults recorded by an
-    /// earlier instance are imposed again and restored at their deadline;
-    /// on shutdown every fault in force is restored.
+    /// [`SHUTDOWN_GRACE`] to finish. Connections are bounded as
+    /// [`Agent::with_connection_limits`] says ([`incoming`]). Shares stay.
+    /// Faults recorded by an earlier instance are imposed again and
+    /// restored at their deadline; on shutdown every fault in force is
+    /// restored.
     pub async fn serve(
         self,
         listeners: Vec<TcpListener>,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<Stopped, AgentError> {
-        let incoming = futures_util::stream::select_all(
-            listeners
-                .into_iter()
-                .map(|l| Box::pin(TcpIncoming::from(l))),
-        );
         self.faults.resume().await;
         let restorer = tokio::spawn(Arc::clone(&self.faults).restore_when_due());
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let why = Arc::new(Mutex::new(Stopped::Shutdown));
         let (restart, reason) = (Arc::clone(&self.restart), Arc::clone(&why));
-        let server = tonic::transport::Server::builder()
-            .add_service(self.service())
+        let routes = Routes::new(self.service())
             .add_service(self.control_service())
             .add_service(self.security_service())
-            .serve_with_incoming_shutdown(incoming, async move {
-                let stopped = tokio::select! {
-                    () = shutdown => Stopped::Shutdown,
-                    () = restart.notified() => Stopped::Restart,
-                };
-                *reason.lock().unwrap_or_else(PoisonError::into_inner) = stopped;
-                let _ = stopping_tx.send(());
-            });
+            .prepare();
+        let limits = self.connections.clone();
+        let server = incoming::serve(listeners, routes, limits, async move {
+            let stopped = tokio::select! {
+                () = shutdown => Stopped::Shutdown,
+                () = restart.notified() => Stopped::Restart,
+            };
+            *reason.lock().unwrap_or_else(PoisonError::into_inner) = stopped;
+            let _ = stopping_tx.send(());
+        });
         tokio::pin!(server);
         let grace = async {
             if stopping_rx.await.is_ok() {
@@ -416,19 +433,17 @@ impl Agent {
                 std::future::pending::<()>().await;
             }
         };
-        let served = tokio::select! {
-            result = &mut server => result.map_err(AgentError::Server),
+        tokio::select! {
+            () = &mut server => {}
             () = grace => {
                 warn!(
                     "connections were still open {}s after the shutdown signal; stopping anyway",
                     SHUTDOWN_GRACE.as_secs()
                 );
-                Ok(())
             }
         };
         let stopped = *why.lock().unwrap_or_else(PoisonError::into_inner);
         restorer.abort();
-        served?;
         if stopped == Stopped::Shutdown {
             self.faults.restore_all().await;
         }

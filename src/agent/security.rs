@@ -1,27 +1,28 @@
 //! The tonic `Security` service (`proto/security.proto`): what the agent
-//! exposes, and the DH-HMAC-CHAP keys of hosts. It answers behind the same
+//! exposes, and the DH-HMAC-CHAP keys of hosts (set through [`Serial`], as
+//! every change to the [`super::target::Target`]). It answers behind the same
 //! token as `BdevRpc`. Keys never appear in a log line or a reply.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
 use super::limits::shown;
+use super::serial::Serial;
 use super::service::call;
-use super::target::Target;
 use crate::proto::security as pb;
 use crate::proto::security::security_server::Security;
 
 /// `Security` over a shared [`Target`].
 #[derive(Clone)]
 pub struct SecurityService {
-    target: Arc<Mutex<Target>>,
+    target: Arc<Serial>,
     exposure: pb::ExposureReply,
 }
 
 impl SecurityService {
     /// Serves `target`; `exposure` is what `Exposure` answers.
-    pub fn new(target: Arc<Mutex<Target>>, exposure: pb::ExposureReply) -> Self {
+    pub fn new(target: Arc<Serial>, exposure: pb::ExposureReply) -> Self {
         Self { target, exposure }
     }
 }

@@ -74,3 +74,17 @@ pub fn fake_loops(
 ) -> std::sync::Arc<nvmfcheck::agent::loopdev::FakeLoops> {
     std::sync::Arc::new(nvmfcheck::agent::loopdev::FakeLoops::new(&config.state_dir))
 }
+
+/// A `BdevUri` request.
+pub fn uri(u: &str) -> nvmfcheck::proto::mayastor::BdevUri {
+    nvmfcheck::proto::mayastor::BdevUri { uri: u.to_string() }
+}
+
+/// A Share request for any host.
+pub fn share(name: &str, proto: &str) -> nvmfcheck::proto::mayastor::BdevShareRequest {
+    nvmfcheck::proto::mayastor::BdevShareRequest {
+        name: name.to_string(),
+        proto: proto.to_string(),
+        allowed_hosts: Vec::new(),
+    }
+}

@@ -27,7 +27,7 @@ use tracing::{error, info, warn};
 use super::link;
 use super::record::{duration_ms, load, now_ms, save, Pending};
 use super::ControlError;
-use crate::agent::service::{locked, Stuck};
+use crate::agent::serial::Serial;
 use crate::agent::target::Target;
 use crate::proto::control as pb;
 
@@ -61,7 +61,7 @@ pub enum Fault {
 
 /// The faults in force on one agent.
 pub struct Faults {
-    target: Arc<Mutex<Target>>,
+    target: Arc<Serial>,
     address: Ipv4Addr,
     /// The agent's discovery and I/O ports.
     ports: [u16; 2],
@@ -73,12 +73,7 @@ pub struct Faults {
 impl Faults {
     /// The faults recorded in `path` (none if it is missing, from another
     /// boot, or unreadable, which is logged).
-    pub fn open(
-        target: Arc<Mutex<Target>>,
-        address: Ipv4Addr,
-        ports: [u16; 2],
-        path: PathBuf,
-    ) -> Self {
+    pub fn open(target: Arc<Serial>, address: Ipv4Addr, ports: [u16; 2], path: PathBuf) -> Self {
         let pending = load(&path);
         if !pending.is_empty() {
             info!(
@@ -165,7 +160,9 @@ impl Faults {
         let total = Duration::from_secs(seconds.into());
         let this = Arc::clone(self);
         let fault = self
-            .under_lock(move |target| this.unlink_port(target, port, total))
+            .under_lock(&format!("PortDown({port}, {seconds})"), move |target| {
+                this.unlink_port(target, port, total)
+            })
             .await??;
         info!("{} for {seconds}s", describe(&fault, self.address));
         self.wake.notify_one();
@@ -229,7 +226,8 @@ impl Faults {
                 Fault::Link { interface } => link::set(interface, false).await,
                 Fault::Port { port, subsystems } => {
                     let (port, subsystems) = (*port, subsystems.clone());
-                    self.under_lock(move |target| {
+                    let what = format!("imposing again: {}", describe(&fault, self.address));
+                    self.under_lock(&what, move |target| {
                         let nvmet = target.nvmet();
                         let Some(dir) = nvmet.find_port(port)? else {
                             return Ok(());
@@ -291,7 +289,8 @@ impl Faults {
             Fault::Link { interface } => link::set(interface, true).await,
             Fault::Port { port, subsystems } => {
                 let (port, subsystems) = (*port, subsystems.clone());
-                self.under_lock(move |target| relink(target, port, &subsystems))
+                let doing = format!("restoring: {what}");
+                self.under_lock(&doing, move |target| relink(target, port, &subsystems))
                     .await
                     .and_then(|r| r)
             }
@@ -375,15 +374,12 @@ impl Faults {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    async fn under_lock<T, F>(&self, f: F) -> Result<T, ControlError>
+    async fn under_lock<T, F>(&self, what: &str, f: F) -> Result<T, ControlError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Target) -> T + Send + 'static,
     {
-        locked(&self.target, f).await.map_err(|e| match e {
-            Stuck::Crashed(join) => ControlError::Crashed(join.to_string()),
-            Stuck::Timeout => ControlError::Stuck,
-        })
+        Ok(self.target.run(what, f).await?)
     }
 
     fn to_proto(&self, fault: &Fault, left_ms: u64) -> pb::Fault {

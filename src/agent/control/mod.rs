@@ -34,6 +34,7 @@ use tracing::{info, warn};
 use uuid::Uuid;
 
 use super::nvmet::NvmetError;
+use super::serial::Stuck;
 use crate::cmd::CmdError;
 use crate::proto::control as pb;
 use crate::proto::control::control_server::Control;
@@ -102,12 +103,10 @@ pub enum ControlError {
         /// The OS error.
         cause: std::io::Error,
     },
-    /// The work panicked.
-    #[error("the request crashed in the agent: {0}")]
-    Crashed(String),
-    /// The kernel did not answer in time.
-    #[error("the request did not finish in time: the kernel may be stuck in a configfs operation (see dmesg); it goes on in the background")]
-    Stuck,
+    /// The request crashed, did not finish in time, or could not start
+    /// because the agent was busy (see [`Stuck`]).
+    #[error("the request {0}")]
+    Stuck(#[from] Stuck),
 }
 
 impl ControlError {
@@ -119,10 +118,8 @@ impl ControlError {
             Self::PortIdle { .. } | Self::AlreadyDown { .. } | Self::NoInterface { .. } => {
                 Code::FailedPrecondition
             }
-            Self::Stuck => Code::DeadlineExceeded,
-            Self::Nvmet(_) | Self::Cmd(_) | Self::Persist { .. } | Self::Crashed(_) => {
-                Code::Internal
-            }
+            Self::Stuck(e) => e.code(),
+            Self::Nvmet(_) | Self::Cmd(_) | Self::Persist { .. } => Code::Internal,
         }
     }
 }
