@@ -22,6 +22,10 @@ struct CaseTally {
     secs: Vec<f64>,
     /// The first failure's message, with its run number.
     first_failure: Option<(u32, String)>,
+    /// Runs in which it was skipped (the target could not do what it
+    /// checks), and the first reason.
+    skipped: u32,
+    skip_reason: Option<String>,
 }
 
 /// What a soak saw, run by run.
@@ -56,7 +60,11 @@ impl Soak {
                 match case.status {
                     Status::Passed => t.passed += 1,
                     Status::Failed => t.failed += 1,
-                    Status::Skipped => continue,
+                    Status::Skipped => {
+                        t.skipped += 1;
+                        t.skip_reason = t.skip_reason.take().or_else(|| case.error.clone());
+                        continue;
+                    }
                 }
                 t.secs.push(case.duration_secs);
                 if case.status == Status::Failed && t.first_failure.is_none() {
@@ -94,6 +102,15 @@ impl Soak {
                 out += &format!(
                     "{name} failed in {} of {} runs, first in run {run}: {why}\n",
                     t.failed, self.runs
+                );
+            }
+        }
+        for (name, t) in &self.cases {
+            if t.skipped > 0 {
+                let why = t.skip_reason.as_deref().unwrap_or("no reason given");
+                out += &format!(
+                    "{name} skipped in {} of {} runs: {why}\n",
+                    t.skipped, self.runs
                 );
             }
         }
@@ -200,6 +217,11 @@ mod tests {
             t.contains("io/b failed in 1 of 4 runs, first in run 2: b broke"),
             "{t}"
         );
+        assert!(
+            t.contains("io/b skipped in 1 of 4 runs: no reason given"),
+            "{t}"
+        );
+        assert!(!t.contains("io/a skipped"), "{t}");
         assert!(t.contains("run 4 left no report: boot timed out"), "{t}");
         assert!(t.ends_with("runs: 1 passed, 3 failed\n"), "{t}");
     }
