@@ -62,11 +62,6 @@ impl AioPaths {
         }
     }
 
-    /// Allows nothing (the agent's default).
-    pub fn none(state_dir: &Path) -> Self {
-        Self::new(&[], state_dir)
-    }
-
     /// Whether an aio bdev may be made on `path`.
     pub fn check(&self, path: &Path) -> Result<(), PathRefused> {
         if self.allowed.is_empty() {
@@ -184,7 +179,7 @@ mod tests {
     #[test]
     fn nothing_is_allowed_by_default() {
         let s = Setup::new();
-        let err = AioPaths::none(&s.path("state"))
+        let err = AioPaths::new(&[], &s.path("state"))
             .check(&s.path("disks/a"))
             .unwrap_err();
         assert!(matches!(err, PathRefused::NoneAllowed(_)), "{err}");

@@ -269,11 +269,10 @@ pub enum Stopped {
 pub struct Agent {
     target: Arc<Serial>,
     connections: incoming::Limits,
-    /// What `Security.Exposure` answers.
+    /// What `Security.Exposure` answers; its `faults` is also what decides
+    /// whether `Control` answers.
     exposure: ExposureReply,
     faults: Arc<Faults>,
-    /// Whether `Control` answers (`--faults`).
-    faults_on: bool,
     token: Option<Token>,
     instance: Uuid,
     started: Instant,
@@ -342,7 +341,6 @@ impl Agent {
             exposure,
             connections: incoming::Limits::default(),
             faults: Arc::new(faults),
-            faults_on: config.faults,
             token,
             instance: Uuid::new_v4(),
             started: Instant::now(),
@@ -392,7 +390,10 @@ impl Agent {
             Arc::clone(&self.restart),
         ))
         .max_decoding_message_size(limits::MAX_REQUEST_LEN);
-        InterceptedService::new(service, Gate::faults(self.token.clone(), self.faults_on))
+        InterceptedService::new(
+            service,
+            Gate::faults(self.token.clone(), self.exposure.faults),
+        )
     }
 
     /// Serves `BdevRpc` and `Control` on `listeners` until `shutdown`

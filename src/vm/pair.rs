@@ -97,8 +97,9 @@ pub struct Pair {
     pub grpc_port: u16,
     /// Times from the start of boot until each VM was ready.
     pub ready_after: [(Role, Duration); 2],
-    /// The agent's token, if its setup needs one; removed at shutdown.
-    pub token: Option<(PathBuf, Token)>,
+    /// The file of the agent's token, if its setup needs one; removed at
+    /// shutdown.
+    pub token_file: Option<PathBuf>,
 }
 
 /// A free loopback port (racy by nature; QEMU fails clearly if it is taken).
@@ -318,7 +319,7 @@ impl Pair {
             initiator,
             grpc_port: cfg.grpc_port,
             ready_after: [(Role::Target, t_after), (Role::Initiator, i_after)],
-            token,
+            token_file: token.map(|(path, _)| path),
         })
     }
 
@@ -384,7 +385,7 @@ impl Pair {
             stop(&mut t.qemu, &t.files, grace),
             stop(&mut i.qemu, &i.files, grace)
         );
-        if let Some((path, _)) = &self.token {
+        if let Some(path) = &self.token_file {
             let _ = std::fs::remove_file(path);
         }
     }
