@@ -7,12 +7,12 @@ pub mod agent;
 pub mod bench;
 pub mod client;
 pub mod cmd;
-pub mod control;
+
 pub mod fio;
 pub mod nvme;
 #[cfg(test)]
 mod props;
-pub mod security;
+
 pub mod soak;
 pub mod suite;
 pub mod token;

@@ -20,7 +20,7 @@
 //!   them, and never one it did not make.
 //! - **State lives in the kernel.** Shares are configfs objects and outlive
 //!   the agent; a starting agent rebuilds its view from configfs and the
-//!   state file ([`target::Target::open`]) and logs every discrepancy.
+//!   state file ([`bdevs::BdevTable::open`]) and logs every discrepancy.
 //! - **Requests** are validated before anything changes, run one at a time
 //!   within a deadline ([`serial`]: those behind one stuck in the kernel
 //!   are `UNAVAILABLE`), roll back on failure and map to gRPC codes;
@@ -35,21 +35,21 @@
 //! on a listener bound to `127.0.0.1:0`.
 
 pub mod aio_paths;
+pub mod bdevs;
 pub mod configfs;
 pub mod control;
 pub mod device;
 pub mod fake;
 pub mod gate;
+pub mod host;
 pub mod incoming;
-pub mod kernel;
 pub mod limits;
 pub mod loopdev;
 pub mod nvmet;
 pub mod security;
 pub mod serial;
 pub mod service;
-pub mod state;
-pub mod target;
+pub mod state_file;
 pub mod uri;
 
 use std::future::Future;
@@ -70,18 +70,18 @@ use crate::proto::security::security_server::SecurityServer;
 use crate::proto::security::ExposureReply;
 use crate::token::{Token, TokenError};
 use aio_paths::AioPaths;
+use bdevs::{BdevTable, RequestError};
 use configfs::{Configfs, SysConfigfs};
 use control::faults::Faults;
 use control::ControlService;
 use device::{DeviceError, MallocDir};
 use gate::Gate;
-use kernel::KernelError;
+use host::KernelError;
 use loopdev::{KernelLoops, Loops};
 use nvmet::{Listener, Nvmet};
 use security::SecurityService;
 use serial::Serial;
 use service::BdevService;
-use target::{RequestError, Target};
 use tonic::service::interceptor::InterceptedService;
 
 /// How long open connections get to finish after a shutdown signal.
@@ -299,8 +299,8 @@ impl Agent {
         let nvmet = Nvmet::new(configfs, config.listener());
         let aio_paths = AioPaths::new(&config.allow_paths, &config.state_dir);
         let state_path = config.state_dir.join("state.json");
-        let mut target =
-            Target::open(nvmet, malloc, loops, aio_paths, state_path).map_err(AgentError::Open)?;
+        let mut target = BdevTable::open(nvmet, malloc, loops, aio_paths, state_path)
+            .map_err(AgentError::Open)?;
         for uri in &config.create {
             target
                 .ensure_created(uri)
@@ -489,8 +489,8 @@ pub async fn serve(
                 .map_err(|cause| AgentError::Bind { addr, cause })?,
         );
     }
-    kernel::prepare_target(&config.configfs).await?;
-    kernel::ensure_tmpfs(&config.state_dir.join("malloc"))?;
+    host::prepare_target(&config.configfs).await?;
+    host::ensure_tmpfs(&config.state_dir.join("malloc"))?;
     let configfs = Arc::new(SysConfigfs::new(config.configfs.join("nvmet")));
     let start_config = config.clone();
     let agent = tokio::task::spawn_blocking(move || {
@@ -523,5 +523,5 @@ pub async fn serve(
 /// The address shares use by default: the first IPv4 address, other than
 /// loopback, of an interface that is up.
 pub fn default_address() -> Result<Ipv4Addr, AgentError> {
-    Ok(kernel::default_address()?)
+    Ok(host::default_address()?)
 }

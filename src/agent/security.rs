@@ -1,6 +1,6 @@
 //! The tonic `Security` service (`proto/security.proto`): what the agent
 //! exposes, and the DH-HMAC-CHAP keys of hosts (set through [`Serial`], as
-//! every change to the [`super::target::Target`]). It answers behind the same
+//! every change to the [`super::bdevs::BdevTable`]). It answers behind the same
 //! token as `BdevRpc`. Keys never appear in a log line or a reply.
 
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use super::service::call;
 use crate::proto::security as pb;
 use crate::proto::security::security_server::Security;
 
-/// `Security` over a shared [`Target`].
+/// `Security` over a shared [`BdevTable`].
 #[derive(Clone)]
 pub struct SecurityService {
     target: Arc<Serial>,

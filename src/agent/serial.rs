@@ -1,4 +1,4 @@
-//! The [`Target`], one request at a time, each within a deadline, with no
+//! The [`BdevTable`], one request at a time, each within a deadline, with no
 //! thread held by the requests that wait.
 //!
 //! A configfs operation blocks in the kernel, so each request's work runs
@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::OwnedMutexGuard;
 use tonic::Code;
 
-use super::target::Target;
+use super::bdevs::BdevTable;
 
 /// How long one request may take, waiting for earlier ones included,
 /// unless [`Serial::set_deadline`] says otherwise.
@@ -88,7 +88,7 @@ struct Holder {
 
 /// The target, shared by the gRPC services; see the module documentation.
 pub struct Serial {
-    target: Arc<tokio::sync::Mutex<Target>>,
+    target: Arc<tokio::sync::Mutex<BdevTable>>,
     holder: Arc<Mutex<Option<Holder>>>,
     /// In milliseconds; atomic so that a test can shorten it on an agent
     /// whose services already share this.
@@ -99,7 +99,7 @@ pub struct Serial {
 /// lock is released (fields drop after `drop`), also when the work panics.
 struct Held {
     holder: Arc<Mutex<Option<Holder>>>,
-    target: OwnedMutexGuard<Target>,
+    target: OwnedMutexGuard<BdevTable>,
 }
 
 impl Drop for Held {
@@ -114,7 +114,7 @@ fn lock(holder: &Mutex<Option<Holder>>) -> std::sync::MutexGuard<'_, Option<Hold
 
 impl Serial {
     /// Serves `target`, each request within `deadline`.
-    pub fn new(target: Target, deadline: Duration) -> Self {
+    pub fn new(target: BdevTable, deadline: Duration) -> Self {
         let serial = Self {
             target: Arc::new(tokio::sync::Mutex::new(target)),
             holder: Arc::new(Mutex::new(None)),
@@ -141,7 +141,7 @@ impl Serial {
     pub async fn run<T, F>(&self, what: &str, f: F) -> Result<T, Stuck>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Target) -> T + Send + 'static,
+        F: FnOnce(&mut BdevTable) -> T + Send + 'static,
     {
         let deadline = self.deadline();
         let started = Instant::now();

@@ -1,4 +1,4 @@
-//! The tonic `BdevRpc` service: each call runs [`Target`]'s method through
+//! The tonic `BdevRpc` service: each call runs [`BdevTable`]'s method through
 //! [`Serial`]: one at a time, on a blocking thread (configfs writes block
 //! in the kernel), within a deadline, so that no caller waits forever on a
 //! stuck kernel and the callers behind a stuck one hold no thread.
@@ -8,13 +8,13 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 use tracing::{debug, error, warn};
 
+use super::bdevs::{BdevTable, RequestError};
 use super::limits::{self, shown, shown_list};
 use super::serial::{Serial, Stuck};
-use super::target::{RequestError, Target};
 use crate::proto::mayastor::bdev_rpc_server::BdevRpc;
 use crate::proto::mayastor::{BdevShareReply, BdevShareRequest, BdevUri, Bdevs, CreateReply, Null};
 
-/// `BdevRpc` over a shared [`Target`].
+/// `BdevRpc` over a shared [`BdevTable`].
 #[derive(Clone)]
 pub struct BdevService {
     target: Arc<Serial>,
@@ -29,18 +29,18 @@ impl BdevService {
     async fn call<T, F>(&self, what: String, f: F) -> Result<T, Status>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Target) -> Result<T, RequestError> + Send + 'static,
+        F: FnOnce(&mut BdevTable) -> Result<T, RequestError> + Send + 'static,
     {
         call(&self.target, what, f).await
     }
 }
 
 /// Runs request `what` through [`Serial`] and turns its outcome into a
-/// reply, logging refusals: what every service over the [`Target`] does.
+/// reply, logging refusals: what every service over the [`BdevTable`] does.
 pub(super) async fn call<T, F>(target: &Serial, what: String, f: F) -> Result<T, Status>
 where
     T: Send + 'static,
-    F: FnOnce(&mut Target) -> Result<T, RequestError> + Send + 'static,
+    F: FnOnce(&mut BdevTable) -> Result<T, RequestError> + Send + 'static,
 {
     debug!("request {what}");
     match target.run(&what, f).await {

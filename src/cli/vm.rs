@@ -11,12 +11,12 @@ use nvmfcheck::soak::{BusyCore, Soak};
 use nvmfcheck::suite::report::Report;
 use nvmfcheck::suite::{self, AgentSetup};
 use nvmfcheck::vm::channel::{Channel, Event};
-use nvmfcheck::vm::kernel::{default_cache_dir, KernelSource};
+use nvmfcheck::vm::guest_kernel::{default_cache_dir, KernelSource};
 use nvmfcheck::vm::pair::{free_port, Pair, PairConfig};
-use nvmfcheck::vm::process::{self, Lifetime, Qemu};
 use nvmfcheck::vm::protocol::CTL_PORTS;
-use nvmfcheck::vm::qemu::{self, Accel};
-use nvmfcheck::vm::state::{default_state_dir, is_our_qemu, stray_qemus, PairState};
+use nvmfcheck::vm::qemu::{self, Lifetime, Qemu};
+use nvmfcheck::vm::spec::{self, Accel};
+use nvmfcheck::vm::up_state::{default_state_dir, is_our_qemu, stray_qemus, PairState};
 use nvmfcheck::vm::{
     accel, hostfs, initramfs, pair, Progress, Role, AGENT_PORT, GUEST_OUT_DIR, TARGET_IP,
     TOKEN_FILE,
@@ -208,8 +208,8 @@ pub async fn main(cmd: Command) -> anyhow::Result<ExitCode> {
 async fn prepare(
     boot: &BootArgs,
     progress: &Progress,
-) -> anyhow::Result<(nvmfcheck::vm::kernel::GuestKernel, PathBuf, Accel)> {
-    qemu::check_installed()?;
+) -> anyhow::Result<(nvmfcheck::vm::guest_kernel::GuestKernel, PathBuf, Accel)> {
+    spec::check_installed()?;
     let cache = boot.cache_dir.clone().unwrap_or_else(default_cache_dir);
     let source = match (&boot.kernel, &boot.modules) {
         (Some(kernel), Some(modules)) => KernelSource::Files {
@@ -254,7 +254,7 @@ fn absolute(p: &Path) -> anyhow::Result<PathBuf> {
 
 fn config(
     boot: &BootArgs,
-    prepared: (nvmfcheck::vm::kernel::GuestKernel, PathBuf, Accel),
+    prepared: (nvmfcheck::vm::guest_kernel::GuestKernel, PathBuf, Accel),
     run_dir: PathBuf,
     out_dir: PathBuf,
     grpc_port: u16,
@@ -475,7 +475,7 @@ struct Group<'a> {
 async fn run_group(
     args: &RunArgs,
     out: &Path,
-    prepared: (nvmfcheck::vm::kernel::GuestKernel, PathBuf, Accel),
+    prepared: (nvmfcheck::vm::guest_kernel::GuestKernel, PathBuf, Accel),
     group: &Group<'_>,
     progress: &Progress,
 ) -> anyhow::Result<Outcome> {
@@ -535,7 +535,7 @@ async fn run_group(
         e = pair.died() => Err(e.into()),
         why = interrupted() => Err(anyhow::anyhow!("{why}")),
     };
-    let rss = |vm: &nvmfcheck::vm::pair::Vm| process::peak_rss_kib(vm.qemu.pid).unwrap_or(0) / 1024;
+    let rss = |vm: &nvmfcheck::vm::pair::Vm| qemu::peak_rss_kib(vm.qemu.pid).unwrap_or(0) / 1024;
     let outcome = Outcome {
         code: 0,
         ready: pair
@@ -619,7 +619,7 @@ fn peak_rss(pair: &Pair) -> String {
     let rss: Vec<String> = pair
         .vms()
         .iter()
-        .map(|vm| match process::peak_rss_kib(vm.qemu.pid) {
+        .map(|vm| match qemu::peak_rss_kib(vm.qemu.pid) {
             Some(kib) => format!("{} QEMU {} MiB", vm.role, kib / 1024),
             None => format!("{} QEMU unknown", vm.role),
         })
@@ -803,7 +803,7 @@ async fn status(args: StateArgs) -> anyhow::Result<ExitCode> {
     for vm in &state.vms {
         let up = is_our_qemu(vm.pid, &vm.files);
         all &= up;
-        let state = match (up, process::peak_rss_kib(vm.pid)) {
+        let state = match (up, qemu::peak_rss_kib(vm.pid)) {
             (true, Some(kib)) => format!("running, peak RSS {} MiB", kib / 1024),
             (true, None) => "running".to_string(),
             (false, _) => "not running".to_string(),

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 
-use super::qemu::{Accel, QBOOT, QEMU};
+use super::spec::{Accel, QBOOT, QEMU};
 use super::{io_error, VmError};
 
 /// How long the kernel may take to print its first line under KVM.
@@ -73,7 +73,7 @@ pub async fn auto(vmlinux: &Path, cache: &Path) -> Result<Verdict, VmError> {
         verdict: verdict.clone(),
     };
     if let Ok(bytes) = serde_json::to_vec(&cached) {
-        super::kernel::write_atomic(&path, &bytes)?;
+        super::guest_kernel::write_atomic(&path, &bytes)?;
     }
     Ok(verdict)
 }
@@ -82,7 +82,7 @@ pub async fn auto(vmlinux: &Path, cache: &Path) -> Result<Verdict, VmError> {
 pub async fn probe(vmlinux: &Path) -> Result<Verdict, VmError> {
     let mut cmd = tokio::process::Command::new(QEMU);
     // A hung KVM guest must not outlive a runner that is killed meanwhile.
-    super::process::die_with_parent(&mut cmd);
+    super::qemu::die_with_parent(&mut cmd);
     let mut child = cmd
         .args(["-nodefaults", "-no-user-config", "-display", "none"])
         .args(["-accel", "kvm", "-cpu", "host", "-m", "128", "-smp", "1"])

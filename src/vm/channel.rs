@@ -71,7 +71,7 @@ impl Channel {
     /// that several commands can run at once from different processes.
     pub async fn connect_free(
         role: Role,
-        files: &super::qemu::VmFiles,
+        files: &super::spec::VmFiles,
         deadline: Instant,
     ) -> Result<Self, VmError> {
         use nix::fcntl::{Flock, FlockArg};

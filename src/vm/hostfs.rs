@@ -64,7 +64,7 @@ fn remove_dead_run_dirs(tmp: &Path) {
         };
         let ours = std::fs::symlink_metadata(e.path())
             .is_ok_and(|m| m.file_type().is_dir() && m.uid() == me);
-        if ours && !super::process::pid_alive(pid) {
+        if ours && !super::qemu::pid_alive(pid) {
             let _ = std::fs::remove_dir_all(e.path());
         }
     }

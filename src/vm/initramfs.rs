@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use cpio::newc::Builder;
 
-use super::kernel::{write_atomic, GuestKernel};
+use super::guest_kernel::{write_atomic, GuestKernel};
 use super::modules::ModuleIndex;
 use super::{io_error, Role, VmError, FORWARD_IP, GUEST_OUT_DIR};
 

@@ -7,7 +7,7 @@
 //! nvmfcheck binary runs at its host path, and the run's output dir is
 //! writable at [`GUEST_OUT_DIR`]. Commands run from `/tmp`.
 //!
-//! Boot, in order: [`kernel`] (Debian's package, unpacked in Rust, vmlinux
+//! Boot, in order: [`guest_kernel`] (Debian's package, unpacked in Rust, vmlinux
 //! extracted from the bzImage so that qboot boots it through its PVH entry),
 //! [`initramfs`] (busybox, an init script, the modules), [`accel`], then
 //! [`pair`] starts the target (it serves the `-netdev stream` link socket),
@@ -23,16 +23,16 @@ pub mod bzimage;
 pub mod channel;
 pub mod deb;
 pub mod guest;
+pub mod guest_kernel;
 pub mod hostfs;
 pub mod initramfs;
-pub mod kernel;
 pub mod modules;
 pub mod pair;
-pub mod process;
 pub mod protocol;
 pub mod qemu;
 pub mod qmp;
-pub mod state;
+pub mod spec;
+pub mod up_state;
 
 use std::fmt;
 use std::path::PathBuf;

@@ -4,13 +4,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::channel::Channel;
+use super::guest_kernel::GuestKernel;
 use super::hostfs;
-use super::kernel::GuestKernel;
-use super::process::{Lifetime, Qemu};
 use super::protocol::CTL_PORTS;
-use super::qemu::{Accel, Link, VmFiles, VmSpec};
+use super::qemu::{Lifetime, Qemu};
 use super::qmp::Qmp;
-use super::state::{PairState, VmState};
+use super::spec::{Accel, Link, VmFiles, VmSpec};
+use super::up_state::{PairState, VmState};
 use super::{io_error, LogTail, Progress, Role, VmError, TOKEN_FILE};
 use crate::client::{ClientError, Target};
 use crate::suite::AgentSetup;
@@ -341,7 +341,7 @@ impl Pair {
     pub async fn died(&self) -> VmError {
         loop {
             for vm in self.vms() {
-                if !super::process::pid_alive(vm.qemu.pid) {
+                if !super::qemu::pid_alive(vm.qemu.pid) {
                     return vm.exited("it exited while the pair was in use".into());
                 }
             }
@@ -414,7 +414,7 @@ async fn watch<T>(
 ) -> Result<T, VmError> {
     let pid = vm.qemu.pid;
     let died = async {
-        while super::process::pid_alive(pid) {
+        while super::qemu::pid_alive(pid) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     };
@@ -425,7 +425,7 @@ async fn watch<T>(
     // A channel or gRPC error is often QEMU going away: say that instead.
     if r.is_err() {
         for _ in 0..10 {
-            if !super::process::pid_alive(pid) {
+            if !super::qemu::pid_alive(pid) {
                 return Err(vm.exited("it exited while booting".into()));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -27,8 +27,8 @@ use tracing::{error, info, warn};
 use super::link;
 use super::record::{duration_ms, load, now_ms, save, Pending};
 use super::ControlError;
+use crate::agent::bdevs::BdevTable;
 use crate::agent::serial::Serial;
-use crate::agent::target::Target;
 use crate::proto::control as pb;
 
 /// The longest fault, in seconds.
@@ -171,7 +171,7 @@ impl Faults {
 
     fn unlink_port(
         &self,
-        target: &mut Target,
+        target: &mut BdevTable,
         port: u16,
         total: Duration,
     ) -> Result<Fault, ControlError> {
@@ -377,7 +377,7 @@ impl Faults {
     async fn under_lock<T, F>(&self, what: &str, f: F) -> Result<T, ControlError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Target) -> T + Send + 'static,
+        F: FnOnce(&mut BdevTable) -> T + Send + 'static,
     {
         Ok(self.target.run(what, f).await?)
     }
@@ -402,7 +402,7 @@ impl Faults {
 
 /// Links `subsystems` to port `port` again (those that still exist), and
 /// removes the port if none does.
-fn relink(target: &mut Target, port: u16, subsystems: &[String]) -> Result<(), ControlError> {
+fn relink(target: &mut BdevTable, port: u16, subsystems: &[String]) -> Result<(), ControlError> {
     let nvmet = target.nvmet();
     let Some(dir) = nvmet.find_port(port)? else {
         warn!("port {port} is gone from configfs; nothing to link again");

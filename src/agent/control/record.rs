@@ -9,7 +9,7 @@ use tracing::{error, info};
 
 use super::faults::Fault;
 use super::ControlError;
-use crate::agent::state::replace_file;
+use crate::agent::state_file::replace_file;
 
 /// Version of `faults.json`.
 const VERSION: u32 = 1;

@@ -10,7 +10,7 @@ use crate::nvme::{self, ConnectOptions};
 use crate::proto::mayastor::Bdev;
 
 use super::super::steps::ensure;
-use super::super::{path, Case, CaseFuture, CheckError, Env, Steps};
+use super::super::{fabric, Case, CaseFuture, CheckError, Env, Steps};
 
 /// A 64 MiB RAM disk with 4096-byte blocks, as the fixtures make it.
 const MALLOC_4K: Made = Made {
@@ -73,7 +73,7 @@ fn run<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
                 create(env, &aio_uri, &aio_name, 4096, None),
             )
             .await?;
-        let blocks = path::find(env, MALLOC_BLOCKS.name).await?;
+        let blocks = fabric::find(env, MALLOC_BLOCKS.name).await?;
         for bdev in [&aio, &blocks] {
             connect_and_verify(env, steps, bdev).await?;
         }
@@ -112,7 +112,7 @@ async fn create(
     ensure(created == name, || {
         format!("{uri} was created as {created:?}, not {name:?}")
     })?;
-    let b = path::find(env, name).await?;
+    let b = fabric::find(env, name).await?;
     ensure(
         b.blk_size == blk_size && num_blocks.is_none_or(|n| n == b.num_blocks),
         || {
@@ -130,13 +130,13 @@ async fn create(
 /// Shares `bdev`, connects, checks the initiator sees its block size, runs
 /// a fio verify and disconnects.
 async fn connect_and_verify(env: &Env, steps: &mut Steps, bdev: &Bdev) -> Result<(), CheckError> {
-    let share = path::share(env, steps, bdev).await?;
-    let ns = path::connect(
+    let share = fabric::share(env, steps, bdev).await?;
+    let ns = fabric::connect(
         steps,
         bdev,
         &share.nqn,
         &share.transport(),
-        &path::connect_options(env),
+        &fabric::connect_options(env),
     )
     .await?;
     steps
@@ -158,9 +158,9 @@ async fn connect_and_verify(env: &Env, steps: &mut Steps, bdev: &Bdev) -> Result
             },
         )
         .await?;
-    path::verify(steps, &ns.device, FIO_SIZE, env.settings.fio_timeout).await?;
-    path::disconnect(env, steps, &share.nqn).await?;
-    path::unshare(env, steps, &bdev.name).await
+    fabric::verify(steps, &ns.device, FIO_SIZE, env.settings.fio_timeout).await?;
+    fabric::disconnect(env, steps, &share.nqn).await?;
+    fabric::unshare(env, steps, &bdev.name).await
 }
 
 /// A host NQN of the kind nvme-cli generates.
@@ -173,10 +173,10 @@ fn host_nqn() -> String {
 /// is refused at connect.
 async fn allow_list(env: &Env, steps: &mut Steps) -> Result<(), CheckError> {
     let (ours, other) = (host_nqn(), host_nqn());
-    let bdev = path::find(env, MALLOC_4K.name).await?;
+    let bdev = fabric::find(env, MALLOC_4K.name).await?;
     let as_ours = ConnectOptions {
         hostnqn: Some(ours.clone()),
-        ..path::connect_options(env)
+        ..fabric::connect_options(env)
     };
     let (listed, uri) = steps
         .run(
@@ -186,13 +186,13 @@ async fn allow_list(env: &Env, steps: &mut Steps) -> Result<(), CheckError> {
                     .target
                     .share(&bdev.name, "nvmf", std::slice::from_ref(&ours))
                     .await?;
-                let uri = path::ShareUri::parse(&listed, &bdev.uuid)?;
+                let uri = fabric::ShareUri::parse(&listed, &bdev.uuid)?;
                 Ok((listed, uri))
             },
         )
         .await?;
-    path::connect(steps, &bdev, &uri.nqn, &uri.transport(), &as_ours).await?;
-    path::disconnect(env, steps, &uri.nqn).await?;
+    fabric::connect(steps, &bdev, &uri.nqn, &uri.transport(), &as_ours).await?;
+    fabric::disconnect(env, steps, &uri.nqn).await?;
     steps
         .run("should share again allowing only another host NQN", async {
             let again = env
@@ -222,13 +222,13 @@ async fn allow_list(env: &Env, steps: &mut Steps) -> Result<(), CheckError> {
             },
         )
         .await?;
-    path::unshare(env, steps, &bdev.name).await
+    fabric::unshare(env, steps, &bdev.name).await
 }
 
 /// What `mayastor-client bdev destroy NAME` does: finds the bdev in List,
 /// unshares it if shared, and destroys it by the URI List gave.
 async fn destroy_like_mayastor_client(env: &Env, name: &str) -> Result<(), CheckError> {
-    let b = path::find(env, name).await?;
+    let b = fabric::find(env, name).await?;
     if b.claimed {
         env.target.unshare(&b.name).await?;
     }
@@ -244,7 +244,7 @@ fn cleanup<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
     Box::pin(async move {
         let (_, aio_name) = aio(env);
         for name in [aio_name.as_str(), MALLOC_4K.name, MALLOC_BLOCKS.name] {
-            path::teardown(env, steps, name).await?;
+            fabric::teardown(env, steps, name).await?;
             if let Some(b) = env.target.find(name).await? {
                 env.target.destroy(&b.uri).await?;
             }

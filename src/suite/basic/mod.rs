@@ -4,7 +4,7 @@ use crate::nvme;
 use crate::proto::mayastor::Bdev;
 
 use super::steps::ensure;
-use super::{bad_input, path, AgentSetup, Case, CaseFuture, Category, CheckError, Env, Steps};
+use super::{bad_input, fabric, AgentSetup, Case, CaseFuture, Category, CheckError, Env, Steps};
 
 mod clients;
 
@@ -32,12 +32,12 @@ fn share_connect_verify<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a
         let s = &env.settings;
         let bdev = steps
             .run("should list the bdev with the expected fields", async {
-                let bdev = path::ensure_bdev(env, &s.bdev_uri, &s.bdev_uri).await?;
+                let bdev = fabric::ensure_bdev(env, &s.bdev_uri, &s.bdev_uri).await?;
                 check_fields(&bdev, s.expect_size)?;
                 Ok(bdev)
             })
             .await?;
-        let share_uri = path::share(env, steps, &bdev).await?;
+        let share_uri = fabric::share(env, steps, &bdev).await?;
         let discovery = share_uri.on_port(s.discovery_port);
         steps
             .run("should be able to discover the target", async {
@@ -51,23 +51,23 @@ fn share_connect_verify<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a
                 })
             })
             .await?;
-        let ns = path::connect(
+        let ns = fabric::connect(
             steps,
             &bdev,
             &share_uri.nqn,
             &share_uri.transport(),
-            &path::connect_options(env),
+            &fabric::connect_options(env),
         )
         .await?;
-        path::verify(steps, &ns.device, s.fio_size, s.fio_timeout).await?;
-        path::disconnect(env, steps, &share_uri.nqn).await?;
-        path::unshare(env, steps, &bdev.name).await
+        fabric::verify(steps, &ns.device, s.fio_size, s.fio_timeout).await?;
+        fabric::disconnect(env, steps, &share_uri.nqn).await?;
+        fabric::unshare(env, steps, &bdev.name).await
     })
 }
 
 /// Leaves the target and initiator as they were, whatever step failed.
 fn teardown<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
-    Box::pin(async move { path::teardown(env, steps, &env.settings.bdev_uri).await })
+    Box::pin(async move { fabric::teardown(env, steps, &env.settings.bdev_uri).await })
 }
 
 /// The fields a target must fill for a bdev it lists.

@@ -7,7 +7,7 @@ use std::path::Path;
 use crate::fio::{FioJob, Rw, Verify};
 use crate::nvme::Namespace;
 
-use super::{block, cleanup, path, size_name, Session};
+use super::{block, cleanup, fabric, size_name, Session};
 use crate::suite::steps::ensure;
 use crate::suite::{Case, CaseFuture, CheckError, Env, Steps};
 
@@ -49,7 +49,7 @@ fn neighbours(device: &Path) -> [FioJob; 2] {
 fn run<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
     Box::pin(async move {
         let s = &env.settings;
-        let session = Session::open(env, steps, &path::connect_options(env)).await?;
+        let session = Session::open(env, steps, &fabric::connect_options(env)).await?;
         let dev = &session.ns.device;
         steps
             .run("should report discard support in its queue limits", async {

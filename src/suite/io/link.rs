@@ -14,7 +14,7 @@ use crate::fio::{FioJob, Rw, Verify};
 use crate::nvme::{self, ConnectOptions};
 
 use super::during::{fio_during, Expect, WARM_UP, WARM_UP_IOS};
-use super::{cleanup, control, path, resilient, Session, AGENT_BACK};
+use super::{cleanup, control, fabric, resilient, Session, AGENT_BACK};
 use crate::suite::steps::ensure;
 use crate::suite::{Case, CaseFuture, Env, Steps};
 
@@ -105,7 +105,7 @@ fn run_ride_out<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
                                 seen.longest_stall.as_secs_f64()
                             )
                         })?;
-                        path::wait_for_agent(env, AGENT_BACK).await.map(drop)
+                        fabric::wait_for_agent(env, AGENT_BACK).await.map(drop)
                     },
                 )
                 .await?;
@@ -120,7 +120,7 @@ fn run_beyond_tmo<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
         let opts = ConnectOptions {
             ctrl_loss_tmo: Some(SHORT_TMO),
             reconnect_delay: Some(1),
-            ..path::connect_options(env)
+            ..fabric::connect_options(env)
         };
         let Session { bdev, share, ns } = Session::open(env, steps, &opts).await?;
         let control = control(env).await?;
@@ -154,7 +154,7 @@ fn run_beyond_tmo<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
         steps
             .run(
                 "should reach the agent again once the link is back",
-                async { path::wait_for_agent(env, AGENT_BACK).await.map(drop) },
+                async { fabric::wait_for_agent(env, AGENT_BACK).await.map(drop) },
             )
             .await?;
         steps
@@ -165,6 +165,6 @@ fn run_beyond_tmo<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
                 })
             })
             .await?;
-        path::unshare(env, steps, &bdev.name).await
+        fabric::unshare(env, steps, &bdev.name).await
     })
 }

@@ -9,7 +9,7 @@
 use crate::fio::{FioJob, Rw, Verify};
 use crate::nvme::Namespace;
 
-use super::{cleanup, path, size_name, Session};
+use super::{cleanup, fabric, size_name, Session};
 use crate::suite::{Case, CaseFuture, CheckError, Env, Steps};
 
 /// Block sizes and, for each, the bytes one job covers: 256 blocks of the
@@ -46,7 +46,7 @@ fn methods() -> [Verify; 4] {
 
 fn run<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
     Box::pin(async move {
-        let session = Session::open(env, steps, &path::connect_options(env)).await?;
+        let session = Session::open(env, steps, &fabric::connect_options(env)).await?;
         for (bs, size) in BLOCK_SIZES {
             for qd in QUEUE_DEPTHS {
                 let jobs = cell(&session.ns, bs, size, qd)?;

@@ -13,11 +13,11 @@
 
 use std::time::Duration;
 
-use crate::control::Control;
+use crate::client::Control;
 use crate::nvme::{self, ConnectOptions, Namespace};
 use crate::proto::mayastor::Bdev;
 
-use super::path::{self, ShareUri};
+use super::fabric::{self, ShareUri};
 use super::{AgentSetup, CaseFuture, Category, CheckError, Env, Steps};
 
 mod block;
@@ -80,17 +80,17 @@ impl Session {
     ) -> Result<Session, CheckError> {
         let uri = &env.settings.bdev_uri;
         let bdev = steps
-            .run("should list the bdev", path::ensure_bdev(env, uri, uri))
+            .run("should list the bdev", fabric::ensure_bdev(env, uri, uri))
             .await?;
-        let share = path::share(env, steps, &bdev).await?;
-        let ns = path::connect(steps, &bdev, &share.nqn, &share.transport(), opts).await?;
+        let share = fabric::share(env, steps, &bdev).await?;
+        let ns = fabric::connect(steps, &bdev, &share.nqn, &share.transport(), opts).await?;
         Ok(Session { bdev, share, ns })
     }
 
     /// Disconnects and unshares.
     async fn close(self, env: &Env, steps: &mut Steps) -> Result<(), CheckError> {
-        path::disconnect(env, steps, &self.share.nqn).await?;
-        path::unshare(env, steps, &self.bdev.name).await
+        fabric::disconnect(env, steps, &self.share.nqn).await?;
+        fabric::unshare(env, steps, &self.bdev.name).await
     }
 }
 
@@ -100,7 +100,7 @@ fn resilient(env: &Env) -> ConnectOptions {
     ConnectOptions {
         ctrl_loss_tmo: Some(CTRL_LOSS_TMO),
         reconnect_delay: Some(1),
-        ..path::connect_options(env)
+        ..fabric::connect_options(env)
     }
 }
 
@@ -134,9 +134,9 @@ async fn only_controller(env: &Env, steps: &mut Steps, nqn: &str) -> Result<Stri
 /// shared.
 fn cleanup<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
     Box::pin(async move {
-        path::wait_for_agent(env, AGENT_BACK).await?;
+        fabric::wait_for_agent(env, AGENT_BACK).await?;
         wait_for_no_fault(env).await?;
-        path::teardown(env, steps, &env.settings.bdev_uri).await
+        fabric::teardown(env, steps, &env.settings.bdev_uri).await
     })
 }
 

@@ -9,7 +9,7 @@ use crate::fio::{FioJob, Rw, Verify};
 use crate::nvme;
 
 use super::during::{fio_during, Expect, WARM_UP, WARM_UP_IOS};
-use super::{cleanup, control, only_controller, path, resilient, Session};
+use super::{cleanup, control, fabric, only_controller, resilient, Session};
 use crate::suite::steps::ensure;
 use crate::suite::{Case, CaseFuture, CheckError, Env, Steps};
 
@@ -54,7 +54,7 @@ fn run<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
                 ensure(conn.controllers.len() == 2, || {
                     format!("{nqn} has controllers {:?}, expected two", conn.controllers)
                 })?;
-                let ns = path::namespace_of(&conn, &session.bdev)?;
+                let ns = fabric::namespace_of(&conn, &session.bdev)?;
                 ensure(ns.device == session.ns.device, || {
                     format!(
                         "the namespace moved from {} to {}",

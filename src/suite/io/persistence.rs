@@ -8,7 +8,7 @@
 use crate::fio::{FioError, FioJob, Rw, Verify, EILSEQ};
 use crate::nvme;
 
-use super::{block, cleanup, path, Session};
+use super::{block, cleanup, fabric, Session};
 use crate::suite::steps::{ensure, fio_summary};
 use crate::suite::{Case, CaseFuture, CheckError, Env, Steps};
 
@@ -40,7 +40,7 @@ fn data_set(device: &std::path::Path) -> FioJob {
 fn run<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
     Box::pin(async move {
         let s = &env.settings;
-        let opts = path::connect_options(env);
+        let opts = fabric::connect_options(env);
         let Session { bdev, share, ns } = Session::open(env, steps, &opts).await?;
         steps
             .run("should zero a control range (blkdiscard -z)", async {
@@ -59,8 +59,8 @@ fn run<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
                 Ok(nvme::flush(&ns.device, s.nvme_timeout).await?)
             })
             .await?;
-        path::disconnect(env, steps, &share.nqn).await?;
-        let ns = path::connect(steps, &bdev, &share.nqn, &share.transport(), &opts).await?;
+        fabric::disconnect(env, steps, &share.nqn).await?;
+        let ns = fabric::connect(steps, &bdev, &share.nqn, &share.transport(), &opts).await?;
         steps
             .fio(
                 "should read the data set back intact in the new session (verify only)",
@@ -82,8 +82,8 @@ fn run<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
                 },
             )
             .await?;
-        path::disconnect(env, steps, &share.nqn).await?;
-        path::unshare(env, steps, &bdev.name).await
+        fabric::disconnect(env, steps, &share.nqn).await?;
+        fabric::unshare(env, steps, &bdev.name).await
     })
 }
 

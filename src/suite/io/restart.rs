@@ -3,13 +3,13 @@
 //! untouched; the new instance rebuilds its view from configfs and lists
 //! the same shares.
 
-use crate::control::Control;
+use crate::client::Control;
 use crate::fio::{FioJob, Rw, Verify};
 use crate::proto::control::InfoReply;
 use crate::proto::mayastor::Bdev;
 
 use super::during::{fio_during, Expect, WARM_UP, WARM_UP_IOS};
-use super::{cleanup, control, only_controller, path, resilient, Session, AGENT_BACK};
+use super::{cleanup, control, fabric, only_controller, resilient, Session, AGENT_BACK};
 use crate::suite::steps::ensure;
 use crate::suite::{Case, CaseFuture, CheckError, Env, Steps};
 
@@ -57,7 +57,7 @@ fn run<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
                     format!("Restart names instance {old}, Info named {instance}")
                 })?;
                 let info = new_instance(env, &old).await?;
-                Ok((info, path::wait_for_agent(env, AGENT_BACK).await?))
+                Ok((info, fabric::wait_for_agent(env, AGENT_BACK).await?))
             },
         )
         .await?;
@@ -95,7 +95,7 @@ fn run<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
 /// instance; if none does in time, the agent did not restart.
 async fn new_instance(env: &Env, old: &str) -> Result<InfoReply, CheckError> {
     let s = &env.settings;
-    path::retry("a new instance of the agent (Info)", AGENT_BACK, || async {
+    fabric::retry("a new instance of the agent (Info)", AGENT_BACK, || async {
         let info = Control::connect(&s.target, s.rpc_timeout, s.token.clone())
             .await?
             .info()

@@ -4,7 +4,7 @@
 
 use crate::fio::{FioJob, Verify};
 
-use super::{cleanup, path, Session};
+use super::{cleanup, fabric, Session};
 use crate::suite::steps::ensure;
 use crate::suite::{Case, CaseFuture, Env, Steps};
 
@@ -26,17 +26,17 @@ pub(super) fn case() -> Case {
 
 fn run<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
     Box::pin(async move {
-        let opts = path::connect_options(env);
+        let opts = fabric::connect_options(env);
         let disk = Session::open(env, steps, &opts).await?;
         let (name, uri) = MALLOC;
         let malloc = steps
             .run(
                 "should create a 64 MiB malloc bdev",
-                path::ensure_bdev(env, name, uri),
+                fabric::ensure_bdev(env, name, uri),
             )
             .await?;
-        let share = path::share(env, steps, &malloc).await?;
-        let ns = path::connect(steps, &malloc, &share.nqn, &share.transport(), &opts).await?;
+        let share = fabric::share(env, steps, &malloc).await?;
+        let ns = fabric::connect(steps, &malloc, &share.nqn, &share.transport(), &opts).await?;
         steps
             .run(
                 "should see two subsystems whose namespaces carry their own bdev's uuid",
@@ -76,8 +76,8 @@ fn run<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
                 env.settings.fio_timeout,
             )
             .await?;
-        path::disconnect(env, steps, &share.nqn).await?;
-        path::unshare(env, steps, &malloc.name).await?;
+        fabric::disconnect(env, steps, &share.nqn).await?;
+        fabric::unshare(env, steps, &malloc.name).await?;
         steps
             .run("should destroy the malloc bdev", async {
                 Ok(env.target.destroy(uri).await?)
@@ -92,7 +92,7 @@ fn remove_malloc<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
     Box::pin(async move {
         cleanup(env, steps).await?;
         let (name, uri) = MALLOC;
-        path::teardown(env, steps, name).await?;
+        fabric::teardown(env, steps, name).await?;
         if env.target.find(name).await?.is_some() {
             steps
                 .run("should destroy the malloc bdev", async {

@@ -8,7 +8,7 @@ use crate::fio::{FioJob, Rw, Verify};
 use crate::nvme::{self, ConnectOptions};
 
 use super::during::{fio_during, Expect, WARM_UP, WARM_UP_IOS};
-use super::{cleanup, path, Session};
+use super::{cleanup, fabric, Session};
 use crate::suite::steps::ensure;
 use crate::suite::{Case, CaseFuture, Env, Steps};
 
@@ -41,7 +41,7 @@ fn run<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
         let opts = ConnectOptions {
             ctrl_loss_tmo: Some(CTRL_LOSS_TMO),
             reconnect_delay: Some(1),
-            ..path::connect_options(env)
+            ..fabric::connect_options(env)
         };
         let Session { bdev, share, ns } = Session::open(env, steps, &opts).await?;
         let job = FioJob::new(&ns.device, Rw::RandWrite, SIZE)
@@ -82,20 +82,20 @@ fn run<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
             .run(
                 "should still be served by the agent, the bdev unclaimed",
                 async {
-                    let b = path::find(env, &bdev.name).await?;
-                    ensure(path::is_unshared(&b), || {
+                    let b = fabric::find(env, &bdev.name).await?;
+                    ensure(fabric::is_unshared(&b), || {
                         format!("after unshare {} lists claimed={}", b.name, b.claimed)
                     })
                 },
             )
             .await?;
-        let share = path::share(env, steps, &bdev).await?;
-        let ns = path::connect(
+        let share = fabric::share(env, steps, &bdev).await?;
+        let ns = fabric::connect(
             steps,
             &bdev,
             &share.nqn,
             &share.transport(),
-            &path::connect_options(env),
+            &fabric::connect_options(env),
         )
         .await?;
         let job = FioJob::verify_randrw(&ns.device, AGAIN)
@@ -104,7 +104,7 @@ fn run<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
         steps
             .fio("should verify after sharing again", &[job], s.fio_timeout)
             .await?;
-        path::disconnect(env, steps, &share.nqn).await?;
-        path::unshare(env, steps, &bdev.name).await
+        fabric::disconnect(env, steps, &share.nqn).await?;
+        fabric::unshare(env, steps, &bdev.name).await
     })
 }

@@ -4,7 +4,7 @@
 
 use crate::fio::{FioJob, Rw, Verify};
 
-use super::{cleanup, path, size_name, Session};
+use super::{cleanup, fabric, size_name, Session};
 use crate::suite::{Case, CaseFuture, Env, Steps};
 
 /// Block size of the job.
@@ -24,7 +24,7 @@ pub(super) fn case() -> Case {
 
 fn run<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
     Box::pin(async move {
-        let session = Session::open(env, steps, &path::connect_options(env)).await?;
+        let session = Session::open(env, steps, &fabric::connect_options(env)).await?;
         let ns = &session.ns;
         let job = FioJob::new(&ns.device, Rw::Write, ns.size_bytes)
             .name("whole")

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use crate::nvme::{self, ConnectOptions};
 
-use super::super::{path, Case, CaseFuture, CheckError, Env, Steps};
+use super::super::{fabric, Case, CaseFuture, CheckError, Env, Steps};
 use super::{connect_and_verify, host_nqn, refused_at_connect, remove, security, share_for};
 
 /// The RAM disk the case shares.
@@ -49,7 +49,7 @@ fn run<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
         let bdev = steps
             .run(
                 "should create a RAM disk",
-                path::ensure_bdev(env, name, uri),
+                fabric::ensure_bdev(env, name, uri),
             )
             .await?;
         let share = share_for(env, steps, &bdev, &host).await?;
@@ -57,7 +57,7 @@ fn run<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
             hostnqn: Some(host.clone()),
             dhchap_secret: secret.map(str::to_string),
             dhchap_ctrl_secret: ctrl.map(str::to_string),
-            ..path::connect_options(env)
+            ..fabric::connect_options(env)
         };
         refused_at_connect(
             env,

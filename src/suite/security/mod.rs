@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
+use crate::client::Control;
+use crate::client::Security;
 use crate::client::{ClientError, Target};
-use crate::control::Control;
 use crate::nvme::{self, ConnectOptions};
 use crate::proto::mayastor::Bdev;
-use crate::security::Security;
 
-use super::path::{self, ShareUri};
+use super::fabric::{self, ShareUri};
 use super::steps::ensure;
 use super::{AgentSetup, Case, CaseFuture, Category, CheckError, Env, Steps};
 
@@ -210,19 +210,19 @@ fn allow_list<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
         let bdev = steps
             .run(
                 "should create a RAM disk",
-                path::ensure_bdev(env, name, uri),
+                fabric::ensure_bdev(env, name, uri),
             )
             .await?;
         let (ours, other) = (host_nqn(), host_nqn());
         let share = share_for(env, steps, &bdev, &ours).await?;
         let as_ours = ConnectOptions {
             hostnqn: Some(ours),
-            ..path::connect_options(env)
+            ..fabric::connect_options(env)
         };
         connect_and_verify(env, steps, &bdev, &share, &as_ours).await?;
         let as_other = ConnectOptions {
             hostnqn: Some(other),
-            ..path::connect_options(env)
+            ..fabric::connect_options(env)
         };
         refused_at_connect(env, steps, "another host NQN", &share, &as_other).await
     })
@@ -259,9 +259,9 @@ async fn connect_and_verify(
     share: &ShareUri,
     opts: &ConnectOptions,
 ) -> Result<(), CheckError> {
-    let ns = path::connect(steps, bdev, &share.nqn, &share.transport(), opts).await?;
-    path::verify(steps, &ns.device, FIO_SIZE, env.settings.fio_timeout).await?;
-    path::disconnect(env, steps, &share.nqn).await
+    let ns = fabric::connect(steps, bdev, &share.nqn, &share.transport(), opts).await?;
+    fabric::verify(steps, &ns.device, FIO_SIZE, env.settings.fio_timeout).await?;
+    fabric::disconnect(env, steps, &share.nqn).await
 }
 
 /// A connect with `opts` must fail and leave no controller.
@@ -288,7 +288,7 @@ async fn refused_at_connect(
 
 /// Disconnects, unshares and destroys bdev `name`, whatever is left of it.
 async fn remove(env: &Env, steps: &mut Steps, name: &str) -> Result<(), CheckError> {
-    path::teardown(env, steps, name).await?;
+    fabric::teardown(env, steps, name).await?;
     if let Some(b) = env.target.find(name).await? {
         env.target.destroy(&b.uri).await?;
     }

@@ -18,7 +18,7 @@ use super::device::{self, Backing, DeviceError, Geometry, MallocDir};
 use super::limits::{shown, shown_list, MAX_ARG_LEN};
 use super::loopdev::{LoopError, Loops};
 use super::nvmet::{self, Access, Export, FoundShare, HostAccess, Nvmet, NvmetError, MAX_NQN_LEN};
-use super::state::{self, BdevRecord, State, StateError};
+use super::state_file::{self, BdevRecord, State, StateError};
 use super::uri::{self, Backend, BdevSpec, MallocSize, UriError, DEFAULT_BLK_SIZE, MAX_URI_LEN};
 use crate::proto::mayastor as pb;
 
@@ -317,7 +317,7 @@ impl Bdev {
 }
 
 /// The bdevs, the kernel target and the state file.
-pub struct Target {
+pub struct BdevTable {
     nvmet: Nvmet,
     malloc: MallocDir,
     loops: Arc<dyn Loops>,
@@ -333,11 +333,11 @@ pub struct Target {
     hosts_keyed: BTreeSet<String>,
     /// The bdevs (uuids) whose last Share or Unshare was an Unshare that
     /// has not finished; the state file says so while they are shared, so
-    /// that a restart finishes the Unshare (see [`state`]).
+    /// that a restart finishes the Unshare (see [`super::state_file`]).
     unsharing: BTreeSet<Uuid>,
 }
 
-impl Target {
+impl BdevTable {
     /// The kernel target, for operations beside the bdev calls (the
     /// control service's port faults); hold the agent's lock around them.
     pub fn nvmet(&self) -> &Nvmet {
@@ -358,9 +358,9 @@ impl Target {
         aio_paths: AioPaths,
         state_path: PathBuf,
     ) -> Result<Self, RequestError> {
-        let saved = state::load(&state_path)?;
+        let saved = state_file::load(&state_path)?;
         let found = nvmet.scan()?;
-        let mut target = Target {
+        let mut target = BdevTable {
             nvmet,
             malloc,
             loops,
@@ -523,7 +523,7 @@ impl Target {
     }
 
     /// Finishes the Unshares the state file says were under way when the
-    /// agent stopped, before [`Target::complete_shares`] could take what is
+    /// agent stopped, before [`BdevTable::complete_shares`] could take what is
     /// left of such a share for a share to complete. One that fails stays
     /// pending (and its share incomplete) until the next Unshare or Share.
     fn finish_unshares(&mut self) {
@@ -715,7 +715,7 @@ impl Target {
             .collect();
         let hosts = self.hosts_made.iter().cloned().collect();
         let keyed = self.hosts_keyed.iter().cloned().collect();
-        state::save(
+        state_file::save(
             &self.state_path,
             State {
                 bdevs,
@@ -1069,7 +1069,7 @@ mod tests {
 
         /// Two aio bdevs and a malloc one, the first aio and the malloc
         /// shared.
-        fn open_populated(&self) -> Target {
+        fn open_populated(&self) -> BdevTable {
             let mut t = self.open();
             t.create(&self.disk(0)).unwrap();
             t.create("malloc:///m0?size_mb=2").unwrap();
@@ -1081,7 +1081,7 @@ mod tests {
 
         /// Malloc bdev `m0` shared to host `a` only: where the allow-list
         /// tests start.
-        fn m0_for_a(&self) -> Target {
+        fn m0_for_a(&self) -> BdevTable {
             let mut t = self.open();
             t.create("malloc:///m0?size_mb=1").unwrap();
             t.share("m0", "nvmf", &hosts(&["a"])).unwrap();
@@ -1096,7 +1096,7 @@ mod tests {
             )
         }
 
-        fn open(&self) -> Target {
+        fn open(&self) -> BdevTable {
             let listener = Listener {
                 address: Ipv4Addr::new(192, 168, 1, 2),
                 io_port: 8430,
@@ -1109,7 +1109,7 @@ mod tests {
             // /dev/null: to see a character device refused.
             let allowed = [self.dir.path().to_path_buf(), PathBuf::from("/dev/null")];
             let aio_paths = AioPaths::new(&allowed, &self.dir.path().join("state"));
-            Target::open(nvmet, malloc, self.loops.clone(), aio_paths, self.state()).unwrap()
+            BdevTable::open(nvmet, malloc, self.loops.clone(), aio_paths, self.state()).unwrap()
         }
     }
 
@@ -1130,7 +1130,7 @@ mod tests {
         (e.code(), e.to_string())
     }
 
-    fn by_name(t: &Target, name: &str) -> pb::Bdev {
+    fn by_name(t: &BdevTable, name: &str) -> pb::Bdev {
         t.list().into_iter().find(|b| b.name == name).unwrap()
     }
 
@@ -1453,7 +1453,7 @@ mod tests {
     }
 
     /// The hosts bdev `name`'s subsystem admits, as configfs says.
-    fn access(t: &Target, name: &str) -> Access {
+    fn access(t: &BdevTable, name: &str) -> Access {
         let uuid: Uuid = by_name(t, name).uuid.parse().unwrap();
         t.nvmet.access(uuid).unwrap()
     }
@@ -1463,7 +1463,7 @@ mod tests {
     }
 
     fn saved(s: &Setup) -> State {
-        state::load(&s.state()).unwrap()
+        state_file::load(&s.state()).unwrap()
     }
 
     #[test]
@@ -1652,7 +1652,7 @@ mod tests {
     /// An Unshare of `m0` (shared for host `a`) whose configfs step `n`
     /// fails. The agent writes nothing after the failure, so configfs and
     /// the state file are as a crash at that step leaves them.
-    fn unshare_cut_short(s: &Setup, n: usize) -> Target {
+    fn unshare_cut_short(s: &Setup, n: usize) -> BdevTable {
         let mut t = s.m0_for_a();
         s.fs.fail_nth_mutation(n, Errno::EIO);
         let _ = t.unshare("m0");

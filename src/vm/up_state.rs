@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::qemu::{Accel, VmFiles};
+use super::spec::{Accel, VmFiles};
 use super::{io_error, Role, VmError};
 
 /// One VM of a running pair.
@@ -68,7 +68,7 @@ impl PairState {
     pub fn save(&self, state_dir: &Path) -> Result<(), VmError> {
         let bytes = serde_json::to_vec_pretty(self)
             .map_err(|e| VmError::Invalid(format!("cannot serialize the vm state: {e}")))?;
-        super::kernel::write_atomic(&file(state_dir), &bytes)
+        super::guest_kernel::write_atomic(&file(state_dir), &bytes)
     }
 
     /// Forgets the pair.
@@ -98,7 +98,7 @@ pub fn is_our_qemu(pid: u32, files: &VmFiles) -> bool {
         return false;
     };
     let needle = files.ctl.to_string_lossy().replace(',', ",,");
-    super::process::pid_alive(pid) && String::from_utf8_lossy(&cmdline).contains(needle.as_str())
+    super::qemu::pid_alive(pid) && String::from_utf8_lossy(&cmdline).contains(needle.as_str())
 }
 
 /// QEMUs of a pair in `run_dir` that no state file names: left by a

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::client::{auth_channel, rpc_error, AuthChannel, ClientError};
+use super::{auth_channel, rpc_error, AuthChannel, ClientError};
 use crate::proto::control::control_client::ControlClient;
 use crate::proto::control::{
     Fault, InfoReply, InfoRequest, LinkDownRequest, PortDownRequest, RestartRequest,

@@ -6,7 +6,7 @@
 
 use tracing::info;
 
-use super::{check_host, RequestError, Target};
+use super::{check_host, BdevTable, RequestError};
 
 /// The lengths of the base64 part of a key `nvme gen-dhchap-key` makes:
 /// a 32, 48 or 64-byte secret and its 4-byte CRC.
@@ -33,7 +33,7 @@ fn check_key(which: &'static str, key: &str) -> Result<(), RequestError> {
     }
 }
 
-impl Target {
+impl BdevTable {
     /// `Security.SetHostKey`: gives `host` a key and, if `ctrl_key` is not
     /// empty, the controller key for bidirectional authentication. The
     /// host's directory is made if missing (and then is the agent's).

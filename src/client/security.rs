@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::client::{auth_channel, rpc_error, AuthChannel, ClientError};
+use super::{auth_channel, rpc_error, AuthChannel, ClientError};
 use crate::proto::security::security_client::SecurityClient;
 use crate::proto::security::{
     ExposureReply, ExposureRequest, RemoveHostRequest, SetHostKeyRequest,

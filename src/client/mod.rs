@@ -1,0 +1,137 @@
+//! Typed gRPC clients for a target, each call with a deadline: [`Target`]
+//! for `BdevRpc` (the nvmfcheck agent or a real Mayastor), [`Control`] and
+//! [`Security`] for the agent's own services. This module holds what they
+//! share: the channel, its token and the error type.
+
+mod bdev;
+mod control;
+mod security;
+
+pub use bdev::Target;
+pub use control::Control;
+pub use security::Security;
+
+use std::time::Duration;
+
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::token::{SendToken, Token};
+
+/// A channel that sends the agent's token, if one is given.
+pub(crate) type AuthChannel = InterceptedService<Channel, SendToken>;
+
+/// Default deadline for connecting and for each call.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a call to the target failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The target address is not `host:port`.
+    #[error("bad target address {addr:?}: {reason} (expected host:port, e.g. 127.0.0.1:10124)")]
+    Address {
+        /// What was given.
+        addr: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// No gRPC connection could be made in time.
+    #[error("cannot reach the target at {addr} (is the agent running and the port right?)")]
+    Connect {
+        /// The target address.
+        addr: String,
+        /// The transport error.
+        source: tonic::transport::Error,
+    },
+    /// The target answered a call with an error status, or did not
+    /// answer within the deadline.
+    #[error("{call} to {addr} failed: {:?}: {}{}", .status.code(), .status.message(), hint(.status.code()))]
+    Rpc {
+        /// The target address.
+        addr: String,
+        /// The method, e.g. `BdevRpc.Share`.
+        call: &'static str,
+        /// The status the target returned (or the deadline that passed).
+        status: tonic::Status,
+    },
+}
+
+impl ClientError {
+    /// The gRPC status code, when the target answered with one.
+    pub fn code(&self) -> Option<tonic::Code> {
+        match self {
+            Self::Rpc { status, .. } => Some(status.code()),
+            _ => None,
+        }
+    }
+}
+
+/// [`channel`] whose every call carries `token`, if there is one.
+pub(crate) async fn auth_channel(
+    addr: &str,
+    timeout: Duration,
+    token: Option<Token>,
+) -> Result<AuthChannel, ClientError> {
+    Ok(InterceptedService::new(
+        channel(addr, timeout).await?,
+        SendToken(token),
+    ))
+}
+
+/// A gRPC channel to `host:port`, connected within `timeout`; each call
+/// on it also gets `timeout` as its deadline.
+async fn channel(addr: &str, timeout: Duration) -> Result<Channel, ClientError> {
+    let bad = |reason: &str| ClientError::Address {
+        addr: addr.to_string(),
+        reason: reason.to_string(),
+    };
+    let (host, port) = addr.rsplit_once(':').ok_or_else(|| bad("no port"))?;
+    if host.is_empty() {
+        return Err(bad("no host"));
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => {}
+        _ => return Err(bad("the port is not a number from 1 to 65535")),
+    }
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| bad(&e.to_string()))?
+        .connect_timeout(timeout)
+        .timeout(timeout);
+    tokio::time::timeout(timeout, endpoint.connect())
+        .await
+        .map_err(|_| ClientError::Rpc {
+            addr: addr.to_string(),
+            call: "connect",
+            status: tonic::Status::deadline_exceeded(format!(
+                "no connection to {addr} within {}s",
+                timeout.as_secs_f64()
+            )),
+        })?
+        .map_err(|source| ClientError::Connect {
+            addr: addr.to_string(),
+            source,
+        })
+}
+
+/// Turns the status of call `call` to `addr` into an error.
+pub(crate) fn rpc_error<'a>(
+    addr: &'a str,
+    call: &'static str,
+) -> impl FnOnce(tonic::Status) -> ClientError + 'a {
+    move |status| ClientError::Rpc {
+        addr: addr.to_string(),
+        call,
+        status,
+    }
+}
+
+/// What to do about errors that are not the target's verdict on a request.
+fn hint(code: tonic::Code) -> &'static str {
+    match code {
+        tonic::Code::Cancelled | tonic::Code::DeadlineExceeded => {
+            " (the target did not answer in time: is it overloaded or hung? --timeout gives it longer)"
+        }
+        tonic::Code::Unavailable => " (is the agent still running?)",
+        _ => "",
+    }
+}
