@@ -11,7 +11,7 @@ pub use bdev::Target;
 pub use control::Control;
 pub use security::Security;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
@@ -62,6 +62,24 @@ impl ClientError {
         match self {
             Self::Rpc { status, .. } => Some(status.code()),
             _ => None,
+        }
+    }
+}
+
+/// Calls `call` until it succeeds or `deadline` passes, pausing `poll`
+/// between tries; returns the last error. A gRPC channel whose server went
+/// away (an agent restarting, a VM booting) connects again only on a later
+/// call, so waiting for a server is retrying a call.
+pub async fn retry<T, E, F, Fut>(deadline: Instant, poll: Duration, mut call: F) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    loop {
+        match call().await {
+            Ok(value) => return Ok(value),
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(_) => tokio::time::sleep(poll).await,
         }
     }
 }

@@ -263,31 +263,26 @@ pub(super) async fn wait_for_agent(env: &Env, timeout: Duration) -> Result<Vec<B
     retry("the target's List", timeout, || env.target.list()).await
 }
 
-/// Calls `call` until it succeeds, for at most `timeout`: a gRPC channel
-/// whose server went away connects again only on a later call.
+/// Calls `call` until it succeeds, for at most `timeout` (see
+/// [`crate::client::retry`]).
 pub(super) async fn retry<T, E, F, Fut>(
     what: &str,
     timeout: Duration,
-    mut call: F,
+    call: F,
 ) -> Result<T, CheckError>
 where
     E: std::fmt::Display,
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, E>>,
 {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match call().await {
-            Ok(value) => return Ok(value),
-            Err(e) if Instant::now() >= deadline => {
-                return Err(CheckError::Failed(format!(
-                    "{what} did not answer within {}s: {e}",
-                    timeout.as_secs_f64()
-                )))
-            }
-            Err(_) => tokio::time::sleep(AGENT_POLL).await,
-        }
-    }
+    crate::client::retry(Instant::now() + timeout, AGENT_POLL, call)
+        .await
+        .map_err(|e| {
+            CheckError::Failed(format!(
+                "{what} did not answer within {}s: {e}",
+                timeout.as_secs_f64()
+            ))
+        })
 }
 
 /// fio randrw of `size` bytes of `device`, 4 KiB at QD 1 with crc32 verify:

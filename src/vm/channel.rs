@@ -14,7 +14,7 @@ use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 
 use super::protocol::{encode, ExecRequest, LineSplitter, Reply, Request, CTL_PORTS};
-use super::{Role, VmError};
+use super::VmError;
 use crate::agent::limits::shown;
 
 /// What a running command sends the host.
@@ -35,7 +35,7 @@ type Pending = Arc<Mutex<HashMap<u64, mpsc::UnboundedSender<Event>>>>;
 /// The host's end of a VM's control channel.
 #[derive(Debug)]
 pub struct Channel {
-    role: Role,
+    name: String,
     write: tokio::sync::Mutex<OwnedWriteHalf>,
     pending: Pending,
     next_id: AtomicU64,
@@ -61,8 +61,8 @@ pub struct ExecOutput {
     pub stderr: String,
 }
 
-fn chan_err(role: Role, what: impl std::fmt::Display) -> VmError {
-    VmError::Channel(format!("{role} VM control channel: {what}"))
+fn chan_err(name: &str, what: impl std::fmt::Display) -> VmError {
+    VmError::Channel(format!("{name} VM control channel: {what}"))
 }
 
 impl Channel {
@@ -70,7 +70,7 @@ impl Channel {
     /// process holds (an exclusive lock on `<socket>.lock` marks it), so
     /// that several commands can run at once from different processes.
     pub async fn connect_free(
-        role: Role,
+        name: &str,
         files: &super::spec::VmFiles,
         deadline: Instant,
     ) -> Result<Self, VmError> {
@@ -88,23 +88,23 @@ impl Channel {
                     lock_path.display()
                 )))?;
             if let Ok(lock) = Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-                let mut ch = Self::connect(role, &socket, deadline).await?;
+                let mut ch = Self::connect(name, &socket, deadline).await?;
                 ch._lock = Some(lock);
                 return Ok(ch);
             }
         }
         Err(chan_err(
-            role,
+            name,
             format!("all {CTL_PORTS} control ports are in use by other nvmfcheck processes"),
         ))
     }
 
     /// Connects to the socket at `path` (waiting for it to appear) and
     /// opens a session; fails if the guest does not answer by `deadline`.
-    pub async fn connect(role: Role, path: &Path, deadline: Instant) -> Result<Self, VmError> {
+    pub async fn connect(name: &str, path: &Path, deadline: Instant) -> Result<Self, VmError> {
         let start = Instant::now();
         let timeout = |what: &str| VmError::Timeout {
-            what: format!("{role} VM: {what}"),
+            what: format!("{name} VM: {what}"),
             after: deadline.saturating_duration_since(start),
             log: None,
         };
@@ -113,7 +113,7 @@ impl Channel {
                 Ok(s) => break s,
                 Err(e) if Instant::now() >= deadline => {
                     return Err(chan_err(
-                        role,
+                        name,
                         format!("cannot connect to {}: {e}", path.display()),
                     ))
                 }
@@ -132,14 +132,14 @@ impl Channel {
             let mut tick = tokio::time::interval(Duration::from_millis(500));
             loop {
                 tokio::select! {
-                    _ = tick.tick() => write.write_all(&hello).await.map_err(|e| chan_err(role, e))?,
+                    _ = tick.tick() => write.write_all(&hello).await.map_err(|e| chan_err(name, e))?,
                     line = lines.next_line() => {
-                        let line = line.map_err(|e| chan_err(role, e))?
-                            .ok_or_else(|| chan_err(role, "QEMU closed the socket"))?;
+                        let line = line.map_err(|e| chan_err(name, e))?
+                            .ok_or_else(|| chan_err(name, "QEMU closed the socket"))?;
                         match serde_json::from_str(&line) {
-                            Ok(Reply::Hello { hello, role: r }) if hello == nonce => {
-                                if r != role {
-                                    return Err(chan_err(role, format!("the {r} VM answered")));
+                            Ok(Reply::Hello { hello, name: r }) if hello == nonce => {
+                                if r != name {
+                                    return Err(chan_err(name, format!("the {r} VM answered")));
                                 }
                                 return Ok(());
                             }
@@ -153,9 +153,9 @@ impl Channel {
             .await
             .map_err(|_| timeout("waiting for the guest daemon's hello"))??;
         let pending: Pending = Arc::default();
-        let reader = tokio::spawn(dispatch(role, lines, pending.clone()));
+        let reader = tokio::spawn(dispatch(name.to_string(), lines, pending.clone()));
         Ok(Self {
-            role,
+            name: name.to_string(),
             write: tokio::sync::Mutex::new(write),
             pending,
             // Ids differ between connections, so that output of an older
@@ -167,8 +167,8 @@ impl Channel {
     }
 
     /// Which VM this is.
-    pub fn role(&self) -> Role {
-        self.role
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// Starts `argv` in the guest; its events arrive on the returned
@@ -183,7 +183,7 @@ impl Channel {
         let (tx, rx) = mpsc::unbounded_channel();
         self.pending
             .lock()
-            .map_err(|_| chan_err(self.role, "poisoned lock"))?
+            .map_err(|_| chan_err(&self.name, "poisoned lock"))?
             .insert(id, tx);
         let req = encode(&Request::Exec(ExecRequest {
             id,
@@ -196,7 +196,7 @@ impl Channel {
             .await
             .write_all(&req)
             .await
-            .map_err(|e| chan_err(self.role, e))?;
+            .map_err(|e| chan_err(&self.name, e))?;
         Ok(rx)
     }
 
@@ -218,17 +218,17 @@ impl Channel {
                 match ev {
                     Event::Exit(code) => return Ok(code),
                     Event::Error(e) => {
-                        return Err(chan_err(self.role, format!("`{cmdline}`: {e}")));
+                        return Err(chan_err(&self.name, format!("`{cmdline}`: {e}")));
                     }
                     out => on_output(&out),
                 }
             }
-            Err(chan_err(self.role, format!("`{cmdline}`: no exit status")))
+            Err(chan_err(&self.name, format!("`{cmdline}`: no exit status")))
         };
         tokio::time::timeout(timeout + Duration::from_secs(10), wait)
             .await
             .map_err(|_| VmError::Timeout {
-                what: format!("{} VM: `{cmdline}` (the guest did not report)", self.role),
+                what: format!("{} VM: `{cmdline}` (the guest did not report)", self.name),
                 after: timeout + Duration::from_secs(10),
                 log: None,
             })?
@@ -285,7 +285,7 @@ impl<R: AsyncRead + Unpin> Lines<R> {
     }
 }
 
-async fn dispatch(role: Role, mut lines: Lines<OwnedReadHalf>, pending: Pending) {
+async fn dispatch(name: String, mut lines: Lines<OwnedReadHalf>, pending: Pending) {
     let why = loop {
         let line = match lines.next_line().await {
             Ok(Some(l)) => l,
@@ -293,7 +293,7 @@ async fn dispatch(role: Role, mut lines: Lines<OwnedReadHalf>, pending: Pending)
             Err(e) => break format!("reading the channel failed: {e}"),
         };
         let Ok(reply) = serde_json::from_str::<Reply>(&line) else {
-            tracing::warn!("{role} VM sent an unreadable line: {}", shown(&line));
+            tracing::warn!("{name} VM sent an unreadable line: {}", shown(&line));
             continue;
         };
         let (id, ev) = match reply {

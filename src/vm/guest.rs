@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use super::protocol::{
     encode, ExecRequest, LineSplitter, Reply, Request, Utf8Carry, CTL_PORTS, PORT_NAME,
 };
-use super::{io_error, Role, VmError, FORWARD_IP, GUEST_OUT_DIR, TARGET_IP, TOKEN_FILE};
+use super::{io_error, Role, VmError, FORWARD_IP, GUEST_OUT_DIR, TOKEN_FILE};
 use crate::suite::AgentSetup;
 
 /// What the daemon logs when the agent ends; the host watches `agent.log`
@@ -42,14 +42,28 @@ const BASE_ENV: &[(&str, &str)] = &[
     ("TERM", "dumb"),
 ];
 
-/// Runs the guest daemon; on the target, the agent runs as `setup` says.
-pub async fn main(role: Role, setup: AgentSetup) -> Result<(), VmError> {
+/// What the guest's init tells its daemon (from the kernel command line).
+#[derive(Debug, Clone)]
+pub struct GuestConfig {
+    /// The VM's name.
+    pub name: String,
+    /// Whether it runs the agent.
+    pub role: Role,
+    /// How the agent runs.
+    pub setup: AgentSetup,
+    /// The VM's address on its first link: where its agent serves shares.
+    pub address: String,
+}
+
+/// Runs the guest daemon; a target's agent runs as `cfg.setup` says.
+pub async fn main(cfg: GuestConfig) -> Result<(), VmError> {
     kmsg("guest daemon started");
     // First, as it is the slowest part of the target's readiness.
-    if role == Role::Target {
-        start_agent(setup);
+    if cfg.role == Role::Target {
+        start_agent(cfg.setup, &cfg.address);
         make_aio_file();
     }
+    let name = cfg.name;
     let ports = find_ports(Duration::from_secs(10)).await?;
     kmsg("control ports found");
     let mut served = tokio::task::JoinSet::new();
@@ -62,8 +76,8 @@ pub async fn main(role: Role, setup: AgentSetup) -> Result<(), VmError> {
         let writer = file
             .try_clone()
             .map_err(io_error("cannot duplicate the port's handle"))?;
-        eprintln!("nvmfcheck: {role} guest daemon serving {}", port.display());
-        served.spawn(serve(role, file, writer, true));
+        eprintln!("nvmfcheck: {name} guest daemon serving {}", port.display());
+        served.spawn(serve(name.clone(), file, writer, true));
     }
     served.join_all().await;
     Ok(())
@@ -119,7 +133,7 @@ fn make_aio_file() {
 /// Starts the agent; its output goes to the console and to `agent.log` in
 /// the output share. Failing to start is logged, not fatal: the host's
 /// readiness check then fails and shows the log.
-fn start_agent(setup: AgentSetup) {
+fn start_agent(setup: AgentSetup, address: &str) {
     let log_path = Path::new(GUEST_OUT_DIR).join("agent.log");
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -139,12 +153,12 @@ fn start_agent(setup: AgentSetup) {
         Err(e) => return say(&format!("cannot find the nvmfcheck binary: {e}")),
     };
     let token = Path::new(GUEST_OUT_DIR).join(TOKEN_FILE);
-    let mut args: Vec<String> = ["agent", "--address", TARGET_IP, "--listen"]
+    let mut args: Vec<String> = ["agent", "--address", address, "--listen"]
         .map(String::from)
         .into();
     // The host's loopback forward lands here.
     args.push(format!("{FORWARD_IP}:{}", setup.link_port()));
-    args.extend(setup.agent_args(TARGET_IP, &token.display().to_string()));
+    args.extend(setup.agent_args(address, &token.display().to_string()));
     say(&format!("starting {} {}", exe.display(), args.join(" ")));
     let spawned = tokio::process::Command::new(&exe)
         .args(args)
@@ -221,7 +235,7 @@ impl Outbox {
 /// `reconnects`: an end of file means the host went away and may come back
 /// (a virtio port), rather than the end (a socket in tests).
 pub async fn serve(
-    role: Role,
+    name: String,
     reader: impl Read + Send + 'static,
     writer: impl Write + Send + 'static,
     reconnects: bool,
@@ -251,7 +265,11 @@ pub async fn serve(
             Incoming::Line(line) => match serde_json::from_str::<Request>(&line) {
                 Ok(Request::Hello { hello }) => {
                     kmsg("hello");
-                    out.send(&Reply::Hello { hello, role }).await
+                    out.send(&Reply::Hello {
+                        hello,
+                        name: name.clone(),
+                    })
+                    .await
                 }
                 Ok(Request::Exec(req)) => {
                     let id = req.id;
@@ -411,10 +429,10 @@ mod tests {
                 .await
                 .unwrap();
             let w = s.try_clone().unwrap();
-            serve(Role::Initiator, s, w, false).await;
+            serve("initiator".into(), s, w, false).await;
         });
         let deadline = Instant::now() + Duration::from_secs(10);
-        let ch = Channel::connect(Role::Initiator, &path, deadline)
+        let ch = Channel::connect("initiator", &path, deadline)
             .await
             .unwrap();
         (ch, dir)

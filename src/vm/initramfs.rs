@@ -16,7 +16,7 @@ use cpio::newc::Builder;
 
 use super::guest_kernel::{write_atomic, GuestKernel};
 use super::modules::ModuleIndex;
-use super::{io_error, Role, VmError, FORWARD_IP, GUEST_OUT_DIR};
+use super::{io_error, Role, VmError, GUEST_OUT_DIR};
 
 /// Where busybox-static installs its binary on Debian.
 pub const BUSYBOX: &str = "/bin/busybox";
@@ -66,12 +66,14 @@ log start
 for w in $($b cat /proc/cmdline); do
   case "$w" in
     nvmfcheck.role=*) role="${w#*=}" ;;
+    nvmfcheck.name=*) name="${w#*=}" ;;
+    nvmfcheck.ips=*) ips="${w#*=}" ;;
     nvmfcheck.exe=*) exe="${w#*=}" ;;
     nvmfcheck.setup=*) setup="${w#*=}" ;;
   esac
 done
-[ -n "$role" ] && [ -n "$exe" ] || fail "nvmfcheck.role= and nvmfcheck.exe= are needed on the kernel command line"
-$b hostname "$role"
+[ -n "$role" ] && [ -n "$name" ] && [ -n "$exe" ] || fail "nvmfcheck.role=, nvmfcheck.name= and nvmfcheck.exe= are needed on the kernel command line"
+$b hostname "$name"
 for m in $($b cat /modules/base.list /modules/$role.list); do
   $b insmod /modules/$m.ko || fail "cannot load module $m"
 done
@@ -99,16 +101,18 @@ done
 $b mkdir -p $r@OUT@
 $b mount -t 9p -o @OUT_OPTS@ out $r@OUT@ || fail "cannot mount the output share"
 $b ip link set lo up
-ip=192.168.1.1; [ "$role" = target ] && ip=192.168.1.2
-$b ip addr add $ip/24 dev eth0 && $b ip link set eth0 up || fail "cannot configure eth0"
-if [ "$role" = target ]; then
-  $b ip addr add @FWD_IP@/24 dev eth1 && $b ip link set eth1 up || fail "cannot configure eth1"
-fi
+# One address a NIC, in order: the links', then the host forward's.
+n=0
+for a in ${ips//,/ }; do
+  $b ip addr add $a dev eth$n && $b ip link set eth$n up || fail "cannot configure eth$n"
+  n=$((n + 1))
+done
+address="${ips%%/*}"
 log start the guest daemon
 # This shell stays PID 1: its `wait` reaps every orphan (waitpid(-1)) until
 # the daemon's job ends; then the VM powers off and QEMU exits.
 (
-  $b chroot $r "$exe" vm guest --role "$role" --setup "${setup:-faults}"
+  $b chroot $r "$exe" vm guest --role "$role" --name "$name" --address "$address" --setup "${setup:-faults}"
   echo "nvmfcheck-init: the guest daemon exited ($?); powering off" >&2
   $b poweroff -f
 ) &
@@ -119,7 +123,6 @@ $b poweroff -f
 /// The init script as written into the image.
 pub fn init_script() -> String {
     INIT.replace("@OUT@", GUEST_OUT_DIR)
-        .replace("@FWD_IP@", FORWARD_IP)
         .replace("@ROOT_OPTS@", ROOT_9P_OPTS)
         .replace("@OUT_OPTS@", OUT_9P_OPTS)
 }

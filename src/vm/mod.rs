@@ -1,37 +1,45 @@
-//! The QEMU runner for hosts without Nix: a target and an initiator VM
-//! booted from Debian's kernel with the host's root shared read-only, a
-//! unix-socket link between them, and a control channel into each.
+//! The QEMU runner for hosts without Nix: VMs booted from Debian's kernel
+//! with the host's root shared read-only, unix-socket links between them,
+//! and a control channel into each.
 //!
 //! Guest paths: the host root is the guest's `/` (read-only, over 9p, with
 //! tmpfs on `/tmp`, `/run`, `/var/tmp`, `/var/lib`, `/dev/shm`), the
 //! nvmfcheck binary runs at its host path, and the run's output dir is
 //! writable at [`GUEST_OUT_DIR`]. Commands run from `/tmp`.
 //!
-//! Boot, in order: [`guest_kernel`] (Debian's package, unpacked in Rust, vmlinux
-//! extracted from the bzImage so that qboot boots it through its PVH entry),
+//! The [`runner`] is the entry point: its operations (prepare, run, soak,
+//! bench; up, exec, status, down in [`up`]) return data for the CLI to
+//! print. A [`topology`] says which VMs boot, what each runs and how they
+//! are linked; a [`run_dir`] names every file of a run. Boot, in order:
+//! [`guest_kernel`] (Debian's package, unpacked in Rust, vmlinux extracted
+//! from the bzImage so that qboot boots it through its PVH entry),
 //! [`initramfs`] (busybox, an init script, the modules), [`accel`], then
-//! [`pair`] starts the target (it serves the `-netdev stream` link socket),
-//! then the initiator, and waits for each guest daemon's hello on the
-//! [`channel`] and for the agent to answer `BdevRpc.List` through the
-//! forwarded loopback port. Under TCG on a 2-core host both are ready in
-//! about 2.3–3 s; the guest's `dmesg` has the init's and daemon's steps
-//! with timestamps (kernel ~1.2–1.5 s, modules ~0.4 s, mounts ~0.2 s,
-//! daemon start ~0.4 s, agent start ~0.4 s).
+//! [`cluster`] starts the VMs in the topology's order (a link's server
+//! first: it makes the `-netdev stream` socket) and waits for each guest
+//! daemon's hello on the [`channel`] and for the agent to answer
+//! `BdevRpc.List` through the forwarded loopback port. The README's
+//! measured section has the times; the guest's `dmesg` has the init's and
+//! daemon's steps with timestamps.
 
 pub mod accel;
 pub mod bzimage;
 pub mod channel;
+pub mod cluster;
 pub mod deb;
 pub mod guest;
 pub mod guest_kernel;
 pub mod hostfs;
 pub mod initramfs;
 pub mod modules;
-pub mod pair;
 pub mod protocol;
 pub mod qemu;
 pub mod qmp;
+pub mod repeat;
+pub mod run_dir;
+pub mod runner;
 pub mod spec;
+pub mod topology;
+pub mod up;
 pub mod up_state;
 
 use std::fmt;
@@ -140,10 +148,10 @@ pub enum VmError {
         log: Option<LogTail>,
     },
     /// A QEMU process ended while it was needed.
-    #[error("{role} VM: QEMU exited ({status}){}", tail_text(.log))]
+    #[error("{name} VM: QEMU exited ({status}){}", tail_text(.log))]
     QemuExited {
         /// Which VM.
-        role: Role,
+        name: String,
         /// How it ended.
         status: String,
         /// Its console and QEMU logs.
@@ -214,18 +222,24 @@ pub(crate) fn io_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -
     move |source| VmError::Io { what, source }
 }
 
-/// Prints the runner's phases with the time since the start, on stderr
-/// (stdout carries the output of what runs in the VMs).
-#[derive(Debug, Clone)]
+/// Where the runner's phase lines go: each with the time since the
+/// runner started, to a sink the caller chooses (the CLI prints them on
+/// stderr, as stdout carries the output of what runs in the VMs).
+#[derive(Clone)]
 pub struct Progress {
     start: Instant,
+    sink: std::sync::Arc<PhaseSink>,
 }
 
+/// Takes a phase line with the time since the runner started.
+type PhaseSink = dyn Fn(Duration, &str) + Send + Sync;
+
 impl Progress {
-    /// Starts the clock.
-    pub fn new() -> Self {
+    /// Starts the clock; phase lines go to `sink`.
+    pub fn new(sink: impl Fn(Duration, &str) + Send + Sync + 'static) -> Self {
         Self {
             start: Instant::now(),
+            sink: std::sync::Arc::new(sink),
         }
     }
 
@@ -234,14 +248,16 @@ impl Progress {
         self.start.elapsed()
     }
 
-    /// Prints one phase line.
+    /// Reports one phase.
     pub fn say(&self, msg: impl fmt::Display) {
-        eprintln!("[{:7.2}s] {msg}", self.start.elapsed().as_secs_f64());
+        (self.sink)(self.start.elapsed(), &msg.to_string());
     }
 }
 
-impl Default for Progress {
-    fn default() -> Self {
-        Self::new()
+impl fmt::Debug for Progress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Progress")
+            .field("start", &self.start)
+            .finish_non_exhaustive()
     }
 }

@@ -2,7 +2,7 @@
 //! ports.
 //!
 //! Host → guest: `{"hello": nonce}` and `{"id", "argv", "env",
-//! "timeout_secs"}`. Guest → host: `{"hello": nonce, "role"}`, then per
+//! "timeout_secs"}`. Guest → host: `{"hello": nonce, "name"}`, then per
 //! command any number of `{"id", "stdout"}` / `{"id", "stderr"}` chunks and
 //! one `{"id", "exit": code}` or `{"id", "error": text}`. Several commands
 //! may run at once. A host connection is a session: lines that arrive before
@@ -12,8 +12,6 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-
-use super::Role;
 
 /// The virtio-serial ports' names (`/sys/class/virtio-ports/*/name`) are
 /// this plus `.0`, `.1`, ….
@@ -61,8 +59,8 @@ pub enum Reply {
     Hello {
         /// The host's nonce.
         hello: String,
-        /// Which VM answered.
-        role: Role,
+        /// Which VM answered (its name).
+        name: String,
     },
     /// Output on stdout.
     Stdout {
@@ -228,10 +226,10 @@ mod tests {
                 },
             ),
             (
-                "{\"hello\":\"n\",\"role\":\"target\"}",
+                "{\"hello\":\"n\",\"name\":\"target\"}",
                 Reply::Hello {
                     hello: "n".into(),
-                    role: Role::Target,
+                    name: "target".into(),
                 },
             ),
         ] {
@@ -283,11 +281,7 @@ mod tests {
 
         fn reply() -> impl Strategy<Value = Reply> {
             prop_oneof![
-                (
-                    text(40),
-                    prop_oneof![Just(Role::Target), Just(Role::Initiator)]
-                )
-                    .prop_map(|(hello, role)| Reply::Hello { hello, role }),
+                (text(40), "[a-z0-9]{1,8}").prop_map(|(hello, name)| Reply::Hello { hello, name }),
                 (any::<u64>(), text(40)).prop_map(|(id, stdout)| Reply::Stdout { id, stdout }),
                 (any::<u64>(), text(40)).prop_map(|(id, stderr)| Reply::Stderr { id, stderr }),
                 (any::<u64>(), any::<i32>()).prop_map(|(id, exit)| Reply::Exit { id, exit }),
@@ -312,7 +306,7 @@ mod tests {
         }
 
         /// What the guest's seed replies look like on the wire.
-        const SEEDS: &str = "{\"hello\":\"n\",\"role\":\"target\"}\n{\"id\":1,\"stdout\":\"x\"}\n\
+        const SEEDS: &str = "{\"hello\":\"n\",\"name\":\"target\"}\n{\"id\":1,\"stdout\":\"x\"}\n\
             {\"id\":1,\"exit\":3}\n{\"id\":7,\"argv\":[\"nvme\",\"version\"],\"env\":{},\"timeout_secs\":30}\n";
 
         proptest! {

@@ -4,7 +4,7 @@
 use std::process::Stdio;
 
 use super::spec::{argv, VmSpec, QEMU};
-use super::{io_error, Role, VmError};
+use super::{io_error, VmError};
 
 /// Makes the child get SIGKILL when this process dies, however it dies
 /// (PR_SET_PDEATHSIG), so no QEMU outlives a killed runner.
@@ -28,7 +28,7 @@ pub(crate) fn die_with_parent(cmd: &mut tokio::process::Command) {
 #[derive(Debug)]
 pub struct Qemu {
     /// Which VM.
-    pub role: Role,
+    pub name: String,
     /// Its process id.
     pub pid: u32,
     /// The child handle while this process owns it; `None` once detached.
@@ -86,18 +86,18 @@ impl Qemu {
         })?;
         let pid = child
             .id()
-            .ok_or_else(|| VmError::Channel(format!("{} QEMU exited at once", spec.role)))?;
+            .ok_or_else(|| VmError::Channel(format!("{} QEMU exited at once", spec.name)))?;
         Ok(Self {
-            role: spec.role,
+            name: spec.name.clone(),
             pid,
             child: Some(child),
         })
     }
 
     /// A QEMU this process does not own (from a `vm up` state file).
-    pub fn adopt(role: Role, pid: u32) -> Self {
+    pub fn adopt(name: &str, pid: u32) -> Self {
         Self {
-            role,
+            name: name.to_string(),
             pid,
             child: None,
         }

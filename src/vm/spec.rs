@@ -31,12 +31,12 @@ impl Accel {
     }
 }
 
-/// The VM-to-VM link: a `-netdev stream` over a unix socket.
+/// One end of a VM-to-VM link: a `-netdev stream` over a unix socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Link {
-    /// Listens on the socket (the target).
+    /// Listens on the socket.
     Server(PathBuf),
-    /// Connects to the socket (the initiator); it must exist already.
+    /// Connects to the socket; it must exist already.
     Client(PathBuf),
 }
 
@@ -65,9 +65,8 @@ impl VmFiles {
         }
     }
 
-    /// The usual names: sockets in `run_dir`, logs in `log_dir`.
-    pub fn new(role: Role, run_dir: &Path, log_dir: &Path) -> Self {
-        let n = role.name();
+    /// The usual names for VM `n`: sockets in `run_dir`, logs in `log_dir`.
+    pub fn new(n: &str, run_dir: &Path, log_dir: &Path) -> Self {
         Self {
             ctl: run_dir.join(format!("{n}.ctl")),
             qmp: run_dir.join(format!("{n}.qmp")),
@@ -81,8 +80,12 @@ impl VmFiles {
 /// Everything that makes one VM's command line.
 #[derive(Debug, Clone)]
 pub struct VmSpec {
-    /// Which VM.
+    /// The VM's name (its hostname).
+    pub name: String,
+    /// What it runs.
     pub role: Role,
+    /// Its host number: its MACs, and its address on each link.
+    pub host: u8,
     /// How to run the CPU.
     pub accel: Accel,
     /// The uncompressed kernel.
@@ -97,8 +100,11 @@ pub struct VmSpec {
     pub files: VmFiles,
     /// Guest memory.
     pub memory_mib: u32,
-    /// The VM-to-VM link.
-    pub link: Link,
+    /// Its links to other VMs, one NIC each, in order.
+    pub links: Vec<Link>,
+    /// Its addresses (`addr/prefix`), one per NIC: the links', then the
+    /// forward's.
+    pub addresses: Vec<String>,
     /// Loopback port forwarded to the agent (target only), and the port
     /// the agent serves beyond loopback, where it lands.
     pub grpc_port: Option<(u16, u16)>,
@@ -167,19 +173,25 @@ pub fn kernel_cmdline(spec: &VmSpec) -> Result<String, VmError> {
         "i8042.nopnp".into(),
         "mitigations=off".into(),
         format!("nvmfcheck.role={}", spec.role),
+        format!("nvmfcheck.name={}", spec.name),
+        format!("nvmfcheck.ips={}", spec.addresses.join(",")),
         format!("nvmfcheck.exe={exe}"),
     ];
     words.extend(spec.append.iter().cloned());
     Ok(words.join(" "))
 }
 
-/// A stable MAC for each role and NIC, so the two VMs differ on the link.
-fn mac(role: Role, nic: u8) -> String {
-    let r = match role {
-        Role::Initiator => 1,
-        Role::Target => 2,
-    };
-    format!("52:54:00:12:{nic:02x}:{r:02x}")
+/// A stable MAC for each VM (by host number) and NIC, so that VMs differ on
+/// a link.
+fn mac(host: u8, nic: u8) -> String {
+    format!("52:54:00:12:{nic:02x}:{host:02x}")
+}
+
+/// The PCI slot of NIC `i`: the links' NICs, then the forward's, in slots
+/// after every other device, so that the guest names them eth0, eth1, …
+/// in that order (interfaces are named in probe order).
+fn nic_slot(i: usize) -> usize {
+    0x10 + i
 }
 
 /// The full QEMU argument list (without the program).
@@ -187,7 +199,7 @@ pub fn argv(spec: &VmSpec) -> Result<Vec<OsString>, VmError> {
     let f = &spec.files;
     let mut a: Vec<String> = vec![
         "-name".into(),
-        format!("nvmfcheck-{},process=nvmfcheck-{}", spec.role, spec.role),
+        format!("nvmfcheck-{},process=nvmfcheck-{}", spec.name, spec.name),
         "-nodefaults".into(),
         "-no-user-config".into(),
         "-display".into(),
@@ -231,24 +243,25 @@ pub fn argv(spec: &VmSpec) -> Result<Vec<OsString>, VmError> {
         "-mon".into(),
         "chardev=qmp,mode=control".into(),
     ];
-    // PCI slots are fixed so that eth0 is always the link and eth1 the
-    // forward (interfaces are named in probe order).
-    let (server, path) = match &spec.link {
-        Link::Server(p) => ("on", p),
-        Link::Client(p) => ("off", p),
-    };
-    a.extend([
-        "-netdev".into(),
-        format!(
-            "stream,id=link,server={server},addr.type=unix,addr.path={}",
-            opt(path)?
-        ),
-        "-device".into(),
-        format!(
-            "virtio-net-pci,netdev=link,mac={},addr=0x2",
-            mac(spec.role, 0x34)
-        ),
-    ]);
+    for (i, link) in spec.links.iter().enumerate() {
+        let (server, path) = match link {
+            Link::Server(p) => ("on", p),
+            Link::Client(p) => ("off", p),
+        };
+        a.extend([
+            "-netdev".into(),
+            format!(
+                "stream,id=link{i},server={server},addr.type=unix,addr.path={}",
+                opt(path)?
+            ),
+            "-device".into(),
+            format!(
+                "virtio-net-pci,netdev=link{i},mac={},addr={:#x}",
+                mac(spec.host, 0x34 + i as u8),
+                nic_slot(i)
+            ),
+        ]);
+    }
     if let Some((port, guest_port)) = spec.grpc_port {
         a.extend([
             "-netdev".into(),
@@ -257,8 +270,9 @@ pub fn argv(spec: &VmSpec) -> Result<Vec<OsString>, VmError> {
             ),
             "-device".into(),
             format!(
-                "virtio-net-pci,netdev=fwd,mac={},addr=0x3",
-                mac(spec.role, 0x35)
+                "virtio-net-pci,netdev=fwd,mac={},addr={:#x}",
+                mac(spec.host, 0x33),
+                nic_slot(spec.links.len())
             ),
         ]);
     }
@@ -343,20 +357,25 @@ mod tests {
 
     fn spec(role: Role) -> VmSpec {
         let run = Path::new("/run/x");
+        let target = role == Role::Target;
         VmSpec {
+            name: role.name().into(),
             role,
+            host: if target { 2 } else { 1 },
             accel: Accel::Tcg,
             kernel: "/c/vmlinux".into(),
             initrd: "/c/initrd.cpio".into(),
             exe: "/usr/bin/nvmfcheck".into(),
             out_dir: "/out".into(),
-            files: VmFiles::new(role, run, Path::new("/out")),
+            files: VmFiles::new(role.name(), run, Path::new("/out")),
             memory_mib: 512,
-            link: match role {
-                Role::Target => Link::Server(run.join("link")),
-                Role::Initiator => Link::Client(run.join("link")),
-            },
-            grpc_port: (role == Role::Target).then_some((40000, 10124)),
+            links: vec![if target {
+                Link::Server(run.join("link"))
+            } else {
+                Link::Client(run.join("link"))
+            }],
+            addresses: vec!["192.168.1.2/24".into(), "10.0.2.15/24".into()],
+            grpc_port: target.then_some((40000, 10124)),
             disks: if role == Role::Target {
                 vec!["/run/x/vda".into(), "/run/x/vdb".into()]
             } else {
@@ -378,7 +397,13 @@ mod tests {
     #[test]
     fn target_serves_the_link_and_forwards_only_grpc_on_loopback() {
         let a = joined(Role::Target);
-        assert!(a.contains("-netdev stream,id=link,server=on,addr.type=unix,addr.path=/run/x/link"));
+        assert!(
+            a.contains("-netdev stream,id=link0,server=on,addr.type=unix,addr.path=/run/x/link")
+        );
+        // The link's NIC is eth0, the forward's eth1.
+        assert!(a.contains("virtio-net-pci,netdev=link0,mac=52:54:00:12:34:02,addr=0x10"));
+        assert!(a.contains("virtio-net-pci,netdev=fwd,mac=52:54:00:12:33:02,addr=0x11"));
+        assert!(a.contains("nvmfcheck.name=target nvmfcheck.ips=192.168.1.2/24,10.0.2.15/24"));
         assert!(a.contains("user,id=fwd,restrict=on,hostfwd=tcp:127.0.0.1:40000-10.0.2.15:10124"));
         assert!(a.contains("nvmfcheck.role=target"));
         // vda first, so the blank disk is vdb.
@@ -398,11 +423,11 @@ mod tests {
     #[test]
     fn initiator_connects_and_has_no_other_nic_or_disk() {
         let a = joined(Role::Initiator);
-        assert!(a.contains("stream,id=link,server=off"));
+        assert!(a.contains("stream,id=link0,server=off"));
         assert!(!a.contains("user,"));
         assert!(!a.contains("-drive"));
         assert_eq!(a.matches("virtio-net-pci").count(), 1);
-        assert_ne!(mac(Role::Initiator, 0x34), mac(Role::Target, 0x34));
+        assert_ne!(mac(1, 0x34), mac(2, 0x34));
     }
 
     #[test]

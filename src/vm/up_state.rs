@@ -1,25 +1,27 @@
-//! The state of a pair started by `vm up`, kept in a JSON file so that
-//! `vm exec`, `vm status` and `vm down` find it.
+//! The state of the VMs started by `vm up`, kept in a JSON file in its
+//! [`RunDir`] so that `vm exec`, `vm status` and `vm down` find them.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
+use super::run_dir::RunDir;
 use super::spec::{Accel, VmFiles};
-use super::{io_error, Role, VmError};
+use super::{io_error, VmError};
 
-/// One VM of a running pair.
+/// One VM of a running `vm up`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct VmState {
-    /// Which VM.
-    pub role: Role,
+    /// Which VM (files of older versions call it `role`).
+    #[serde(alias = "role")]
+    pub name: String,
     /// QEMU's process id.
     pub pid: u32,
     /// Its sockets and logs.
     pub files: VmFiles,
 }
 
-/// A running pair.
+/// The VMs of a running `vm up`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct PairState {
+pub struct UpState {
     /// Loopback port forwarded to the target's agent.
     pub grpc_port: u16,
     /// Sockets and disk images.
@@ -28,7 +30,7 @@ pub struct PairState {
     pub out_dir: PathBuf,
     /// How the CPUs run.
     pub accel: Accel,
-    /// Both VMs.
+    /// Its VMs.
     pub vms: Vec<VmState>,
 }
 
@@ -43,14 +45,10 @@ pub fn default_state_dir() -> PathBuf {
     }
 }
 
-fn file(state_dir: &Path) -> PathBuf {
-    state_dir.join("state.json")
-}
-
-impl PairState {
-    /// Reads the state in `state_dir`; `None` when no pair was started.
-    pub fn load(state_dir: &Path) -> Result<Option<Self>, VmError> {
-        let path = file(state_dir);
+impl UpState {
+    /// Reads the state in `dir`; `None` when no VMs were started.
+    pub fn load(dir: &RunDir) -> Result<Option<Self>, VmError> {
+        let path = dir.state_file();
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -64,16 +62,16 @@ impl PairState {
         })
     }
 
-    /// Writes the state into `state_dir`.
-    pub fn save(&self, state_dir: &Path) -> Result<(), VmError> {
+    /// Writes the state into `dir`.
+    pub fn save(&self, dir: &RunDir) -> Result<(), VmError> {
         let bytes = serde_json::to_vec_pretty(self)
             .map_err(|e| VmError::Invalid(format!("cannot serialize the vm state: {e}")))?;
-        super::guest_kernel::write_atomic(&file(state_dir), &bytes)
+        super::guest_kernel::write_atomic(&dir.state_file(), &bytes)
     }
 
-    /// Forgets the pair.
-    pub fn remove(state_dir: &Path) -> Result<(), VmError> {
-        let path = file(state_dir);
+    /// Forgets the VMs.
+    pub fn remove(dir: &RunDir) -> Result<(), VmError> {
+        let path = dir.state_file();
         match std::fs::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 Err(io_error(format!("cannot remove {}", path.display()))(e))
@@ -82,12 +80,15 @@ impl PairState {
         }
     }
 
-    /// The VM with `role`.
-    pub fn vm(&self, role: Role) -> Result<&VmState, VmError> {
-        self.vms
-            .iter()
-            .find(|v| v.role == role)
-            .ok_or_else(|| VmError::Invalid(format!("the state file has no {role} VM")))
+    /// The VM called `name`.
+    pub fn vm(&self, name: &str) -> Result<&VmState, VmError> {
+        self.vms.iter().find(|v| v.name == name).ok_or_else(|| {
+            let names: Vec<&str> = self.vms.iter().map(|v| v.name.as_str()).collect();
+            VmError::Invalid(format!(
+                "no VM called {name:?} is up; the VMs are: {}",
+                names.join(", ")
+            ))
+        })
     }
 }
 
@@ -101,9 +102,9 @@ pub fn is_our_qemu(pid: u32, files: &VmFiles) -> bool {
     super::qemu::pid_alive(pid) && String::from_utf8_lossy(&cmdline).contains(needle.as_str())
 }
 
-/// QEMUs of a pair in `run_dir` that no state file names: left by a
+/// QEMUs of VMs `names` in `dir` that no state file names: left by a
 /// `vm up` that was killed (SIGKILL) while booting detached VMs.
-pub fn stray_qemus(run_dir: &Path) -> Vec<u32> {
+pub fn stray_qemus(dir: &RunDir, names: &[&str]) -> Vec<u32> {
     let Ok(procs) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -111,8 +112,8 @@ pub fn stray_qemus(run_dir: &Path) -> Vec<u32> {
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|&pid| {
-            Role::ALL.iter().any(|&role| {
-                let files = VmFiles::new(role, run_dir, run_dir);
+            names.iter().any(|name| {
+                let files = dir.vm_files(name);
                 let argv0 = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
                 argv0.starts_with(b"qemu-system") && is_our_qemu(pid, &files)
             })
@@ -124,44 +125,66 @@ pub fn stray_qemus(run_dir: &Path) -> Vec<u32> {
 mod tests {
     use super::*;
 
+    fn run_dir(dir: &tempfile::TempDir) -> RunDir {
+        RunDir::kept(dir.path().into(), dir.path().join("out"))
+    }
+
     #[test]
     fn round_trips_and_reports_absence() {
-        let dir = tempfile::tempdir().unwrap();
-        assert_eq!(PairState::load(dir.path()).unwrap(), None);
-        let s = PairState {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = run_dir(&tmp);
+        assert_eq!(UpState::load(&dir).unwrap(), None);
+        let s = UpState {
             grpc_port: 40123,
             run_dir: dir.path().into(),
-            out_dir: dir.path().join("out"),
+            out_dir: dir.out().into(),
             accel: Accel::Tcg,
-            vms: Role::ALL
+            vms: ["target", "initiator"]
                 .iter()
-                .map(|&role| VmState {
-                    role,
+                .map(|name| VmState {
+                    name: name.to_string(),
                     pid: 42,
-                    files: VmFiles::new(role, dir.path(), dir.path()),
+                    files: dir.vm_files(name),
                 })
                 .collect(),
         };
-        s.save(dir.path()).unwrap();
-        let back = PairState::load(dir.path()).unwrap().unwrap();
+        s.save(&dir).unwrap();
+        let back = UpState::load(&dir).unwrap().unwrap();
         assert_eq!(back, s);
-        assert_eq!(back.vm(Role::Initiator).unwrap().role, Role::Initiator);
-        PairState::remove(dir.path()).unwrap();
-        assert_eq!(PairState::load(dir.path()).unwrap(), None);
+        assert_eq!(back.vm("initiator").unwrap().name, "initiator");
+        let err = back.vm("node9").unwrap_err().to_string();
+        assert!(err.contains("target, initiator"), "{err}");
+        UpState::remove(&dir).unwrap();
+        assert_eq!(UpState::load(&dir).unwrap(), None);
+    }
+
+    #[test]
+    fn a_file_of_an_older_version_loads() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = run_dir(&tmp);
+        let files = serde_json::to_value(dir.vm_files("target")).unwrap();
+        let old = serde_json::json!({
+            "grpc_port": 1, "run_dir": "/r", "out_dir": "/o", "accel": "tcg",
+            "vms": [{"role": "target", "pid": 7, "files": files}],
+        });
+        std::fs::write(dir.state_file(), old.to_string()).unwrap();
+        let back = UpState::load(&dir).unwrap().unwrap();
+        assert_eq!(back.vm("target").unwrap().pid, 7);
     }
 
     #[test]
     fn a_corrupt_file_is_named() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("state.json"), "{").unwrap();
-        let err = PairState::load(dir.path()).unwrap_err().to_string();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = run_dir(&tmp);
+        std::fs::write(dir.state_file(), "{").unwrap();
+        let err = UpState::load(&dir).unwrap_err().to_string();
         assert!(err.contains("state.json"), "{err}");
     }
 
     #[test]
     fn a_pid_that_is_not_our_qemu_is_not_ours() {
-        let dir = tempfile::tempdir().unwrap();
-        let files = VmFiles::new(Role::Target, dir.path(), dir.path());
+        let tmp = tempfile::tempdir().unwrap();
+        let files = run_dir(&tmp).vm_files("target");
         assert!(!is_our_qemu(std::process::id(), &files));
     }
 }

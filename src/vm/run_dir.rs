@@ -1,0 +1,238 @@
+//! A run's two directories and the name of every file in them: the private
+//! run dir (sockets, disk images, a `vm up`'s state file) and the output
+//! dir shared with the guests (console and QEMU logs, the agent's log and
+//! token, the reports). Nothing else in the runner spells a file name.
+
+use std::path::{Path, PathBuf};
+
+use super::spec::VmFiles;
+use super::topology::Topology;
+use super::{hostfs, io_error, VmError, TOKEN_FILE};
+use crate::vm::protocol::CTL_PORTS;
+
+/// Longest unix socket path the kernel accepts (`sun_path`, with the NUL).
+const SUN_PATH_MAX: usize = 107;
+/// Size of the tiny first disk that makes a target's data disk `vdb`.
+const FIRST_DISK_BYTES: u64 = 1 << 20;
+
+/// A run dir and its output dir.
+#[derive(Debug)]
+pub struct RunDir {
+    path: PathBuf,
+    out: PathBuf,
+    /// A `vm run`'s dir goes when the run ends; a `vm up`'s stays.
+    remove_on_drop: bool,
+}
+
+impl RunDir {
+    /// A new private run dir (see [`hostfs::fresh_run_dir`]), removed when
+    /// this value is dropped, with `out` as the output dir.
+    pub fn fresh(out: PathBuf) -> Result<Self, VmError> {
+        Ok(Self {
+            path: hostfs::fresh_run_dir()?,
+            out,
+            remove_on_drop: true,
+        })
+    }
+
+    /// The run dir `path`, kept when dropped (a `vm up` state dir).
+    pub fn kept(path: PathBuf, out: PathBuf) -> Self {
+        Self {
+            path,
+            out,
+            remove_on_drop: false,
+        }
+    }
+
+    /// The private run dir.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The output dir shared with the guests.
+    pub fn out(&self) -> &Path {
+        &self.out
+    }
+
+    /// VM `name`'s sockets (here) and logs (in the output dir).
+    pub fn vm_files(&self, name: &str) -> VmFiles {
+        VmFiles::new(name, &self.path, &self.out)
+    }
+
+    /// The socket of link `i` of the topology.
+    pub fn link_socket(&self, i: usize) -> PathBuf {
+        self.path.join(format!("link{i}.sock"))
+    }
+
+    /// VM `name`'s disk images, `vda` first: a tiny one, then the data
+    /// disk, if it has one.
+    pub fn disks(&self, name: &str, data_disk: Option<u64>) -> Vec<(PathBuf, u64)> {
+        let Some(bytes) = data_disk else {
+            return Vec::new();
+        };
+        vec![
+            (self.path.join(format!("{name}-vda.img")), FIRST_DISK_BYTES),
+            (self.path.join(format!("{name}-vdb.img")), bytes),
+        ]
+    }
+
+    /// The agent's token, where the guests find it.
+    pub fn token(&self) -> PathBuf {
+        self.out.join(TOKEN_FILE)
+    }
+
+    /// The guest daemon's log of the agent.
+    pub fn agent_log(&self) -> PathBuf {
+        self.out.join("agent.log")
+    }
+
+    /// A `vm up`'s state file.
+    pub fn state_file(&self) -> PathBuf {
+        self.path.join("state.json")
+    }
+
+    /// Makes the dirs ready for booting `topology`: both exist, the output
+    /// dir keeps the guests' file modes in xattrs, every socket path fits,
+    /// the files of an earlier boot are gone, the console logs and disk
+    /// images are new files (not through a symlink: QEMU follows one).
+    pub fn prepare(&self, topology: &Topology) -> Result<(), VmError> {
+        for dir in [&self.path, &self.out] {
+            std::fs::create_dir_all(dir)
+                .map_err(io_error(format!("cannot create {}", dir.display())))?;
+        }
+        hostfs::check_user_xattrs(&self.out)?;
+        // The daemon appends to the agent's log; an old one would end this
+        // boot at once if it says the agent exited.
+        let _ = std::fs::remove_file(self.agent_log());
+        let links = (0..topology.links.len()).map(|i| self.link_socket(i));
+        for socket in links {
+            check_socket_path(&socket)?;
+            let _ = std::fs::remove_file(&socket);
+        }
+        for vm in &topology.vms {
+            let files = self.vm_files(vm.name);
+            let sockets = (0..CTL_PORTS).map(|i| files.ctl_port(i));
+            for socket in sockets.chain([files.qmp.clone()]) {
+                check_socket_path(&socket)?;
+                let _ = std::fs::remove_file(&socket);
+            }
+            // Removing does not follow a symlink.
+            for old in [&files.console, &files.qemu_log] {
+                let _ = std::fs::remove_file(old);
+            }
+            hostfs::create_new(&files.console)?;
+            for (image, bytes) in self.disks(vm.name, vm.data_disk) {
+                let _ = std::fs::remove_file(&image);
+                sparse_file(&image, bytes)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes what booting the VMs `names` left in the run dir (sockets,
+    /// their locks, pid files, disk images, links); the logs stay.
+    pub fn clean(&self, names: &[&str]) {
+        for name in names {
+            let files = self.vm_files(name);
+            for i in 0..CTL_PORTS {
+                let socket = files.ctl_port(i);
+                let _ = std::fs::remove_file(format!("{}.lock", socket.display()));
+                let _ = std::fs::remove_file(socket);
+            }
+            for f in [&files.qmp, &files.pidfile] {
+                let _ = std::fs::remove_file(f);
+            }
+            for (image, _) in self.disks(name, Some(0)) {
+                let _ = std::fs::remove_file(image);
+            }
+        }
+        let Ok(entries) = std::fs::read_dir(&self.path) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with("link") && name.ends_with(".sock") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        if self.remove_on_drop {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+fn check_socket_path(p: &Path) -> Result<(), VmError> {
+    if p.as_os_str().len() > SUN_PATH_MAX {
+        return Err(VmError::Invalid(format!(
+            "{}: too long for a unix socket ({} bytes at most); use a shorter dir",
+            p.display(),
+            SUN_PATH_MAX
+        )));
+    }
+    Ok(())
+}
+
+/// A new sparse disk image (see [`hostfs::create_new`]: QEMU writes what
+/// the guest writes to it, so it must be no other file).
+fn sparse_file(path: &Path, bytes: u64) -> Result<(), VmError> {
+    let f = hostfs::create_new(path)?;
+    f.set_len(bytes)
+        .map_err(io_error(format!("cannot size {}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vm::topology::DATA_DISK_BYTES;
+
+    #[test]
+    fn a_symlink_at_an_image_path_fails_its_creation_and_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "keep me").unwrap();
+        let image = dir.path().join("target-vdb.img");
+        std::os::unix::fs::symlink(&victim, &image).unwrap();
+        let err = sparse_file(&image, DATA_DISK_BYTES)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&image.display().to_string()), "{err}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
+    }
+
+    #[test]
+    fn prepare_makes_each_vms_files_and_clean_takes_them_away() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = RunDir::kept(tmp.path().join("run"), tmp.path().join("out"));
+        let topology = Topology::pair();
+        if hostfs::check_user_xattrs(tmp.path()).is_err() {
+            // A filesystem without user xattrs (tmpfs before Linux 6.6, in
+            // a build sandbox): `prepare` refuses it, as tested in hostfs.
+            eprintln!("skipped: {} has no user xattrs", tmp.path().display());
+            return;
+        }
+        dir.prepare(&topology).unwrap();
+        let vdb = tmp.path().join("run/target-vdb.img");
+        assert_eq!(std::fs::metadata(&vdb).unwrap().len(), DATA_DISK_BYTES);
+        assert!(tmp.path().join("out/initiator.console.log").exists());
+        assert!(dir.disks("initiator", None).is_empty());
+        std::fs::write(dir.link_socket(0), "").unwrap();
+        dir.clean(&["target", "initiator"]);
+        assert!(!vdb.exists());
+        assert!(!dir.link_socket(0).exists());
+        assert!(tmp.path().join("out/initiator.console.log").exists());
+    }
+
+    #[test]
+    fn a_socket_path_too_long_is_refused_naming_it() {
+        let long = PathBuf::from(format!("/{}", "d".repeat(200)));
+        let dir = RunDir::kept(long, PathBuf::from("/tmp"));
+        let err = check_socket_path(&dir.link_socket(0)).unwrap_err();
+        assert!(err.to_string().contains("too long"), "{err}");
+    }
+}
