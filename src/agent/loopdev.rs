@@ -243,11 +243,13 @@ impl Loops for KernelLoops {
 /// makes a symlink `<dir>/loopN` to the backing file, with its block size
 /// in `<dir>/loopN.blk_size`. Like the kernel's, they outlive the agent
 /// that made them: a new `FakeLoops` on the same directory sees them.
+#[cfg(any(test, feature = "fakes"))]
 #[derive(Debug)]
 pub struct FakeLoops {
     dir: PathBuf,
 }
 
+#[cfg(any(test, feature = "fakes"))]
 impl FakeLoops {
     /// Models loop devices as symlinks in `dir`, which must exist.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
@@ -266,6 +268,7 @@ impl FakeLoops {
     }
 }
 
+#[cfg(any(test, feature = "fakes"))]
 impl Loops for FakeLoops {
     fn attach(&self, backing: &Path, blk_size: u32) -> Result<Attached, LoopError> {
         let path = self.device(self.attached());

@@ -39,6 +39,7 @@ pub mod bdevs;
 pub mod configfs;
 pub mod control;
 pub mod device;
+#[cfg(any(test, feature = "fakes"))]
 pub mod fake;
 pub mod gate;
 pub mod host;
