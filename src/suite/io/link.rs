@@ -31,11 +31,10 @@ const RECONNECT: Duration = Duration::from_secs(60);
 /// The controller-loss timeout of `link-loss-beyond-tmo`.
 const SHORT_TMO: i32 = 3;
 
-/// The outage of `link-loss-beyond-tmo`. The host gives up well before it
-/// ends, so that it cannot reconnect instead: measured under TCG (Linux
-/// 6.1), it notices the dead link about 7 s in (keep-alive timeout 5 s),
-/// tears the queues down for about 6 s, then makes ctrl_loss_tmo /
-/// reconnect_delay attempts of about 3.5 s each (a SYN and one retry).
+/// The outage of `link-loss-beyond-tmo`. The host must give up well before
+/// it ends, so that it cannot reconnect instead; docs/io.md has the phases
+/// measured under TCG (noticing the dead link, tearing the queues down,
+/// the reconnect attempts), which add up to well under this.
 const LONG_LOSS: u32 = 40;
 
 /// Deadline for fio to fail and the controller to go, from fio's start.
