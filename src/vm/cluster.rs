@@ -111,9 +111,9 @@ pub fn free_port() -> Result<u16, VmError> {
 }
 
 fn spec(cfg: &BootConfig, topology: &Topology, dir: &RunDir, vm: &VmPlan) -> VmSpec {
-    let links = topology.links_of(vm.name).map(|(i, _, serves)| {
+    let links = topology.networks_of(vm.name).map(|(i, net)| {
         let socket = dir.link_socket(i);
-        if serves {
+        if net.served_by(vm.name) {
             Link::Server(socket)
         } else {
             Link::Client(socket)
@@ -196,9 +196,9 @@ impl Cluster {
         let mut vms: Vec<Vm> = Vec::new();
         for plan in &topology.vms {
             // A client's netdev connects at startup: the socket must exist.
-            for (i, link, serves) in topology.links_of(plan.name) {
-                if !serves {
-                    let server = vms.iter_mut().find(|v| v.name == link.server);
+            for (i, net) in topology.networks_of(plan.name) {
+                if !net.served_by(plan.name) {
+                    let server = vms.iter_mut().find(|v| net.served_by(&v.name));
                     if let Some(server) = server {
                         wait_for_socket(server, &dir.link_socket(i), deadline, cfg).await?;
                     }

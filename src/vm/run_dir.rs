@@ -59,7 +59,7 @@ impl RunDir {
         VmFiles::new(name, &self.path, &self.out)
     }
 
-    /// The socket of link `i` of the topology.
+    /// The link socket of network `i` of the topology.
     pub fn link_socket(&self, i: usize) -> PathBuf {
         self.path.join(format!("link{i}.sock"))
     }
@@ -104,7 +104,7 @@ impl RunDir {
         // The daemon appends to the agent's log; an old one would end this
         // boot at once if it says the agent exited.
         let _ = std::fs::remove_file(self.agent_log());
-        let links = (0..topology.links.len()).map(|i| self.link_socket(i));
+        let links = (0..topology.networks.len()).map(|i| self.link_socket(i));
         for socket in links {
             check_socket_path(&socket)?;
             let _ = std::fs::remove_file(&socket);

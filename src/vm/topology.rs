@@ -1,5 +1,5 @@
-//! Which VMs a run boots, what each does, and how they are linked: data,
-//! so that another machine or link is a new value, not new code.
+//! Which VMs a run boots, what each does, and which networks join them:
+//! data, so that another machine or network is a new value, not new code.
 
 use super::Role;
 
@@ -8,12 +8,12 @@ pub const DATA_DISK_BYTES: u64 = 512 << 20;
 /// Prefix length of the link networks' addresses.
 const LINK_PREFIX: u8 = 24;
 
-/// The address of host number `host` on link `link`: each link is a
-/// network of its own, `192.168.<link + 1>.0/24`, so that a VM on two
-/// links routes each peer through the right NIC. The pair's one link is
-/// `192.168.1.0/24`, as on the NixOS tests' VLAN 1.
-pub fn link_address(link: usize, host: u8) -> String {
-    format!("192.168.{}.{host}", link + 1)
+/// The address of host number `host` on network `net`:
+/// `192.168.<net + 1>.<host>`, so that a VM on two networks routes each
+/// peer through the right NIC. The pair's one network is `192.168.1.0/24`,
+/// as the NixOS tests' VLAN 1.
+pub fn net_address(net: usize, host: u8) -> String {
+    format!("192.168.{}.{host}", net + 1)
 }
 
 /// One VM of a topology.
@@ -23,7 +23,7 @@ pub struct VmPlan {
     pub name: &'static str,
     /// What it runs: the agent, or the checks.
     pub role: Role,
-    /// Its host number on each link network (see [`link_address`]).
+    /// Its host number on each of its networks (see [`net_address`]).
     pub host: u8,
     /// Size of its blank data disk (`/dev/vdb`, behind a tiny `vda` as in
     /// the NixOS tests, where vda is the root disk); none if it has none.
@@ -33,24 +33,31 @@ pub struct VmPlan {
     pub forward: bool,
 }
 
-/// A point-to-point link between two VMs: a `-netdev stream` over a unix
-/// socket, which `server` listens on and `client` connects to. Each link
-/// is one NIC in each of its VMs, in the order of [`Topology::links`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LinkPlan {
-    /// The VM that serves the socket; it starts first.
-    pub server: &'static str,
-    /// The VM that connects to it.
-    pub client: &'static str,
+/// A network joining VMs: one NIC in each member, in the order of
+/// [`Topology::networks`]. Two members are linked directly by a
+/// `-netdev stream` over a unix socket, which the first member serves and
+/// the second connects to; more members need a frame relay in the runner,
+/// which is not built yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetPlan {
+    /// Its VMs; the first serves the link's socket and boots first.
+    pub members: Vec<&'static str>,
+}
+
+impl NetPlan {
+    /// Whether VM `name` serves the network's socket.
+    pub fn served_by(&self, name: &str) -> bool {
+        self.members.first() == Some(&name)
+    }
 }
 
 /// The VMs of a run and their links.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topology {
-    /// In boot order: a link's server boots before its client.
+    /// In boot order: a network's server boots before its other members.
     pub vms: Vec<VmPlan>,
-    /// The links between them.
-    pub links: Vec<LinkPlan>,
+    /// The networks joining them.
+    pub networks: Vec<NetPlan>,
 }
 
 impl Topology {
@@ -75,9 +82,8 @@ impl Topology {
                     forward: false,
                 },
             ],
-            links: vec![LinkPlan {
-                server: "target",
-                client: "initiator",
+            networks: vec![NetPlan {
+                members: vec!["target", "initiator"],
             }],
         }
     }
@@ -97,34 +103,32 @@ impl Topology {
         self.vms.iter().find(|v| v.role == Role::Initiator)
     }
 
-    /// The links of VM `name`, each with whether it serves the socket, in
-    /// NIC order.
-    pub fn links_of<'a>(
+    /// The networks of VM `name`, with their indexes, in NIC order.
+    pub fn networks_of<'a>(
         &'a self,
         name: &'a str,
-    ) -> impl Iterator<Item = (usize, &'a LinkPlan, bool)> + 'a {
-        self.links
+    ) -> impl Iterator<Item = (usize, &'a NetPlan)> + 'a {
+        self.networks
             .iter()
             .enumerate()
-            .filter(move |(_, l)| l.server == name || l.client == name)
-            .map(move |(i, l)| (i, l, l.server == name))
+            .filter(move |(_, n)| n.members.contains(&name))
     }
 
-    /// The address at which `from` reaches `to`: `to`'s address on their
-    /// link; `None` if they share no link.
+    /// The address at which `from` reaches `to`: `to`'s address on a
+    /// network they share; `None` if they share none.
     pub fn address_of(&self, to: &str, from: &str) -> Option<String> {
         let to_vm = self.vm(to)?;
-        self.links_of(to)
-            .find(|(_, l, _)| l.server == from || l.client == from)
-            .map(|(i, _, _)| link_address(i, to_vm.host))
+        self.networks_of(to)
+            .find(|(_, n)| n.members.contains(&from))
+            .map(|(i, _)| net_address(i, to_vm.host))
     }
 
     /// The guest's addresses, one per NIC in order (`addr/prefix`): its
-    /// address on each of its links, then the forward's.
+    /// address on each of its networks, then the forward's.
     pub fn addresses(&self, vm: &VmPlan) -> Vec<String> {
         let mut ips: Vec<String> = self
-            .links_of(vm.name)
-            .map(|(i, _, _)| format!("{}/{LINK_PREFIX}", link_address(i, vm.host)))
+            .networks_of(vm.name)
+            .map(|(i, _)| format!("{}/{LINK_PREFIX}", net_address(i, vm.host)))
             .collect();
         if vm.forward {
             ips.push(format!("{}/{LINK_PREFIX}", super::FORWARD_IP));
@@ -133,9 +137,10 @@ impl Topology {
     }
 
     /// Fails naming the mistake if the topology cannot boot: names that
-    /// repeat or are not file-name safe, links naming unknown VMs or
-    /// served by a VM that boots after its client, no initiator, more
-    /// than one forward.
+    /// repeat or are not file-name safe, host numbers that repeat, networks
+    /// naming unknown VMs or served by a VM that boots after another
+    /// member, networks of other than two VMs, no initiator, more than one
+    /// forward.
     pub fn check(&self) -> Result<(), String> {
         for (i, vm) in self.vms.iter().enumerate() {
             let safe = !vm.name.is_empty()
@@ -160,16 +165,24 @@ impl Topology {
             }
         }
         let index = |name: &str| self.vms.iter().position(|v| v.name == name);
-        for l in &self.links {
-            match (index(l.server), index(l.client)) {
+        for n in &self.networks {
+            let shown = n.members.join(" + ");
+            if n.members.len() != 2 {
+                return Err(format!(
+                    "network {shown}: only two VMs can share a network (a relay for more is \
+                     not built yet)"
+                ));
+            }
+            let at: Vec<Option<usize>> = n.members.iter().map(|m| index(m)).collect();
+            match (at[0], at[1]) {
                 (Some(s), Some(c)) if s < c => {}
                 (Some(_), Some(_)) => {
                     return Err(format!(
-                        "link {} -> {}: the server must come first in the VM list",
-                        l.server, l.client
+                        "network {shown}: its first VM serves the link and must come first in \
+                         the VM list"
                     ))
                 }
-                _ => return Err(format!("link {} -> {}: no such VM", l.server, l.client)),
+                _ => return Err(format!("network {shown}: no such VM")),
             }
         }
         if self.initiator().is_none() {
@@ -197,8 +210,11 @@ mod tests {
             t.addresses(target),
             ["192.168.1.2/24", "10.0.2.15/24"].map(String::from)
         );
-        let links: Vec<_> = t.links_of("initiator").map(|(i, _, s)| (i, s)).collect();
-        assert_eq!(links, [(0, false)]);
+        let nets: Vec<_> = t
+            .networks_of("initiator")
+            .map(|(i, n)| (i, n.served_by("initiator")))
+            .collect();
+        assert_eq!(nets, [(0, false)]);
     }
 
     #[test]
@@ -214,9 +230,8 @@ mod tests {
                 forward: false,
             },
         );
-        t.links.push(LinkPlan {
-            server: "node2",
-            client: "initiator",
+        t.networks.push(NetPlan {
+            members: vec!["node2", "initiator"],
         });
         t.check().unwrap();
         let initiator = t.vm("initiator").unwrap();
@@ -238,14 +253,14 @@ mod tests {
         unsafe_name.vms[0].name = "../x";
         assert!(unsafe_name.check().unwrap_err().contains("lowercase"));
         let mut order = Topology::pair();
-        order.links[0] = LinkPlan {
-            server: "initiator",
-            client: "target",
-        };
+        order.networks[0].members.reverse();
         assert!(order.check().unwrap_err().contains("must come first"));
         let mut unknown = Topology::pair();
-        unknown.links[0].client = "nobody";
+        unknown.networks[0].members[1] = "nobody";
         assert!(unknown.check().unwrap_err().contains("no such VM"));
+        let mut three = Topology::pair();
+        three.networks[0].members.push("target");
+        assert!(three.check().unwrap_err().contains("only two VMs"));
         let mut none = Topology::pair();
         none.vms[1].role = Role::Target;
         assert!(none.check().unwrap_err().contains("runs the checks"));
