@@ -407,8 +407,8 @@ let
         basicAgent.enableFaults
         && basicAgent.listenAddresses == [ "192.168.1.2" ]
         && basicAgent.openFirewall
-        && !(securityAgent ? enableFaults)
-        && !(securityAgent ? listenAddresses)
+        && !securityAgent.enableFaults
+        && securityAgent.listenAddresses == [ "127.0.0.1" ]
         && securityAgent.tokenFile == "/etc/nvmfcheck/token"
         &&
           securityAgent.extraFlags == [
