@@ -36,16 +36,19 @@
           craneLib = crane.mkLib pkgs;
 
           # Rust and cargo files, plus proto/ (build.rs compiles proto/*.proto
-          # with protox, so no protoc is needed), docs/bad-input.md (a test
-          # checks that it shows the bad-input table the code has) and
-          # proptest-regressions/ (the inputs on which property tests once
-          # failed, which each run tries first).
+          # with protox, so no protoc is needed), src/suite/setups.json
+          # (build.rs makes constants of the facts the checks below share
+          # with the binary), docs/bad-input.md (a test checks that it shows
+          # the bad-input table the code has) and proptest-regressions/ (the
+          # inputs on which property tests once failed, which each run tries
+          # first).
           # tests/flake-src.sh copies the same files for CI's test of them.
           src = pkgs.lib.fileset.toSource {
             root = ./.;
             fileset = pkgs.lib.fileset.unions [
               (craneLib.fileset.commonCargoSources ./.)
               ./proto
+              ./src/suite/setups.json
               ./docs/bad-input.md
               ./proptest-regressions
             ];

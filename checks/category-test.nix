@@ -1,8 +1,9 @@
 # One NixOS VM test for one category: a target VM running the agent with a
-# blank 512 MiB disk (/dev/vdb), an initiator VM on the same VLAN running
+# blank disk (/dev/vdb), an initiator VM on the same VLAN running
 # `nvmfcheck run <category>` against it. The reports land in the check's
-# output ($out/report.json, $out/junit.xml). The agent runs as the
-# category's setup says (src/suite/setup.rs, whose flags this repeats).
+# output ($out/report.json, $out/junit.xml). The addresses, ports, disk size,
+# allowed paths and what the category's setup turns on come from
+# src/suite/setups.json, which the binary's QEMU runner follows too.
 { pkgs, nvmfcheck }:
 {
   category,
@@ -14,18 +15,23 @@
   interactiveCategories ? category,
   # Seconds `nvmfcheck run` may take.
   runTimeout,
-  # The agent setup: "faults" (Control on, gRPC on the link at 10124) or
-  # "hardened" (module defaults: gRPC on loopback at 10124, no Control;
-  # plus the link at 10125 and a token).
+  # The agent setup, a key of setups.json's `setups`: "faults" (Control on,
+  # gRPC on the link at the default port) or "hardened" (the module's
+  # defaults: gRPC on loopback, no Control; plus the link on another port
+  # and a token).
   setup ? "faults",
 }:
 let
+  pair = builtins.fromJSON (builtins.readFile ../src/suite/setups.json);
+  agentSetup = pair.setups.${setup};
   # Nodes on VLAN 1 get 192.168.1.<n>, n by the nodes' names in
-  # alphabetical order: initiator = .1, target = .2.
-  targetAddress = "192.168.1.2";
-  grpcPort = 10124;
-  hardened = setup == "hardened";
-  linkPort = if hardened then grpcPort + 1 else grpcPort;
+  # alphabetical order: initiator = .1, target = .2, the addresses
+  # setups.json gives (nix/eval-outputs.nix checks that they agree).
+  inherit (pair) targetAddress grpcPort;
+  inherit (agentSetup) linkPort;
+  # The link at the default port is one of the module's listenAddresses; at
+  # another port it takes a `--listen` of its own.
+  linkOnGrpcPort = linkPort == grpcPort;
   reportDir = "/tmp/nvmfcheck";
   # A test VM's token: in the store, which is fine for a throwaway VM and
   # nothing else.
@@ -38,7 +44,7 @@ let
   };
   runArgs =
     "--target ${targetAddress}:${toString linkPort} --report-dir ${reportDir}"
-    + (if hardened then " --token-file ${tokenFile}" else "");
+    + (if agentSetup.token then " --token-file ${tokenFile}" else "");
 
   # The run's stdout goes to stderr, which the test instrumentation sends to
   # the serial console: the driver logs each step line as it is printed.
@@ -75,7 +81,7 @@ pkgs.testers.runNixOSTest {
     target = {
       imports = [
         ../modules/target.nix
-        (if hardened then token else { })
+        (if agentSetup.token then token else { })
       ];
       services.nvmfcheck-agent = {
         enable = true;
@@ -86,35 +92,30 @@ pkgs.testers.runNixOSTest {
         openFirewall = true;
         # The test disk, and /tmp: the aio file of basic/mayastor-clients
         # and the paths of the bad-input rows.
-        allowPaths = [
-          "/dev/vdb"
-          "/tmp"
-        ];
-      }
-      // (
-        if hardened then
-          {
-            inherit tokenFile;
-            extraFlags = [
+        inherit (pair) allowPaths;
+        listenAddresses =
+          (if agentSetup.loopback then [ "127.0.0.1" ] else [ ])
+          ++ (if linkOnGrpcPort then [ targetAddress ] else [ ]);
+        extraFlags =
+          if linkOnGrpcPort then
+            [ ]
+          else
+            [
               "--listen"
               "${targetAddress}:${toString linkPort}"
             ];
-          }
-        else
-          {
-            listenAddresses = [ targetAddress ];
-            enableFaults = true;
-          }
-      );
+        enableFaults = agentSetup.faults;
+        tokenFile = if agentSetup.token then tokenFile else null;
+      };
       networking.firewall.allowedTCPPorts = [ linkPort ];
       virtualisation.vlans = [ 1 ];
-      virtualisation.emptyDiskImages = [ 512 ];
+      virtualisation.emptyDiskImages = [ pair.dataDiskMiB ];
     };
 
     initiator = {
       imports = [
         ../modules/initiator.nix
-        (if hardened then token else { })
+        (if agentSetup.token then token else { })
       ];
       programs.nvmfcheck-initiator = {
         enable = true;

@@ -45,7 +45,9 @@ in
 
     grpcPort = mkOption {
       type = types.port;
-      default = 10124;
+      # The agent's own default port, which the binary's build checks
+      # setups.json against.
+      default = (builtins.fromJSON (builtins.readFile ../src/suite/setups.json)).grpcPort;
       description = "TCP port of the gRPC server.";
     };
 

@@ -1,9 +1,20 @@
-# Pure evaluation test of the flake's outputs and modules, with small
-# stand-ins for nixpkgs, crane and flake-utils: nothing is fetched or built,
-# and a stand-in holds only the attributes the flake is meant to use (each
-# one found in the real sources, see nix/VERIFIED.md), so a misspelt or new
-# attribute fails here. It also checks the hand-written flake.lock against
-# flake.nix and calls modules/*.nix with a minimal module-system stand-in.
+# Pure evaluation test of the flake's outputs and the target module, with
+# small stand-ins for nixpkgs, crane and flake-utils: nothing is fetched or
+# built. A stand-in holds only the attributes the flake uses (each found in
+# the real sources, see nix/VERIFIED.md), so a misspelt or new one fails
+# here; its derivations are real (`derivation`, never built), so string
+# context, which is how one check comes to need another's output, is real
+# too. It checks what the flake does, not how its files spell it:
+#   - the attribute tree `nix flake check`, `nix run` and Hydra read;
+#   - io and security name basic's output, so neither can build until basic
+#     has, and their runs refuse to start unless basic's report says its
+#     cases passed; their interactive drivers need no output and run basic
+#     themselves;
+#   - the agent's command line (ExecStart) modules/target.nix makes by
+#     default and with each check's settings, and that each check's run
+#     reaches that agent;
+#   - the link addresses in src/suite/setups.json are the ones the test
+#     framework gives the nodes.
 # Run by tests/nix.sh, from the repository root, with the chroot's Nix:
 #
 #   bash nix/nix-in-chroot.sh nix-instantiate --option restrict-eval true \
@@ -13,71 +24,77 @@
 # test scripts, which tests/nix.sh parses as Python) or throws naming the
 # first assertion that does not hold.
 let
-  systems = [
-    "x86_64-linux"
-    "aarch64-linux"
-  ];
+  inherit (builtins)
+    all
+    attrNames
+    elemAt
+    filter
+    head
+    length
+    match
+    ;
+
+  systems = wordsOf "aarch64-linux x86_64-linux";
   system = "x86_64-linux";
+  categories = wordsOf "basic io security";
 
-  # A derivation-shaped attribute set; `args` are what the flake passed in.
+  # A derivation for `sys` (instantiated, never built) with `args` on top.
   fakeDrv =
-    name: args:
+    sys: name: args:
     args
-    // {
-      type = "derivation";
+    // derivation {
       inherit name;
-      outPath = "/nix/store/${builtins.substring 0 32 (builtins.hashString "sha256" name)}-${name}";
+      system = sys;
+      builder = "/bin/sh";
     };
 
-  fakePkgs = sys: {
-    lib = {
-      fileset = {
-        toSource = args: args // { fileset-source = true; };
-        unions = list: { inherit list; };
+  fakePkgs =
+    sys:
+    let
+      drv = fakeDrv sys;
+    in
+    {
+      lib = {
+        fileset = {
+          toSource = args: args;
+          unions = list: { inherit list; };
+        };
+        mkForce = content: {
+          _type = "override";
+          priority = 50;
+          inherit content;
+        };
       };
-      mkForce = content: {
-        _type = "override";
-        priority = 50;
-        inherit content;
-      };
+      stdenv.hostPlatform.system = sys;
+      testers.runNixOSTest =
+        module:
+        drv "vm-test-run-${module.name}" {
+          inherit module;
+          driver = drv "nixos-test-driver-${module.name}" { };
+          driverInteractive = drv "nixos-test-driver-${module.name}-interactive" { };
+        };
+      mkShell = drv "nix-shell";
+    }
+    // builtins.listToAttrs (
+      map (name: {
+        inherit name;
+        value = drv name { };
+      }) (wordsOf "cargo rustc clippy rustfmt qemu fio nvme-cli iproute2 nixfmt deadnix nixfmt-tree")
+    );
+
+  crane.mkLib =
+    pkgs:
+    let
+      drv = fakeDrv pkgs.stdenv.hostPlatform.system;
+    in
+    {
+      fileset.commonCargoSources = path: { commonCargoSources = path; };
+      buildDepsOnly = drv "nvmfcheck-deps";
+      buildPackage = drv "nvmfcheck";
+      cargoClippy = drv "nvmfcheck-clippy";
+      cargoFmt = drv "nvmfcheck-fmt";
+      cargoNextest = drv "nvmfcheck-nextest";
     };
-    stdenv.hostPlatform.system = sys;
-    testers.runNixOSTest =
-      module:
-      fakeDrv "vm-test-run-${module.name}" {
-        inherit module;
-        driver = fakeDrv "nixos-test-driver-${module.name}" { };
-        driverInteractive = fakeDrv "nixos-test-driver-${module.name}-interactive" { };
-      };
-    mkShell = args: fakeDrv "nix-shell" args;
-    cargo = fakeDrv "cargo" { };
-    rustc = fakeDrv "rustc" { };
-    clippy = fakeDrv "clippy" { };
-    rustfmt = fakeDrv "rustfmt" { };
-    qemu = fakeDrv "qemu" { };
-    fio = fakeDrv "fio" { };
-    nvme-cli = fakeDrv "nvme-cli" { };
-    iproute2 = fakeDrv "iproute2" { };
-    nixfmt = fakeDrv "nixfmt" { };
-    deadnix = fakeDrv "deadnix" { };
-    nixfmt-tree = fakeDrv "nixfmt-tree" { };
-  };
-
-  nixpkgs.legacyPackages = builtins.listToAttrs (
-    map (sys: {
-      name = sys;
-      value = fakePkgs sys;
-    }) systems
-  );
-
-  crane.mkLib = _pkgs: {
-    fileset.commonCargoSources = path: { commonCargoSources = path; };
-    buildDepsOnly = args: fakeDrv "nvmfcheck-deps" args;
-    buildPackage = args: fakeDrv "nvmfcheck" args;
-    cargoClippy = args: fakeDrv "nvmfcheck-clippy" args;
-    cargoFmt = args: fakeDrv "nvmfcheck-fmt" args;
-    cargoNextest = args: fakeDrv "nvmfcheck-nextest" args;
-  };
 
   # flake-utils' eachSystem contract (lib.nix): `f system` gives
   # { attr = value; }, the result is { attr.<system> = value; }. (The real one
@@ -89,369 +106,260 @@ let
       acc // builtins.mapAttrs (name: value: (acc.${name} or { }) // { ${sys} = value; }) (f sys)
     ) { } systemList;
 
-  flake = import ../flake.nix;
-  out = flake.outputs {
+  out = (import ../flake.nix).outputs {
     self = out;
-    inherit nixpkgs crane flake-utils;
+    nixpkgs.legacyPackages = builtins.listToAttrs (
+      map (sys: {
+        name = sys;
+        value = fakePkgs sys;
+      }) systems
+    );
+    inherit crane flake-utils;
     systems = { };
   };
-
   checks = out.checks.${system};
-  apps = out.apps.${system};
-  basicScript = checks.basic.module.testScript;
-  ioScript = checks.io.module.testScript;
-  ioInteractiveScript = checks.io.module.interactive.testScript.content;
-  securityScript = checks.security.module.testScript;
+  package = out.packages.${system}.nvmfcheck;
+  pair = builtins.fromJSON (builtins.readFile ../src/suite/setups.json);
 
-  # flake.lock, written by hand: its root inputs and their `original` must
-  # match flake.nix's inputs, as `nix` requires before it uses a lock.
-  lock = builtins.fromJSON (builtins.readFile ../flake.lock);
-  lockMatches =
-    name: input:
-    let
-      m = builtins.match "github:([^/]+)/([^/]+)(/(.+))?" input.url;
-      node = lock.nodes.${lock.nodes.root.inputs.${name}};
-      wanted = {
-        type = "github";
-        owner = builtins.elemAt m 0;
-        repo = builtins.elemAt m 1;
-      }
-      // (if builtins.elemAt m 3 == null then { } else { ref = builtins.elemAt m 3; });
-    in
-    node.original == wanted
-    && builtins.stringLength node.locked.rev == 40
-    && builtins.substring 0 7 node.locked.narHash == "sha256-"
-    && builtins.isInt node.locked.lastModified;
+  wordsOf = s: filter (w: builtins.isString w && w != "") (builtins.split " " s);
+  names = set: toString (attrNames set);
 
-  # The pinned crane (lib/default.nix, `minSupported`) warns on every
-  # evaluation with a nixpkgs release older than 26.05.
-  craneMinNixpkgs = "26.05";
-  nixpkgsRelease =
-    let
-      m = builtins.match "nixos-([0-9]+[.][0-9]+)" (lock.nodes.nixpkgs.original.ref or "");
-    in
-    if m == null then null else builtins.head m;
-
-  contains = needle: haystack: builtins.replaceStrings [ needle ] [ "" ] haystack != haystack;
-  hasAll = names: attrs: builtins.all (n: attrs ? ${n}) names;
-
-  # Minimal module-system stand-ins to call modules/*.nix directly.
-  fakeLib = {
-    mkEnableOption = _: {
-      _type = "option";
-      default = false;
-    };
-    mkOption = args: args // { _type = "option"; };
-    mkIf = condition: content: { inherit condition content; };
-    inherit (builtins) concatMap;
-    optionals = cond: list: if cond then list else [ ];
-    types = {
-      package = "package";
-      str = "str";
-      port = "port";
-      bool = "bool";
-      nullOr = t: "nullOr ${t}";
-      listOf = t: "listOf ${t}";
-    };
-  };
-  # Each option's default, overridden by `set`.
-  configFrom =
-    options: set:
-    builtins.mapAttrs (name: opt: set.${name} or opt.default or (throw "no value for ${name}")) options;
-  agentPackage = fakeDrv "nvmfcheck-agent-test" { };
-  callTarget =
+  # modules/target.nix with a minimal module-system stand-in: each option's
+  # default, overridden by `set`. systemd runs ExecStart's words as the
+  # agent's arguments, so the stand-in escapeSystemdExecArgs keeps the list.
+  targetModule =
     set:
     let
       module = import ../modules/target.nix {
-        lib = fakeLib;
-        pkgs = fakePkgs "x86_64-linux";
-        utils.escapeSystemdExecArgs = args: builtins.concatStringsSep " " (map builtins.toJSON args);
-        config.services.nvmfcheck-agent = configFrom module.options.services.nvmfcheck-agent set;
-      };
-    in
-    module;
-  targetDefault = callTarget {
-    enable = true;
-    package = agentPackage;
-  };
-  targetFull = callTarget {
-    enable = true;
-    package = agentPackage;
-    address = "192.168.1.2";
-    create = [ "aio:///dev/vdb" ];
-    share = [ "aio:///dev/vdb" ];
-  };
-  execStart = m: m.config.content.systemd.services.nvmfcheck-agent.serviceConfig.ExecStart;
-  initiator =
-    let
-      module = import ../modules/initiator.nix {
-        lib = fakeLib;
-        pkgs = fakePkgs system;
-        config.programs.nvmfcheck-initiator = configFrom module.options.programs.nvmfcheck-initiator {
-          enable = true;
-          package = agentPackage;
+        lib = {
+          mkEnableOption = _: { default = false; };
+          mkOption = args: args;
+          mkIf = _: content: content;
+          inherit (builtins) concatMap;
+          optionals = cond: list: if cond then list else [ ];
+          types = {
+            package = "package";
+            str = "str";
+            port = "port";
+            bool = "bool";
+            nullOr = t: "nullOr ${t}";
+            listOf = t: "listOf ${t}";
+          };
         };
+        pkgs = fakePkgs system;
+        utils.escapeSystemdExecArgs = args: args;
+        config.services.nvmfcheck-agent = builtins.mapAttrs (
+          name: opt: set.${name} or opt.default or (throw "no value for ${name}")
+        ) module.options.services.nvmfcheck-agent;
       };
     in
     module;
+  execStart = set: (targetModule set).config.systemd.services.nvmfcheck-agent.serviceConfig.ExecStart;
+  agentOf = check: check.module.nodes.target.services.nvmfcheck-agent;
+  agentCommand = "${package}/bin/nvmfcheck agent --discovery-port 8420 --io-port 8430 --state-dir /var/lib/nvmfcheck";
+
+  # The words after `flag` in a command line.
+  valuesOf =
+    flag: words:
+    filter (w: w != null) (
+      builtins.genList (i: if elemAt words i == flag then elemAt words (i + 1) else null) (
+        length words - 1
+      )
+    );
+
+  # The groups of the one line of `script` that matches `regex`.
+  lineMatch =
+    regex: script:
+    let
+      found = filter (m: m != null) (
+        map (match regex) (filter builtins.isString (builtins.split "\n" script))
+      );
+    in
+    if length found == 1 then
+      found
+    else
+      throw "eval-outputs: ${toString (length found)} lines match ${regex}";
+
+  # The words of the `nvmfcheck run` a test script starts, after `run`.
+  runOf = script: wordsOf (head (head (lineMatch " *\"nvmfcheck run (.*) >&2\"," script)));
+  # Its categories: the words before the first flag.
+  categoriesOf = script: head (match "([a-z ]*[a-z]) --.*" (toString (runOf script)));
+
+  scriptOf = c: checks.${c}.module.testScript;
+  interactiveScriptOf = c: checks.${c}.module.interactive.testScript.content;
+
+  # Whether `script` names basic's output: the check's driver, whose
+  # `testScript` attribute the script is, then needs that output built.
+  needsBasic =
+    script:
+    builtins.elem "out" (
+      (builtins.getContext script).${builtins.unsafeDiscardStringContext checks.basic.drvPath}.outputs
+      or [ ]
+    );
+
+  # Whether check `c`'s run reaches its agent: `--target` is an address the
+  # agent listens on, on the link address, the firewall opens its port, the
+  # script waits for it there first, and a token file the agent wants is the
+  # run's and is on both nodes.
+  reachesAgent =
+    c:
+    let
+      inherit (checks.${c}.module) nodes;
+      agent = execStart (agentOf checks.${c});
+      run = runOf (scriptOf c);
+      target = valuesOf "--target" run;
+      wait = lineMatch " *target.wait_for_open_port\\(([0-9]+), \"([^\"]+)\"\\)" (scriptOf c);
+      port = builtins.fromJSON (elemAt (head wait) 0);
+      tokens = valuesOf "--token-file" agent;
+      inEtc =
+        node: path:
+        let
+          name = match "/etc/(.+)" path;
+        in
+        name != null && builtins.any (m: m.environment.etc or { } ? ${head name}) node.imports;
+    in
+    length target == 1
+    && builtins.elem (head target) (valuesOf "--listen" agent)
+    && valuesOf "--address" agent == [ pair.targetAddress ]
+    && head target == "${pair.targetAddress}:${toString port}"
+    && elemAt (head wait) 1 == pair.targetAddress
+    && builtins.elem port nodes.target.networking.firewall.allowedTCPPorts
+    && valuesOf "--token-file" run == tokens
+    && all (path: inEtc nodes.target path && inEtc nodes.initiator path) tokens;
 
   # [ name, holds ] pairs, checked in order.
   assertions = [
     [
-      "every output evaluates (no attribute missing from the stand-ins)"
-      (builtins.deepSeq out true)
+      "every output and the target module evaluate (no attribute missing from the stand-ins)"
+      (builtins.deepSeq out (builtins.deepSeq (targetModule { inherit package; }) true))
     ]
     [
-      "flake.lock: version 7, one node per input, follows recorded"
+      "outputs: packages, apps, checks, devShells, formatter per Linux system; nixosModules; hydraJobs"
       (
-        lock.version == 7
-        && builtins.attrNames lock.nodes.root.inputs == builtins.attrNames flake.inputs
-        && builtins.all (n: lockMatches n flake.inputs.${n}) (builtins.attrNames flake.inputs)
-        && lock.nodes.flake-utils.inputs.systems == [ "systems" ]
-        && flake.inputs.flake-utils.inputs.systems.follows == "systems"
+        names out == "apps checks devShells formatter hydraJobs nixosModules packages"
+        && all (o: attrNames out.${o} == systems) (wordsOf "apps checks devShells formatter packages")
+        && names out.nixosModules == "initiator target"
+        && names out.packages.${system} == "default nvmfcheck"
+        && out.packages.${system}.default == package
+        && names checks == "basic clippy fmt io nextest nvmfcheck security"
+        && checks.nvmfcheck == package
       )
     ]
     [
-      "flake.lock: nixpkgs is a nixos-YY.MM release the pinned crane supports"
-      (nixpkgsRelease != null && builtins.compareVersions nixpkgsRelease craneMinNixpkgs >= 0)
+      "apps: default runs the binary, driver-<category> that check's interactive driver"
+      (
+        names out.apps.${system} == "default driver-basic driver-io driver-security"
+        && out.apps.${system}.default.program == "${package}/bin/nvmfcheck"
+        && all (
+          c:
+          out.apps.${system}."driver-${c}".program == "${checks.${c}.driverInteractive}/bin/nixos-test-driver"
+        ) categories
+      )
     ]
     [
-      "systems"
+      "hydraJobs.<job>.<system>: the categories' checks and the package"
       (
-        builtins.attrNames out.checks == [
-          "aarch64-linux"
-          "x86_64-linux"
+        names out.hydraJobs == "basic io nvmfcheck security"
+        && all (
+          sys:
+          out.hydraJobs.nvmfcheck.${sys} == out.packages.${sys}.nvmfcheck
+          && all (c: out.hydraJobs.${c}.${sys} == out.checks.${sys}.${c}) categories
+        ) systems
+      )
+    ]
+    [
+      "io and security need basic's output (so build after it) and their runs require its report; basic needs none"
+      (
+        !builtins.hasContext (scriptOf "basic")
+        && valuesOf "--require-passed" (runOf (scriptOf "basic")) == [ ]
+        &&
+          all
+            (
+              c:
+              needsBasic (scriptOf c)
+              && valuesOf "--require-passed" (runOf (scriptOf c)) == [ "${checks.basic}/report.json" ]
+              && categoriesOf (scriptOf c) == c
+            )
+            [
+              "io"
+              "security"
+            ]
+      )
+    ]
+    [
+      "the interactive drivers need no check's output, and io's and security's run basic first"
+      (
+        all (c: !builtins.hasContext (interactiveScriptOf c)) categories
+        && categoriesOf (interactiveScriptOf "io") == "basic io"
+        && categoriesOf (interactiveScriptOf "security") == "basic security"
+      )
+    ]
+    [
+      "target module, defaults: gRPC on loopback only; nothing exportable, no Control, no token"
+      (
+        toString (execStart {
+          inherit package;
+        }) == "${agentCommand} --listen 127.0.0.1:10124"
+      )
+    ]
+    [
+      "target module, basic's and io's settings (faults): gRPC on the link, the test disk and /tmp, Control on"
+      (all
+        (
+          c:
+          toString (execStart (agentOf checks.${c}))
+          == "${agentCommand} --address 192.168.1.2 --listen 192.168.1.2:10124 --allow-path /dev/vdb --allow-path /tmp --faults"
+        )
+        [
+          "basic"
+          "io"
         ]
       )
     ]
     [
-      "checks.x86_64-linux.{basic,io,security,clippy,fmt,nextest,nvmfcheck}"
-      (hasAll [
-        "basic"
-        "io"
-        "security"
-        "clippy"
-        "fmt"
-        "nextest"
-        "nvmfcheck"
-      ] checks)
-    ]
-    [
-      "apps.x86_64-linux.{driver-basic,driver-io,driver-security,default}"
-      (hasAll [
-        "driver-basic"
-        "driver-io"
-        "driver-security"
-        "default"
-      ] apps)
-    ]
-    [
-      "packages.x86_64-linux.{default,nvmfcheck}"
-      (hasAll [
-        "default"
-        "nvmfcheck"
-      ] out.packages.${system})
-    ]
-    [
-      "devShells.x86_64-linux.default and formatter.x86_64-linux"
-      (out.devShells.${system} ? default && out.formatter.${system}.name == "nixfmt-tree")
-    ]
-    [
-      "nixosModules.{target,initiator}"
-      (hasAll [
-        "target"
-        "initiator"
-      ] out.nixosModules)
-    ]
-    [
-      "hydraJobs.{basic,io,security,nvmfcheck}.x86_64-linux"
+      "target module, security's settings (hardened): the module's defaults (loopback, no Control), a token, the link on its own port"
       (
-        out.hydraJobs.basic.${system} == checks.basic
-        && out.hydraJobs.io.${system} == checks.io
-        && out.hydraJobs.security.${system} == checks.security
-        && out.hydraJobs.nvmfcheck.${system} == out.packages.${system}.nvmfcheck
+        toString (execStart (agentOf checks.security))
+        == "${agentCommand} --address 192.168.1.2 --listen 127.0.0.1:10124 --allow-path /dev/vdb --allow-path /tmp --token-file /etc/nvmfcheck/token --listen 192.168.1.2:10125"
+        &&
+          execStart (agentOf checks.security) == execStart (
+            removeAttrs (agentOf checks.security) [
+              "listenAddresses"
+              "enableFaults"
+            ]
+          )
       )
     ]
     [
-      "package: --locked, dependency artifacts, tests left to nextest"
-      (
-        out.packages.${system}.default.cargoExtraArgs == "--locked"
-        && out.packages.${system}.default.cargoArtifacts.name == "nvmfcheck-deps"
-        && !out.packages.${system}.default.doCheck
-      )
+      "each check's run reaches its agent: a --listen address on the link, open, waited for, with the agent's token"
+      (all reachesAgent categories)
     ]
     [
-      "source keeps proto/"
-      (builtins.elem ../proto out.packages.${system}.default.src.fileset.list)
-    ]
-    [
-      "clippy denies warnings"
-      (checks.clippy.cargoClippyExtraArgs == "--all-targets -- -D warnings")
-    ]
-    [
-      "apps run the interactive drivers and the binary"
-      (
-        apps.driver-basic.type == "app"
-        && apps.driver-basic.program == "${checks.basic.driverInteractive}/bin/nixos-test-driver"
-        && apps.driver-io.program == "${checks.io.driverInteractive}/bin/nixos-test-driver"
-        && apps.driver-security.program == "${checks.security.driverInteractive}/bin/nixos-test-driver"
-        && apps.default.program == "${out.packages.${system}.default}/bin/nvmfcheck"
-      )
-    ]
-    [
-      "nixosModules default the package to this flake's build"
-      (
+      "setups.json's link addresses are those VLAN 1 gives the nodes (192.168.1.<position in the sorted node names>)"
+      (all (
+        c:
         let
-          args = {
-            lib.mkDefault = x: x;
-            pkgs = fakePkgs system;
-          };
+          inherit (checks.${c}.module) nodes;
+          address = node: "192.168.1.${toString (1 + length (filter (n: n < node) (attrNames nodes)))}";
         in
-        (out.nixosModules.target args).services.nvmfcheck-agent.package == out.packages.${system}.default
-        &&
-          (out.nixosModules.initiator args).programs.nvmfcheck-initiator.package
-          == out.packages.${system}.default
-      )
-    ]
-    [
-      "basic: two nodes on VLAN 1, a 512 MiB disk, a global timeout"
-      (
-        checks.basic.module.nodes.target.virtualisation.emptyDiskImages == [ 512 ]
-        && checks.basic.module.nodes.target.virtualisation.vlans == [ 1 ]
-        && checks.basic.module.nodes.initiator.virtualisation.vlans == [ 1 ]
-        && checks.basic.module.globalTimeout > 900
-      )
-    ]
-    [
-      "basic: runs the category, logs its steps, copies both reports"
-      (
-        contains "\"nvmfcheck run basic --target 192.168.1.2:10124 --report-dir /tmp/nvmfcheck >&2\",\n    timeout=900,\n" basicScript
-        && contains "copy_from_vm" basicScript
-        && contains "\"report.json\", \"junit.xml\"" basicScript
-      )
-    ]
-    [
-      "io names basic's output path and requires its report"
-      (
-        contains checks.basic.outPath ioScript
-        && contains "--require-passed ${checks.basic.outPath}/report.json" ioScript
-        && contains "nvmfcheck run io " ioScript
-      )
-    ]
-    [
-      "the interactive io driver does not need basic's output: it runs basic itself"
-      (
-        !contains checks.basic.outPath ioInteractiveScript
-        && contains "nvmfcheck run basic io --target" ioInteractiveScript
-        && checks.io.module.interactive.testScript.priority == 50
-      )
-    ]
-    [
-      "target module: defaults"
-      (
-        execStart targetDefault == builtins.concatStringsSep " " (
-          map builtins.toJSON [
-            "${agentPackage}/bin/nvmfcheck"
-            "agent"
-            "--discovery-port"
-            "8420"
-            "--io-port"
-            "8430"
-            "--state-dir"
-            "/var/lib/nvmfcheck"
-            "--listen"
-            "127.0.0.1:10124"
-          ]
-        )
-        && targetDefault.config.condition
-        &&
-          targetDefault.config.content.boot.kernelModules == [
-            "nvmet"
-            "nvmet-tcp"
-            "loop"
-          ]
-        && !targetDefault.config.content.networking.firewall.allowedTCPPorts.condition
-        &&
-          targetDefault.config.content.networking.firewall.allowedTCPPorts.content == [
-            10124
-            8420
-            8430
-          ]
-      )
-    ]
-    [
-      "target module: faults, allowed paths, token, more flags"
-      (contains
-        ''"--listen" "192.168.1.2:10124" "--allow-path" "/dev/vdb" "--faults" "--token-file" "/run/t" "--x"''
-        (
-          execStart (callTarget {
-            enable = true;
-            package = agentPackage;
-            listenAddresses = [ "192.168.1.2" ];
-            allowPaths = [ "/dev/vdb" ];
-            enableFaults = true;
-            tokenFile = "/run/t";
-            extraFlags = [ "--x" ];
-          })
-        )
-      )
-    ]
-    [
-      "checks: basic's agent has faults on the link; security's keeps the defaults, a token and the link at 10125"
-      (
-        let
-          agent = check: check.module.nodes.target.services.nvmfcheck-agent;
-          basicAgent = agent checks.basic;
-          securityAgent = agent checks.security;
-        in
-        basicAgent.enableFaults
-        && basicAgent.listenAddresses == [ "192.168.1.2" ]
-        && basicAgent.openFirewall
-        && !(securityAgent ? enableFaults)
-        && !(securityAgent ? listenAddresses)
-        && securityAgent.tokenFile == "/etc/nvmfcheck/token"
-        &&
-          securityAgent.extraFlags == [
-            "--listen"
-            "192.168.1.2:10125"
-          ]
-        && contains "nvmfcheck run security --target 192.168.1.2:10125 --report-dir /tmp/nvmfcheck --token-file /etc/nvmfcheck/token --require-passed ${checks.basic}/report.json" securityScript
-        && contains "target.wait_for_open_port(10125, \"192.168.1.2\")" securityScript
-      )
-    ]
-    [
-      "target module: address, create, share"
-      (contains ''"--address" "192.168.1.2" "--create" "aio:///dev/vdb" "--share" "aio:///dev/vdb"'' (
-        execStart targetFull
-      ))
-    ]
-    [
-      "initiator module: nvme-tcp, nvme-cli, fio, nvmfcheck"
-      (
-        initiator.config.content.boot.kernelModules == [ "nvme-tcp" ]
-        &&
-          map (p: p.name) initiator.config.content.environment.systemPackages == [
-            "nvmfcheck-agent-test"
-            "nvme-cli"
-            "fio"
-          ]
-      )
+        address "target" == pair.targetAddress
+        && address "initiator" == pair.initiatorAddress
+        && all (n: n.virtualisation.vlans == [ 1 ]) (builtins.attrValues nodes)
+      ) categories)
     ]
   ];
 
   check =
-    done: a:
-    let
-      name = builtins.elemAt a 0;
-    in
-    if builtins.elemAt a 1 then done ++ [ name ] else throw "eval-outputs: FAILED: ${name}";
+    done: a: if elemAt a 1 then done ++ [ (head a) ] else throw "eval-outputs: FAILED: ${head a}";
 in
 {
   checked = builtins.foldl' check [ ] assertions;
   testScripts = {
-    basic = basicScript;
-    io = ioScript;
-    io-interactive = ioInteractiveScript;
-    security = securityScript;
+    basic = scriptOf "basic";
+    io = scriptOf "io";
+    security = scriptOf "security";
+    basic-interactive = interactiveScriptOf "basic";
+    io-interactive = interactiveScriptOf "io";
+    security-interactive = interactiveScriptOf "security";
   };
 }

@@ -11,8 +11,8 @@
 #     not checked here: that needs the inputs (see nix/VERIFIED.md).
 #   - every .nix file in the repository parses (nix-instantiate --parse);
 #   - the pure evaluation test nix/eval-outputs.nix holds (flake outputs and
-#     modules evaluated with stand-ins for nixpkgs, crane and flake-utils;
-#     its NixOS test scripts must parse as Python);
+#     the target module evaluated with stand-ins for nixpkgs, crane and
+#     flake-utils; its NixOS test scripts must parse as Python);
 #   - nixfmt --check and deadnix --fail (host tools, from crates.io);
 #   - nothing is left mounted under the chroot.
 # Nothing is fetched, built or run in a VM.

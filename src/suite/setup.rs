@@ -1,23 +1,69 @@
 //! How a category needs the target's agent started. The harnesses follow
 //! it: the QEMU runner boots the pair afresh for each run of consecutive
 //! categories with another setup, and each NixOS check configures its
-//! target to match (`checks/*.nix`, which cannot read this file and repeat
-//! its flags).
+//! target to match.
+//!
+//! The facts both harnesses share (the link addresses, the gRPC port, the
+//! data disk, the allowed paths, and what each setup turns on) live in
+//! `src/suite/setups.json`: build.rs turns it into the constants below, so
+//! a missing or misspelt field fails the build, and `checks/*.nix` and
+//! `modules/target.nix` read it with `builtins.fromJSON`. It sits in `src/`
+//! because the crate's build reads it, and the flake's `src` fileset names
+//! it for that.
 
 use super::Category;
 use crate::agent::DEFAULT_LISTEN;
 
+/// `setups.json` as build.rs writes it.
+mod json {
+    use super::Facts;
+    include!(concat!(env!("OUT_DIR"), "/setups.rs"));
+}
+
+/// What a setup turns on, as `setups.json` says.
+struct Facts {
+    /// Its name in `setups.json`, on kernel command lines and in messages.
+    name: &'static str,
+    /// The port the agent serves on the link.
+    link_port: u16,
+    /// Whether the agent also listens on loopback at its default port.
+    loopback: bool,
+    /// Whether the `Control` service answers (`--faults`).
+    faults: bool,
+    /// Whether calls must carry a token.
+    token: bool,
+}
+
+/// The initiator's address on the VM-to-VM link.
+pub const INITIATOR_IP: &str = json::INITIATOR_IP;
+
+/// The target's address on the VM-to-VM link.
+pub const TARGET_IP: &str = json::TARGET_IP;
+
 /// The agent's gRPC port by default, on every address it listens on.
-pub const GRPC_PORT: u16 = DEFAULT_LISTEN.port();
+pub const GRPC_PORT: u16 = json::GRPC_PORT;
+
+// The agent's own default, which a hardened agent keeps on loopback.
+const _: () = assert!(
+    GRPC_PORT == DEFAULT_LISTEN.port(),
+    "setups.json's grpcPort is not the port of agent::DEFAULT_LISTEN"
+);
 
 /// The port a [`AgentSetup::Hardened`] agent serves the link on; its
 /// default port stays on loopback.
-pub const HARDENED_LINK_PORT: u16 = GRPC_PORT + 1;
+pub const HARDENED_LINK_PORT: u16 = json::HARDENED.link_port;
 
 /// What the agent may export in both setups: the test disk and `/tmp`
 /// (the aio file of `basic/mayastor-clients` and the paths of the
 /// bad-input rows).
-pub const ALLOWED_PATHS: &[&str] = &["/dev/vdb", "/tmp"];
+pub const ALLOWED_PATHS: &[&str] = json::ALLOWED_PATHS;
+
+/// Size in MiB of the target's blank data disk, `/dev/vdb`.
+pub const DATA_DISK_MIB: u64 = json::DATA_DISK_MIB;
+
+// setups.json names as many setups as the enum has (each variant's facts
+// are matched by name in `AgentSetup::facts`).
+const _: [AgentSetup; json::SETUP_COUNT] = AgentSetup::ALL;
 
 /// An agent configuration a category runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -36,12 +82,17 @@ impl AgentSetup {
     /// Every setup.
     pub const ALL: [AgentSetup; 2] = [AgentSetup::Faults, AgentSetup::Hardened];
 
+    /// What it turns on.
+    const fn facts(self) -> &'static Facts {
+        match self {
+            Self::Faults => &json::FAULTS,
+            Self::Hardened => &json::HARDENED,
+        }
+    }
+
     /// Its name on kernel command lines and in messages.
     pub fn name(self) -> &'static str {
-        match self {
-            Self::Faults => "faults",
-            Self::Hardened => "hardened",
-        }
+        self.facts().name
     }
 
     /// The setup called `name`.
@@ -51,15 +102,12 @@ impl AgentSetup {
 
     /// Whether calls must carry a token.
     pub fn needs_token(self) -> bool {
-        self == Self::Hardened
+        self.facts().token
     }
 
     /// The port the agent serves beyond loopback.
     pub fn link_port(self) -> u16 {
-        match self {
-            Self::Faults => GRPC_PORT,
-            Self::Hardened => HARDENED_LINK_PORT,
-        }
+        self.facts().link_port
     }
 
     /// The gRPC address initiators reach the agent at, on a target whose
@@ -72,20 +120,23 @@ impl AgentSetup {
     /// (`--listen`, `--faults`, `--allow-path`, `--token-file token_file`);
     /// a harness adds `--address`, and `--listen` for a forward of its own.
     pub fn agent_args(self, link: &str, token_file: &str) -> Vec<String> {
+        let facts = self.facts();
         let mut args = Vec::new();
         let mut flag = |name: &str, value: String| {
             args.push(name.to_string());
             args.push(value);
         };
-        if self == Self::Hardened {
+        if facts.loopback {
             flag("--listen", DEFAULT_LISTEN.to_string());
+        }
+        if facts.token {
             flag("--token-file", token_file.to_string());
         }
         flag("--listen", self.grpc_target(link));
         for path in ALLOWED_PATHS {
             flag("--allow-path", path.to_string());
         }
-        if self == Self::Faults {
+        if facts.faults {
             args.push("--faults".into());
         }
         args
@@ -146,10 +197,19 @@ mod tests {
         assert!(by_setup(&[]).is_empty());
     }
 
+    // Until the QEMU runner sizes its disk from DATA_DISK_MIB, its own
+    // constant must agree with the NixOS checks' disk.
+    #[test]
+    fn the_qemu_runner_disk_is_the_size_setups_json_gives() {
+        assert_eq!(crate::vm::pair::DATA_DISK_BYTES, DATA_DISK_MIB << 20);
+    }
+
     #[test]
     fn names_round_trip() {
         for s in AgentSetup::ALL {
             assert_eq!(AgentSetup::from_name(s.name()), Some(s));
+            // Reports name it by serde, the harnesses by setups.json.
+            assert_eq!(serde_json::to_value(s).unwrap(), s.name());
         }
         assert_eq!(AgentSetup::from_name("open"), None);
     }

@@ -49,9 +49,9 @@ use std::time::{Duration, Instant};
 /// Where the host's output dir is mounted (writable) in both guests.
 pub const GUEST_OUT_DIR: &str = "/run/nvmfcheck/out";
 /// The link addresses; they exist only on the VM-to-VM link.
-pub const INITIATOR_IP: &str = "192.168.1.1";
+pub const INITIATOR_IP: &str = crate::suite::setup::INITIATOR_IP;
 /// The target's address on the VM-to-VM link.
-pub const TARGET_IP: &str = "192.168.1.2";
+pub const TARGET_IP: &str = crate::suite::setup::TARGET_IP;
 /// The port the agent serves gRPC on inside the target.
 pub const AGENT_PORT: u16 = crate::suite::setup::GRPC_PORT;
 /// The agent's token in the output dir, for setups that need one: the
