@@ -197,13 +197,6 @@ mod tests {
         assert!(by_setup(&[]).is_empty());
     }
 
-    // Until the QEMU runner sizes its disk from DATA_DISK_MIB, its own
-    // constant must agree with the NixOS checks' disk.
-    #[test]
-    fn the_qemu_runner_disk_is_the_size_setups_json_gives() {
-        assert_eq!(crate::vm::pair::DATA_DISK_BYTES, DATA_DISK_MIB << 20);
-    }
-
     #[test]
     fn names_round_trip() {
         for s in AgentSetup::ALL {

@@ -3,8 +3,9 @@
 
 use super::Role;
 
-/// Size of a target's blank data disk, `/dev/vdb`.
-pub const DATA_DISK_BYTES: u64 = 512 << 20;
+/// Size of a target's blank data disk, `/dev/vdb`: the NixOS checks' disk
+/// (`src/suite/setups.json`).
+pub const DATA_DISK_BYTES: u64 = crate::suite::setup::DATA_DISK_MIB << 20;
 /// Prefix length of the link networks' addresses.
 const LINK_PREFIX: u8 = 24;
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use nvmfcheck::bench::table;
 use nvmfcheck::soak::BusyCore;
+use nvmfcheck::suite::setup::DATA_DISK_MIB;
 use nvmfcheck::vm::channel::Event;
 use nvmfcheck::vm::guest::GuestConfig;
 use nvmfcheck::vm::runner::RunOptions;
@@ -146,7 +147,9 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     outln!("The target and initiator VMs are up ({}).", up.accel.name());
     outln!("  target gRPC (BdevRpc) from this host: 127.0.0.1:{port}");
     outln!("    nvmfcheck bdev list --target 127.0.0.1:{port}");
-    outln!("  inside the VMs the target is {TARGET_IP}:{AGENT_PORT}; /dev/vdb is its blank 512 MiB disk");
+    outln!(
+        "  inside the VMs the target is {TARGET_IP}:{AGENT_PORT}; /dev/vdb is its blank {DATA_DISK_MIB} MiB disk"
+    );
     outln!("  run a command:  nvmfcheck vm exec{flag} initiator -- nvme list");
     outln!("  stop them:      nvmfcheck vm down{flag}");
     outln!(
