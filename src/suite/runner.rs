@@ -4,9 +4,9 @@ use std::collections::HashMap;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::cmd::Cmd;
+use crate::error_chain::chain;
 
 use super::report::{CaseReport, CategoryReport, Report, Status, Versions, SCHEMA};
-use super::steps::chain;
 use super::{Case, Category, CheckError, Env, Steps};
 
 /// Why a run cannot start.

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::client::ClientError;
 use crate::cmd::CmdError;
+use crate::error_chain::chain;
 use crate::fio::{self, FioError, FioJob, FioSummary};
 use crate::nvme::NvmeError;
 
@@ -128,7 +129,7 @@ impl Steps {
         fio: Option<FioSummary>,
     ) {
         let secs = took.as_secs_f64();
-        let error = error.map(chain);
+        let error = error.map(|e| chain(e));
         match &error {
             None => println!(" ({secs:.2} seconds)"),
             Some(e) => {
@@ -164,17 +165,6 @@ pub fn fio_summary(result: &Result<FioSummary, FioError>) -> Option<FioSummary> 
         Ok(s) => Some(s.clone()),
         Err(e) => e.summary().cloned(),
     }
-}
-
-/// An error with its causes, `outer: inner: innermost`.
-pub(super) fn chain(e: &CheckError) -> String {
-    let mut text = e.to_string();
-    let mut cause = std::error::Error::source(e);
-    while let Some(c) = cause {
-        text = format!("{text}: {c}");
-        cause = c.source();
-    }
-    text
 }
 
 fn begin(name: &str) -> Instant {
