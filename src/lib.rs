@@ -7,7 +7,7 @@ pub mod agent;
 pub mod bench;
 pub mod client;
 pub mod cmd;
-
+pub mod error_chain;
 pub mod fio;
 pub mod nvme;
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! `nvmfcheck run` refuses a category whose dependencies are not proven
 //! before it contacts any target: `io` alone needs a report in which
-//! `basic` passed (`--require-passed`).
+//! `basic` passed (`--require-passed`). With `--progress json` its stdout
+//! is one event per line.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -16,21 +17,26 @@ fn run(dir: &Path, args: &[&str]) -> (i32, String) {
         .local_addr()
         .unwrap()
         .port();
-    let out = Command::cargo_bin("nvmfcheck")
+    let out = run_against(&format!("127.0.0.1:{port}"), dir, args);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs `nvmfcheck run <args>` against `target`, reports into `dir`.
+fn run_against(target: &str, dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::cargo_bin("nvmfcheck")
         .unwrap()
         .arg("run")
         .args(args)
-        .args(["--target", &format!("127.0.0.1:{port}")])
+        .args(["--target", target])
         .arg("--report-dir")
         .arg(dir)
         .env_remove("NVMFCHECK_TARGET")
         .timeout(Duration::from_secs(30))
         .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+        .unwrap()
 }
 
 /// A report.json in which `basic` has status `status`.
@@ -75,4 +81,34 @@ fn io_alone_is_refused_without_a_passing_basic_report() {
         err.contains("cannot start the run") && !err.contains("depends on"),
         "{err}"
     );
+}
+
+#[test]
+fn progress_json_puts_one_event_per_line_on_stdout() {
+    let dir = tempfile::tempdir().unwrap();
+    // No case matches, so none calls the target: a listener that never
+    // answers is enough to connect.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = listener.local_addr().unwrap().to_string();
+    let args = ["basic", "--filter", "no such case", "--progress", "json"];
+    let out = run_against(&target, dir.path(), &args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let events: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["category_skipped", "run_ended"], "{stdout}");
+    assert_eq!(events[0]["name"], "basic");
+    assert_eq!(events[0]["reason"], "no case matches --filter");
+    // A run in which nothing passed failed.
+    assert_eq!(events[1]["status"], "failed");
+    assert_eq!(events[1]["target"], target.as_str());
+    assert_ne!(out.status.code(), Some(0));
+    // The report is still written, and said on stderr.
+    assert!(dir.path().join("report.json").exists());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("report: "));
 }

@@ -84,7 +84,7 @@ async fn run(registry: &[Category], names: &[&str]) -> Report {
         ..RunOptions::default()
     };
     let plan = suite::plan(registry, &opts).unwrap();
-    let report = suite::run(&plan, &env, &opts).await;
+    let report = suite::run(&plan, &env, &opts, &mut |_| {}).await;
     drop(dir);
     report
 }

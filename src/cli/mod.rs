@@ -5,6 +5,7 @@ pub mod agent;
 pub mod bdev;
 pub mod fio;
 pub mod nvme;
+pub mod progress;
 pub mod run;
 pub mod vm;
 

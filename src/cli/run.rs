@@ -9,6 +9,8 @@ use nvmfcheck::suite::report::{Report, Status};
 use nvmfcheck::suite::{self, Env, RunOptions, Settings};
 use nvmfcheck::token::Token;
 
+use super::progress::{self, Format};
+
 /// Arguments of `nvmfcheck run`.
 #[derive(clap::Args)]
 pub struct Args {
@@ -49,6 +51,10 @@ pub struct Args {
     /// `--token-file`.
     #[arg(long, value_name = "FILE", env = "NVMFCHECK_TOKEN_FILE")]
     token_file: Option<PathBuf>,
+    /// How progress shows on stdout: lines for people, or one JSON object
+    /// per event per line for CI systems (see README, Reports).
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    progress: Format,
 }
 
 /// Arguments of `nvmfcheck list`.
@@ -93,9 +99,30 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
         )
     })?;
     let env = Env { settings, target };
-    let report = suite::run(&plan, &env, &opts).await;
+    let format = args.progress;
+    let mut stdout = std::io::stdout();
+    // A reader that went away must not stop the run: the report is still
+    // written, and the error is told after it.
+    let mut broken = None;
+    let report = suite::run(&plan, &env, &opts, &mut |event| {
+        if broken.is_none() {
+            broken = progress::show(format, event, &mut stdout).err();
+        }
+    })
+    .await;
+    if format == Format::Human && broken.is_none() {
+        broken = progress::summary(&report, &mut stdout).err();
+    }
     report.write(&args.report_dir)?;
-    println!("report: {}", args.report_dir.join("report.json").display());
+    let written = format!("report: {}", args.report_dir.join("report.json").display());
+    match format {
+        Format::Human => println!("{written}"),
+        // stdout holds only events.
+        Format::Json => eprintln!("{written}"),
+    }
+    if let Some(e) = broken {
+        return Err(anyhow::Error::new(e).context("cannot write the run's progress to stdout"));
+    }
     Ok(if report.status == Status::Passed {
         ExitCode::SUCCESS
     } else {

@@ -11,7 +11,9 @@ use std::pin::Pin;
 
 pub mod bad_input;
 mod basic;
+mod collector;
 mod env;
+mod event;
 mod fabric;
 mod io;
 pub mod report;
@@ -21,6 +23,7 @@ pub mod setup;
 mod steps;
 
 pub use env::{Env, Settings, AIO_FILE, AIO_FILE_SIZE};
+pub use event::Event;
 pub use runner::{plan, run, RunError, RunOptions};
 pub use setup::AgentSetup;
 pub use steps::{CheckError, Steps};

@@ -3,10 +3,14 @@
 use std::collections::HashMap;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use crate::cmd::Cmd;
+use tokio::sync::mpsc;
 
-use super::report::{CaseReport, CategoryReport, Report, Status, Versions, SCHEMA};
-use super::steps::chain;
+use crate::cmd::Cmd;
+use crate::error_chain::chain;
+
+use super::collector::Collector;
+use super::event::{Event, Events};
+use super::report::{Report, Status, Versions};
 use super::{Case, Category, CheckError, Env, Steps};
 
 /// Why a run cannot start.
@@ -104,10 +108,32 @@ pub fn plan<'r>(
     Ok(chosen)
 }
 
-/// Runs the planned categories against `env`, printing each step, and
-/// returns the report. Dependants of a category that did not pass are
-/// skipped, not passed.
-pub async fn run(plan: &[&Category], env: &Env, opts: &RunOptions) -> Report {
+/// Runs the planned categories against `env`, giving each event to
+/// `progress` as it happens, and returns the report collected from the
+/// events. Dependants of a category that did not pass are skipped, not
+/// passed.
+pub async fn run(
+    plan: &[&Category],
+    env: &Env,
+    opts: &RunOptions,
+    progress: &mut dyn FnMut(&Event),
+) -> Report {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut collector = Collector::default();
+    // Both in this task: the events are read while the run waits on a
+    // step, so a step shows as soon as it starts. Reading ends when the
+    // run, which holds every sender, is done.
+    let read = async {
+        while let Some(event) = rx.recv().await {
+            progress(&event);
+            collector.record(event);
+        }
+    };
+    tokio::join!(run_plan(plan, env, opts, Events(tx)), read);
+    collector.into_report()
+}
+
+async fn run_plan(plan: &[&Category], env: &Env, opts: &RunOptions, events: Events) {
     let started = Instant::now();
     let mut outcome: HashMap<&str, Status> = HashMap::new();
     if let Some(prior) = &opts.prior {
@@ -121,21 +147,19 @@ pub async fn run(plan: &[&Category], env: &Env, opts: &RunOptions) -> Report {
             }
         }
     }
-    let mut categories = Vec::new();
+    let mut all_passed = true;
     for cat in plan {
-        let report = run_category(cat, env, opts, &outcome).await;
-        outcome.insert(cat.name, report.status);
-        categories.push(report);
+        let status = run_category(cat, env, opts, &outcome, &events).await;
+        outcome.insert(cat.name, status);
+        all_passed &= status == Status::Passed;
     }
-    let status = if categories.iter().all(|c| c.status == Status::Passed) {
+    let status = if all_passed {
         Status::Passed
     } else {
         Status::Failed
     };
-    let report = Report {
-        schema: SCHEMA,
+    events.send(Event::RunEnded {
         status,
-        error: None,
         target: env.settings.target.clone(),
         started_unix: SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -143,15 +167,7 @@ pub async fn run(plan: &[&Category], env: &Env, opts: &RunOptions) -> Report {
             .saturating_sub(started.elapsed().as_secs()),
         duration_secs: started.elapsed().as_secs_f64(),
         versions: versions().await,
-        categories,
-    };
-    if let Some(table) = report.fio_table() {
-        println!("fio steps:");
-        print!("{table}");
-    }
-    let (passed, failed, skipped) = report.counts();
-    println!("{passed} passed, {failed} failed, {skipped} skipped");
-    report
+    });
 }
 
 async fn run_category(
@@ -159,16 +175,14 @@ async fn run_category(
     env: &Env,
     opts: &RunOptions,
     outcome: &HashMap<&str, Status>,
-) -> CategoryReport {
+    events: &Events,
+) -> Status {
     let skipped = |reason: String| {
-        println!("{}: skipped: {reason}", cat.name);
-        CategoryReport {
+        events.send(Event::CategorySkipped {
             name: cat.name.to_string(),
-            status: Status::Skipped,
-            reason: Some(reason),
-            duration_secs: 0.0,
-            cases: Vec::new(),
-        }
+            reason,
+        });
+        Status::Skipped
     };
     for dep in cat.depends_on {
         match outcome.get(dep) {
@@ -188,52 +202,42 @@ async fn run_category(
     if cases.is_empty() {
         return skipped("no case matches --filter".to_string());
     }
-    println!("{}: {} ({} cases)", cat.name, cat.about, cases.len());
+    events.send(Event::CategoryStarted {
+        name: cat.name.to_string(),
+        about: cat.about.to_string(),
+        cases: cases.len(),
+    });
     let started = Instant::now();
-    let mut reports = Vec::new();
+    let mut statuses = Vec::new();
     for case in cases {
-        reports.push(run_case(case, env).await);
+        statuses.push(run_case(case, env, events).await);
     }
     // A case the target cannot run is skipped, not failed; the category
     // passes if none failed and one passed.
-    let status = if reports.iter().all(|c| c.status != Status::Failed)
-        && reports.iter().any(|c| c.status == Status::Passed)
-    {
+    let status = if !statuses.contains(&Status::Failed) && statuses.contains(&Status::Passed) {
         Status::Passed
     } else {
         Status::Failed
     };
-    let duration_secs = started.elapsed().as_secs_f64();
-    println!(
-        "{} {} ({duration_secs:.2} seconds)",
-        cat.name,
-        if status == Status::Passed {
-            "passed"
-        } else {
-            "FAILED"
-        }
-    );
-    CategoryReport {
+    events.send(Event::CategoryEnded {
         name: cat.name.to_string(),
         status,
-        reason: None,
-        duration_secs,
-        cases: reports,
-    }
+        duration_secs: started.elapsed().as_secs_f64(),
+    });
+    status
 }
 
-async fn run_case(case: &Case, env: &Env) -> CaseReport {
-    println!("  {}: {}", case.name, case.about);
+async fn run_case(case: &Case, env: &Env, events: &Events) -> Status {
+    events.send(Event::CaseStarted {
+        name: case.name.to_string(),
+        about: case.about.to_string(),
+    });
     let started = Instant::now();
-    let mut steps = Steps::new("");
-    let result = (case.run)(env, &mut steps).await;
-    let mut records = steps.into_records();
+    let result = (case.run)(env, &mut Steps::new("", events.clone())).await;
     let unsupported = matches!(result, Err(CheckError::Unsupported(_)));
     let mut error = result.err().map(|e| chain(&e));
     if let Some(cleanup) = case.cleanup {
-        let mut steps = Steps::new("cleanup: ");
-        let cleaned = cleanup(env, &mut steps).await;
-        records.extend(steps.into_records());
+        let cleaned = cleanup(env, &mut Steps::new("cleanup: ", events.clone())).await;
         if let (None, Err(e)) = (&error, cleaned) {
             error = Some(format!("cleanup: {}", chain(&e)));
         }
@@ -244,20 +248,13 @@ async fn run_case(case: &Case, env: &Env) -> CaseReport {
         (Some(e), true) if !e.starts_with("cleanup: ") => Status::Skipped,
         _ => Status::Failed,
     };
-    let duration_secs = started.elapsed().as_secs_f64();
-    let word = match status {
-        Status::Passed => "passed".to_string(),
-        Status::Skipped => format!("skipped: {}", error.as_deref().unwrap_or_default()),
-        Status::Failed => "FAILED".to_string(),
-    };
-    println!("  {} {word} ({duration_secs:.2} seconds)", case.name);
-    CaseReport {
+    events.send(Event::CaseEnded {
         name: case.name.to_string(),
         status,
-        duration_secs,
+        duration_secs: started.elapsed().as_secs_f64(),
         error,
-        steps: records,
-    }
+    });
+    status
 }
 
 /// Versions of what the run used; a program that cannot be asked reads
@@ -283,10 +280,36 @@ async fn versions() -> Versions {
 mod tests {
     use super::super::{Case, CaseFuture};
     use super::*;
-    use crate::suite::report::CategoryReport;
+    use crate::suite::report::{CategoryReport, SCHEMA};
 
     fn nothing<'a>(_: &'a Env, _: &'a mut Steps) -> CaseFuture<'a> {
         Box::pin(async { Ok(()) })
+    }
+
+    fn passes<'a>(_: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
+        Box::pin(async move {
+            steps.run("should pass", async { Ok(()) }).await?;
+            steps.note("observed");
+            Ok(())
+        })
+    }
+
+    /// A case whose only step fails with `error`.
+    fn erring<'a>(steps: &'a mut Steps, name: &'static str, error: CheckError) -> CaseFuture<'a> {
+        Box::pin(async move { steps.run(name, async { Err(error) }).await })
+    }
+
+    fn lacks<'a>(_: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
+        let error = CheckError::Unsupported("no feature".into());
+        erring(steps, "should have the feature", error)
+    }
+
+    fn fails<'a>(_: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
+        erring(
+            steps,
+            "should fail",
+            CheckError::Failed("deliberate".into()),
+        )
     }
 
     fn registry() -> Vec<Category> {
@@ -330,6 +353,119 @@ mod tests {
 
     fn names(plan: &[&Category]) -> Vec<&'static str> {
         plan.iter().map(|c| c.name).collect()
+    }
+
+    /// An environment for cases that never call the target: a listener
+    /// that never answers is enough for the client to connect.
+    async fn idle_env() -> (Env, std::net::TcpListener) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let target = crate::client::Target::connect(&addr, std::time::Duration::from_secs(5))
+            .await
+            .unwrap();
+        let settings = crate::suite::Settings {
+            target: addr,
+            ..Default::default()
+        };
+        (Env { settings, target }, listener)
+    }
+
+    #[tokio::test]
+    async fn a_run_sends_its_events_in_order_and_collects_them_into_the_report() {
+        let case = |name, run, cleanup| Case {
+            name,
+            about: "",
+            run,
+            cleanup,
+        };
+        let cat = |name, depends_on, cases| Category {
+            name,
+            about: "",
+            depends_on,
+            setup: crate::suite::AgentSetup::Faults,
+            cases,
+        };
+        let registry = vec![
+            cat(
+                "first",
+                &[],
+                vec![
+                    case("ok", passes as crate::suite::CaseFn, Some(passes)),
+                    case("lacking", lacks, None),
+                ],
+            ),
+            cat("second", &["first"], vec![case("broken", fails, None)]),
+            cat("third", &["second"], vec![case("never", passes, None)]),
+        ];
+        let opts = opts(&["first", "second", "third"], None);
+        let plan = plan(&registry, &opts).unwrap();
+        let (env, _listener) = idle_env().await;
+        let mut events = Vec::new();
+        let report = run(&plan, &env, &opts, &mut |e| events.push(e.clone())).await;
+
+        let kinds: Vec<String> = events
+            .iter()
+            .map(|e| {
+                serde_json::to_value(e).unwrap()["event"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        let expected = [
+            "category_started",
+            "case_started",
+            "step_started",
+            "step_ended",
+            "step_note",
+            "step_started",
+            "step_ended",
+            "step_note",
+            "case_ended",
+            "case_started",
+            "step_started",
+            "step_ended",
+            "case_ended",
+            "category_ended",
+            "category_started",
+            "case_started",
+            "step_started",
+            "step_ended",
+            "case_ended",
+            "category_ended",
+            "category_skipped",
+            "run_ended",
+        ];
+        assert_eq!(kinds, expected);
+        assert!(matches!(
+            &events[5],
+            Event::StepStarted { name } if name == "cleanup: should pass"
+        ));
+        assert!(matches!(
+            &events[12],
+            Event::CaseEnded { status: Status::Skipped, error: Some(e), .. } if e == "no feature"
+        ));
+        assert!(matches!(
+            &events[20],
+            Event::CategorySkipped { name, reason } if name == "third" && reason == "second failed"
+        ));
+
+        // The report holds what the events said.
+        let status = |n| report.category(n).unwrap().status;
+        assert_eq!(
+            [status("first"), status("second"), status("third")],
+            [Status::Passed, Status::Failed, Status::Skipped]
+        );
+        let ok = &report.categories[0].cases[0];
+        let steps: Vec<&str> = ok.steps.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(steps, ["should pass", "cleanup: should pass"]);
+        assert_eq!(ok.steps[0].note.as_deref(), Some("observed"));
+        let broken = &report.categories[1].cases[0];
+        assert_eq!(broken.steps[0].error.as_deref(), Some("deliberate"));
+        assert_eq!(broken.error.as_deref(), Some("deliberate"));
+        assert_eq!(report.status, Status::Failed);
+        assert_eq!(report.target, env.settings.target);
+        assert_eq!(report.counts(), (1, 1, 2));
     }
 
     #[test]

@@ -1,19 +1,21 @@
-//! Recording and printing the steps of a case.
+//! Running the steps of a case.
 //!
-//! Each step prints its name when it starts (so a long fio run shows what
-//! is going on) and its time when it ends, like the NixOS test driver did:
+//! Each step sends an event when it starts (so a long fio run shows what
+//! is going on) and one with its outcome and time when it ends; the
+//! command line shows them like the NixOS test driver did:
 //! `should be able to discover the target ... (0.05 seconds)`.
 
 use std::future::Future;
-use std::io::Write;
 use std::time::{Duration, Instant};
 
 use crate::client::ClientError;
 use crate::cmd::CmdError;
+use crate::error_chain::chain;
 use crate::fio::{self, FioError, FioJob, FioSummary};
 use crate::nvme::NvmeError;
 
-use super::report::{Status, StepReport};
+use super::event::{Event, Events};
+use super::report::Status;
 
 /// Why a step failed.
 #[derive(Debug, thiserror::Error)]
@@ -48,30 +50,27 @@ pub fn ensure(cond: bool, msg: impl FnOnce() -> String) -> Result<(), CheckError
     }
 }
 
-/// The steps of one case, as they run.
-#[derive(Debug, Default)]
+/// The steps of one case, as they run: each sends an event when it starts
+/// and when it ends.
+#[derive(Debug)]
 pub struct Steps {
-    records: Vec<StepReport>,
     prefix: &'static str,
+    events: Events,
 }
 
 impl Steps {
-    /// An empty record; `prefix` is put before every step name (used for
-    /// cleanup steps).
-    pub fn new(prefix: &'static str) -> Self {
-        Self {
-            records: Vec::new(),
-            prefix,
-        }
+    /// Steps that send their events to `events`; `prefix` is put before
+    /// every step name (used for cleanup steps).
+    pub(super) fn new(prefix: &'static str, events: Events) -> Self {
+        Self { prefix, events }
     }
 
-    /// Runs one named step and records its outcome and time.
+    /// Runs one named step and reports its outcome and time.
     pub async fn run<T, F>(&mut self, name: &str, step: F) -> Result<T, CheckError>
     where
         F: Future<Output = Result<T, CheckError>>,
     {
-        let name = format!("{}{name}", self.prefix);
-        let start = begin(&name);
+        let (name, start) = self.begin(name);
         let result = step.await;
         self.finish(name, start.elapsed(), result.as_ref().err(), None);
         result
@@ -100,61 +99,45 @@ impl Steps {
     where
         F: Future<Output = (Result<T, CheckError>, Option<FioSummary>)>,
     {
-        let name = format!("{}{name}", self.prefix);
-        let start = begin(&name);
+        let (name, start) = self.begin(name);
         let (result, summary) = step.await;
         self.finish(name, start.elapsed(), result.as_ref().err(), summary);
         result
     }
 
     /// Adds what the last step observed (e.g. how long I/O stalled) to its
-    /// record, and prints it under the step.
+    /// report.
     pub fn note(&mut self, text: impl Into<String>) {
-        let text = text.into();
-        println!("      {text}");
-        if let Some(last) = self.records.last_mut() {
-            last.note = Some(match last.note.take() {
-                Some(before) => format!("{before}; {text}"),
-                None => text,
-            });
-        }
+        self.events.send(Event::StepNote { text: text.into() });
+    }
+
+    /// Says the step `name` starts (its name shows while a long step runs)
+    /// and starts its clock.
+    fn begin(&self, name: &str) -> (String, Instant) {
+        let name = format!("{}{name}", self.prefix);
+        self.events.send(Event::StepStarted { name: name.clone() });
+        (name, Instant::now())
     }
 
     fn finish(
-        &mut self,
+        &self,
         name: String,
         took: Duration,
         error: Option<&CheckError>,
         fio: Option<FioSummary>,
     ) {
-        let secs = took.as_secs_f64();
-        let error = error.map(chain);
-        match &error {
-            None => println!(" ({secs:.2} seconds)"),
-            Some(e) => {
-                println!(" FAILED ({secs:.2} seconds)");
-                for line in e.lines() {
-                    println!("      {line}");
-                }
-            }
-        }
-        self.records.push(StepReport {
+        let status = if error.is_some() {
+            Status::Failed
+        } else {
+            Status::Passed
+        };
+        self.events.send(Event::StepEnded {
             name,
-            status: if error.is_some() {
-                Status::Failed
-            } else {
-                Status::Passed
-            },
-            duration_secs: secs,
-            error,
+            status,
+            duration_secs: took.as_secs_f64(),
+            error: error.map(|e| chain(e)),
             fio,
-            note: None,
         });
-    }
-
-    /// The recorded steps.
-    pub fn into_records(self) -> Vec<StepReport> {
-        self.records
     }
 }
 
@@ -164,22 +147,4 @@ pub fn fio_summary(result: &Result<FioSummary, FioError>) -> Option<FioSummary> 
         Ok(s) => Some(s.clone()),
         Err(e) => e.summary().cloned(),
     }
-}
-
-/// An error with its causes, `outer: inner: innermost`.
-pub(super) fn chain(e: &CheckError) -> String {
-    let mut text = e.to_string();
-    let mut cause = std::error::Error::source(e);
-    while let Some(c) = cause {
-        text = format!("{text}: {c}");
-        cause = c.source();
-    }
-    text
-}
-
-fn begin(name: &str) -> Instant {
-    print!("    {name} ...");
-    // The name shows while a long step runs; a failed flush only delays it.
-    let _ = std::io::stdout().flush();
-    Instant::now()
 }

@@ -1,0 +1,34 @@
+//! One way to put an error and its causes on one line, for reports,
+//! progress and messages alike.
+
+use std::error::Error;
+use std::fmt::Write;
+
+/// `error: cause: inner cause`: the error's message, then each of its
+/// `source()`s in turn, so that a message says why all the way down.
+pub fn chain(error: &dyn Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        // Writing into a String cannot fail.
+        let _ = write!(text, ": {c}");
+        cause = c.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn joins_each_cause_after_the_error() {
+        let inner = std::io::Error::other("innermost");
+        assert_eq!(chain(&Outer(inner)), "outer: innermost");
+        assert_eq!(chain(&std::io::Error::other("alone")), "alone");
+    }
+}
