@@ -34,6 +34,7 @@ pub mod modules;
 pub mod protocol;
 pub mod qemu;
 pub mod qmp;
+pub mod relay;
 pub mod repeat;
 pub mod run_dir;
 pub mod runner;
