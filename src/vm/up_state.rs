@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::spec::{Accel, VmFiles};
 use super::{io_error, Role, VmError};
+use crate::atomic_file;
 
 /// One VM of a running pair.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -68,7 +69,9 @@ impl PairState {
     pub fn save(&self, state_dir: &Path) -> Result<(), VmError> {
         let bytes = serde_json::to_vec_pretty(self)
             .map_err(|e| VmError::Invalid(format!("cannot serialize the vm state: {e}")))?;
-        super::guest_kernel::write_atomic(&file(state_dir), &bytes)
+        let path = file(state_dir);
+        atomic_file::replace(&path, &bytes)
+            .map_err(io_error(format!("cannot write {}", path.display())))
     }
 
     /// Forgets the pair.
