@@ -25,7 +25,7 @@
 //! program opens (see `sysfs.rs`).
 
 mod output;
-mod sysfs;
+pub(crate) mod sysfs;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
