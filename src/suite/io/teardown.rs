@@ -90,14 +90,7 @@ fn run<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
             )
             .await?;
         let share = fabric::share(env, steps, &bdev).await?;
-        let ns = fabric::connect(
-            steps,
-            &bdev,
-            &share.nqn,
-            &share.transport(),
-            &fabric::connect_options(env),
-        )
-        .await?;
+        let ns = fabric::connect(steps, &bdev, &share, &fabric::connect_options(env)).await?;
         let job = FioJob::verify_randrw(&ns.device, AGAIN)
             .name("again")
             .verify(Verify::Crc32c);

@@ -13,10 +13,10 @@ use uuid::Uuid;
 use crate::client::Control;
 use crate::client::Security;
 use crate::client::{ClientError, Target};
-use crate::nvme::{self, ConnectOptions};
+use crate::nvme::{self, ConnectOptions, ShareUri};
 use crate::proto::mayastor::Bdev;
 
-use super::fabric::{self, ShareUri};
+use super::fabric;
 use super::steps::ensure;
 use super::{AgentSetup, Case, CaseFuture, Category, CheckError, Env, Steps};
 
@@ -245,7 +245,7 @@ async fn share_for(
             async {
                 let hosts = [host.to_string()];
                 let uri = env.target.share(&bdev.name, "nvmf", &hosts).await?;
-                ShareUri::parse(&uri, &bdev.uuid)
+                fabric::share_of(&uri, &bdev.uuid)
             },
         )
         .await
@@ -259,7 +259,7 @@ async fn connect_and_verify(
     share: &ShareUri,
     opts: &ConnectOptions,
 ) -> Result<(), CheckError> {
-    let ns = fabric::connect(steps, bdev, &share.nqn, &share.transport(), opts).await?;
+    let ns = fabric::connect(steps, bdev, share, opts).await?;
     fabric::verify(steps, &ns.device, FIO_SIZE, env.settings.fio_timeout).await?;
     fabric::disconnect(env, steps, &share.nqn).await
 }
@@ -274,7 +274,7 @@ async fn refused_at_connect(
 ) -> Result<(), CheckError> {
     steps
         .run(&format!("should refuse {who} at connect"), async {
-            let result = nvme::connect(&share.transport(), &share.nqn, opts).await;
+            let result = nvme::connect(&share.transport, &share.nqn, opts).await;
             ensure(result.is_err(), || {
                 format!("{who} connected to {}", share.nqn)
             })?;
