@@ -92,6 +92,19 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub const DEFAULT_LISTEN: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 10124);
 
+/// The TCP port of the NVMe discovery service unless told otherwise.
+pub const DEFAULT_DISCOVERY_PORT: u16 = 8420;
+
+/// The TCP port serving shared bdevs unless told otherwise: the one in
+/// share URIs.
+pub const DEFAULT_IO_PORT: u16 = 8430;
+
+/// The agent's state directory unless told otherwise.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/nvmfcheck";
+
+/// Where configfs is mounted unless told otherwise.
+pub const DEFAULT_CONFIGFS: &str = "/sys/kernel/config";
+
 /// How the agent runs; `nvmfcheck agent`'s flags.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
@@ -99,13 +112,13 @@ pub struct AgentConfig {
     pub listen: Vec<SocketAddr>,
     /// Address of the nvmet ports and in share URIs.
     pub address: Ipv4Addr,
-    /// TCP port of the discovery service (8420).
+    /// TCP port of the discovery service ([`DEFAULT_DISCOVERY_PORT`]).
     pub discovery_port: u16,
-    /// TCP port serving I/O (8430).
+    /// TCP port serving I/O ([`DEFAULT_IO_PORT`]).
     pub io_port: u16,
     /// Where the state file and malloc files live.
     pub state_dir: PathBuf,
-    /// The configfs mount point (`/sys/kernel/config`).
+    /// The configfs mount point ([`DEFAULT_CONFIGFS`]).
     pub configfs: PathBuf,
     /// Bdev URIs to create at start (existing identical bdevs are fine).
     pub create: Vec<String>,
@@ -126,10 +139,10 @@ impl AgentConfig {
         Self {
             listen: vec![DEFAULT_LISTEN],
             address,
-            discovery_port: 8420,
-            io_port: 8430,
-            state_dir: PathBuf::from("/var/lib/nvmfcheck"),
-            configfs: PathBuf::from("/sys/kernel/config"),
+            discovery_port: DEFAULT_DISCOVERY_PORT,
+            io_port: DEFAULT_IO_PORT,
+            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+            configfs: PathBuf::from(DEFAULT_CONFIGFS),
             create: Vec::new(),
             share: Vec::new(),
             faults: false,
@@ -162,7 +175,8 @@ impl AgentConfig {
         }
         if self.discovery_port == self.io_port {
             return bad(format!(
-                "--discovery-port and --io-port are both {}; they must differ (defaults 8420 and 8430)",
+                "--discovery-port and --io-port are both {}; they must differ (defaults \
+                 {DEFAULT_DISCOVERY_PORT} and {DEFAULT_IO_PORT})",
                 self.io_port
             ));
         }
