@@ -202,11 +202,7 @@ impl AgentConfig {
         // Syntax only, so that a typo fails before the kernel is touched;
         // whether the device exists is checked at start.
         for value in &self.create {
-            uri::parse_create(value).map_err(|e| AgentError::Startup {
-                flag: "--create",
-                value: value.clone(),
-                cause: Box::new(e.into()),
-            })?;
+            uri::parse_create(value).map_err(startup_error("--create", value))?;
         }
         for name in &self.share {
             if name.is_empty() {
@@ -293,6 +289,20 @@ pub struct Agent {
     restart: Arc<Notify>,
 }
 
+/// Turns why `flag value` (`--create`, `--share`) failed into an error
+/// naming both.
+fn startup_error<E: Into<RequestError>>(
+    flag: &'static str,
+    value: &str,
+) -> impl FnOnce(E) -> AgentError {
+    let value = value.to_string();
+    move |cause| AgentError::Startup {
+        flag,
+        value,
+        cause: Box::new(cause.into()),
+    }
+}
+
 impl Agent {
     /// Rebuilds the view from configfs (through `configfs`, rooted at the
     /// `nvmet` directory) and `<state dir>/state.json`, then applies
@@ -318,20 +328,12 @@ impl Agent {
         for uri in &config.create {
             target
                 .ensure_created(uri)
-                .map_err(|cause| AgentError::Startup {
-                    flag: "--create",
-                    value: uri.clone(),
-                    cause: Box::new(cause),
-                })?;
+                .map_err(startup_error("--create", uri))?;
         }
         for name in &config.share {
             target
                 .ensure_shared(name)
-                .map_err(|cause| AgentError::Startup {
-                    flag: "--share",
-                    value: name.clone(),
-                    cause: Box::new(cause),
-                })?;
+                .map_err(startup_error("--share", name))?;
         }
         let target = Arc::new(Serial::new(target, serial::REQUEST_DEADLINE));
         let faults = Faults::open(
