@@ -45,13 +45,7 @@ pub enum KernelSource {
 
 /// The default cache dir: `$XDG_CACHE_HOME/nvmfcheck` or `~/.cache/nvmfcheck`.
 pub fn default_cache_dir() -> PathBuf {
-    match std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
-        Some(dir) => PathBuf::from(dir).join("nvmfcheck"),
-        None => std::env::var_os("HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/root"))
-            .join(".cache/nvmfcheck"),
-    }
+    super::hostfs::xdg_dir("XDG_CACHE_HOME", ".cache", "nvmfcheck")
 }
 
 /// The versioned kernel package named by `apt-cache depends` output.

@@ -35,13 +35,7 @@ pub struct PairState {
 
 /// `$XDG_STATE_HOME/nvmfcheck/vm` or `~/.local/state/nvmfcheck/vm`.
 pub fn default_state_dir() -> PathBuf {
-    match std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
-        Some(dir) => PathBuf::from(dir).join("nvmfcheck/vm"),
-        None => std::env::var_os("HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/root"))
-            .join(".local/state/nvmfcheck/vm"),
-    }
+    super::hostfs::xdg_dir("XDG_STATE_HOME", ".local/state", "nvmfcheck/vm")
 }
 
 fn file(state_dir: &Path) -> PathBuf {
