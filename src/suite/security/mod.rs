@@ -206,13 +206,7 @@ const ALLOW_LIST_BDEV: (&str, &str) = ("sec-allow", "malloc:///sec-allow?size_mb
 
 fn allow_list<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
     Box::pin(async move {
-        let (name, uri) = ALLOW_LIST_BDEV;
-        let bdev = steps
-            .run(
-                "should create a RAM disk",
-                fabric::ensure_bdev(env, name, uri),
-            )
-            .await?;
+        let bdev = ram_disk(env, steps, ALLOW_LIST_BDEV).await?;
         let (ours, other) = (host_nqn(), host_nqn());
         let share = share_for(env, steps, &bdev, &ours).await?;
         let as_ours = ConnectOptions {
@@ -230,6 +224,20 @@ fn allow_list<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
 
 fn cleanup_allow_list<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
     Box::pin(async move { remove(env, steps, ALLOW_LIST_BDEV.0).await })
+}
+
+/// The case's RAM disk `(name, uri)`, created unless the target has it.
+async fn ram_disk(
+    env: &Env,
+    steps: &mut Steps,
+    (name, uri): (&str, &str),
+) -> Result<Bdev, CheckError> {
+    steps
+        .run(
+            "should create a RAM disk",
+            fabric::ensure_bdev(env, name, uri),
+        )
+        .await
 }
 
 /// Shares `bdev` for host `host` only.
