@@ -4,6 +4,7 @@
 //! subcommands are thin layers over it.
 
 pub mod agent;
+mod atomic_file;
 pub mod bench;
 pub mod client;
 pub mod cmd;

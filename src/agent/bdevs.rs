@@ -1370,7 +1370,7 @@ mod tests {
     fn a_state_file_that_cannot_be_written_undoes_create() {
         let s = Setup::new();
         let mut t = s.open();
-        std::fs::create_dir(s.state().with_extension("json.tmp")).unwrap();
+        std::fs::create_dir(crate::atomic_file::temporary(&s.state())).unwrap();
         let (c, msg) = code(t.create("malloc:///m0?size_mb=1"));
         assert_eq!(c, Code::Internal);
         assert!(msg.contains("state file"), "{msg}");

@@ -65,18 +65,7 @@ pub async fn prepare_target(configfs: &Path) -> Result<(), KernelError> {
     .await;
     let nvmet = configfs.join("nvmet");
     if !nvmet.is_dir() && configfs.is_dir() && !is_fs(configfs, CONFIGFS_MAGIC) {
-        mount(
-            Some("configfs"),
-            configfs,
-            Some("configfs"),
-            MsFlags::empty(),
-            None::<&str>,
-        )
-        .map_err(|cause| KernelError::Mount {
-            what: "configfs",
-            path: configfs.to_path_buf(),
-            cause,
-        })?;
+        mount_fs("configfs", "configfs", configfs, MsFlags::empty(), None)?;
         info!("mounted configfs on {}", configfs.display());
     }
     if nvmet.is_dir() {
@@ -96,20 +85,30 @@ pub fn ensure_tmpfs(dir: &Path) -> Result<(), KernelError> {
     if super::device::in_ram(dir).unwrap_or(false) {
         return Ok(());
     }
-    mount(
-        Some("nvmfcheck-malloc"),
+    mount_fs(
+        "tmpfs",
+        "nvmfcheck-malloc",
         dir,
-        Some("tmpfs"),
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
         Some("mode=0700"),
-    )
-    .map_err(|cause| KernelError::Mount {
-        what: "tmpfs",
-        path: dir.to_path_buf(),
-        cause,
-    })?;
+    )?;
     info!("mounted a tmpfs on {} for malloc bdevs", dir.display());
     Ok(())
+}
+
+/// Mounts a filesystem of type `fstype` from `source` on `path`.
+fn mount_fs(
+    fstype: &'static str,
+    source: &str,
+    path: &Path,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> Result<(), KernelError> {
+    mount(Some(source), path, Some(fstype), flags, data).map_err(|cause| KernelError::Mount {
+        what: fstype,
+        path: path.to_path_buf(),
+        cause,
+    })
 }
 
 /// Loads `module` unless `present` exists; a failure is only logged, with

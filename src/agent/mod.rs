@@ -93,6 +93,19 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub const DEFAULT_LISTEN: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 10124);
 
+/// The TCP port of the NVMe discovery service unless told otherwise.
+pub const DEFAULT_DISCOVERY_PORT: u16 = 8420;
+
+/// The TCP port serving shared bdevs unless told otherwise: the one in
+/// share URIs.
+pub const DEFAULT_IO_PORT: u16 = 8430;
+
+/// The agent's state directory unless told otherwise.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/nvmfcheck";
+
+/// Where configfs is mounted unless told otherwise.
+pub const DEFAULT_CONFIGFS: &str = "/sys/kernel/config";
+
 /// How the agent runs; `nvmfcheck agent`'s flags.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
@@ -100,13 +113,13 @@ pub struct AgentConfig {
     pub listen: Vec<SocketAddr>,
     /// Address of the nvmet ports and in share URIs.
     pub address: Ipv4Addr,
-    /// TCP port of the discovery service (8420).
+    /// TCP port of the discovery service ([`DEFAULT_DISCOVERY_PORT`]).
     pub discovery_port: u16,
-    /// TCP port serving I/O (8430).
+    /// TCP port serving I/O ([`DEFAULT_IO_PORT`]).
     pub io_port: u16,
     /// Where the state file and malloc files live.
     pub state_dir: PathBuf,
-    /// The configfs mount point (`/sys/kernel/config`).
+    /// The configfs mount point ([`DEFAULT_CONFIGFS`]).
     pub configfs: PathBuf,
     /// Bdev URIs to create at start (existing identical bdevs are fine).
     pub create: Vec<String>,
@@ -127,10 +140,10 @@ impl AgentConfig {
         Self {
             listen: vec![DEFAULT_LISTEN],
             address,
-            discovery_port: 8420,
-            io_port: 8430,
-            state_dir: PathBuf::from("/var/lib/nvmfcheck"),
-            configfs: PathBuf::from("/sys/kernel/config"),
+            discovery_port: DEFAULT_DISCOVERY_PORT,
+            io_port: DEFAULT_IO_PORT,
+            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+            configfs: PathBuf::from(DEFAULT_CONFIGFS),
             create: Vec::new(),
             share: Vec::new(),
             faults: false,
@@ -163,7 +176,8 @@ impl AgentConfig {
         }
         if self.discovery_port == self.io_port {
             return bad(format!(
-                "--discovery-port and --io-port are both {}; they must differ (defaults 8420 and 8430)",
+                "--discovery-port and --io-port are both {}; they must differ (defaults \
+                 {DEFAULT_DISCOVERY_PORT} and {DEFAULT_IO_PORT})",
                 self.io_port
             ));
         }
@@ -189,11 +203,7 @@ impl AgentConfig {
         // Syntax only, so that a typo fails before the kernel is touched;
         // whether the device exists is checked at start.
         for value in &self.create {
-            uri::parse_create(value).map_err(|e| AgentError::Startup {
-                flag: "--create",
-                value: value.clone(),
-                cause: Box::new(e.into()),
-            })?;
+            uri::parse_create(value).map_err(startup_error("--create", value))?;
         }
         for name in &self.share {
             if name.is_empty() {
@@ -280,6 +290,20 @@ pub struct Agent {
     restart: Arc<Notify>,
 }
 
+/// Turns why `flag value` (`--create`, `--share`) failed into an error
+/// naming both.
+fn startup_error<E: Into<RequestError>>(
+    flag: &'static str,
+    value: &str,
+) -> impl FnOnce(E) -> AgentError {
+    let value = value.to_string();
+    move |cause| AgentError::Startup {
+        flag,
+        value,
+        cause: Box::new(cause.into()),
+    }
+}
+
 impl Agent {
     /// Rebuilds the view from configfs (through `configfs`, rooted at the
     /// `nvmet` directory) and `<state dir>/state.json`, then applies
@@ -305,20 +329,12 @@ impl Agent {
         for uri in &config.create {
             target
                 .ensure_created(uri)
-                .map_err(|cause| AgentError::Startup {
-                    flag: "--create",
-                    value: uri.clone(),
-                    cause: Box::new(cause),
-                })?;
+                .map_err(startup_error("--create", uri))?;
         }
         for name in &config.share {
             target
                 .ensure_shared(name)
-                .map_err(|cause| AgentError::Startup {
-                    flag: "--share",
-                    value: name.clone(),
-                    cause: Box::new(cause),
-                })?;
+                .map_err(startup_error("--share", name))?;
         }
         let target = Arc::new(Serial::new(target, serial::REQUEST_DEADLINE));
         let faults = Faults::open(

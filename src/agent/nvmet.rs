@@ -807,6 +807,17 @@ mod tests {
         }
     }
 
+    /// A setup with its first device shared for host `a` only.
+    fn shared_for_a() -> (Setup, Uuid, Vec<String>) {
+        let s = setup();
+        let uuid = Uuid::new_v4();
+        let h = hosts(&["a"]);
+        s.nvmet
+            .share(&only(export(uuid, &s.devices[0]), &h))
+            .unwrap();
+        (s, uuid, h)
+    }
+
     fn hosts(names: &[&str]) -> Vec<String> {
         names
             .iter()
@@ -1009,12 +1020,7 @@ mod tests {
 
     #[test]
     fn as_is_leaves_host_access_alone() {
-        let s = setup();
-        let uuid = Uuid::new_v4();
-        let h = hosts(&["a"]);
-        s.nvmet
-            .share(&only(export(uuid, &s.devices[0]), &h))
-            .unwrap();
+        let (s, uuid, _) = shared_for_a();
         let whole = s.fs.dump();
         // Half undone, as by a crash; completing it keeps the host list.
         let ns = Path::new("subsystems")
@@ -1088,12 +1094,7 @@ mod tests {
 
     #[test]
     fn a_host_linked_under_another_name_is_recognised() {
-        let s = setup();
-        let uuid = Uuid::new_v4();
-        let h = hosts(&["a"]);
-        s.nvmet
-            .share(&only(export(uuid, &s.devices[0]), &h))
-            .unwrap();
+        let (s, uuid, h) = shared_for_a();
         let dir = Path::new("subsystems")
             .join(nqn(uuid))
             .join("allowed_hosts");

@@ -24,7 +24,6 @@
 //! It is replaced atomically (write a temporary file, `fsync`, `rename`), so
 //! a crash leaves either the old or the new file.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -32,6 +31,7 @@ use uuid::Uuid;
 
 use super::device::Geometry;
 use super::uri::Backend;
+use crate::atomic_file;
 
 /// Format version written into the file.
 const VERSION: u32 = 1;
@@ -154,19 +154,7 @@ pub fn save(path: &Path, state: State) -> Result<(), StateError> {
         reason: e.to_string(),
     })?;
     text.push('\n');
-    replace_file(path, &text).map_err(io("replace"))
-}
-
-/// Replaces `path` with `text` so that a crash leaves the old or the new
-/// content, never a torn file: write a sibling, sync it, rename it over.
-pub fn replace_file(path: &Path, text: &str) -> std::io::Result<()> {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
-    let tmp = path.with_file_name(name);
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
+    atomic_file::replace(path, text.as_bytes()).map_err(io("replace"))
 }
 
 #[cfg(test)]
@@ -233,7 +221,7 @@ mod tests {
         };
         save(&path, state.clone()).unwrap();
         assert_eq!(load(&path).unwrap(), state);
-        assert!(!path.with_extension("json.tmp").exists());
+        assert!(!atomic_file::temporary(&path).exists());
     }
 
     /// Files written before `blk_size` and `num_blocks` existed still load.

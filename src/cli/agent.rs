@@ -24,16 +24,16 @@ pub struct Args {
     #[arg(long, value_name = "IPV4")]
     address: Option<Ipv4Addr>,
     /// TCP port of the NVMe discovery service.
-    #[arg(long, value_name = "PORT", default_value_t = 8420)]
+    #[arg(long, value_name = "PORT", default_value_t = agent::DEFAULT_DISCOVERY_PORT)]
     discovery_port: u16,
     /// TCP port serving shared bdevs.
-    #[arg(long, value_name = "PORT", default_value_t = 8430)]
+    #[arg(long, value_name = "PORT", default_value_t = agent::DEFAULT_IO_PORT)]
     io_port: u16,
     /// Directory of the state file and of malloc bdevs' tmpfs.
-    #[arg(long, value_name = "DIR", default_value = "/var/lib/nvmfcheck")]
+    #[arg(long, value_name = "DIR", default_value = agent::DEFAULT_STATE_DIR)]
     state_dir: PathBuf,
     /// Where configfs is mounted.
-    #[arg(long, value_name = "DIR", default_value = "/sys/kernel/config")]
+    #[arg(long, value_name = "DIR", default_value = agent::DEFAULT_CONFIGFS)]
     configfs: PathBuf,
     /// Create this bdev at start, unless it exists (repeatable), e.g.
     /// aio:///dev/vdb or malloc:///m0?size_mb=64.

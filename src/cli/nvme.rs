@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::Serialize;
 
-use nvmfcheck::nvme::{self, ConnectOptions, Transport};
+use nvmfcheck::nvme::{self, ConnectOptions, ShareUri, Transport};
 
 /// Subcommands of `nvmfcheck nvme`.
 #[derive(clap::Subcommand)]
@@ -93,7 +93,10 @@ pub async fn main(cmd: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Connect(a) => {
             let (t, nqn) = match a.uri {
-                Some(uri) => nvme::parse_share_uri(&uri)?,
+                Some(uri) => {
+                    let share = ShareUri::parse(&uri)?;
+                    (share.transport, share.nqn)
+                }
                 None => {
                     let (Some(traddr), Some(trsvcid), Some(nqn)) = (a.traddr, a.trsvcid, a.nqn)
                     else {

@@ -18,7 +18,7 @@ pub struct Args {
     #[arg(required = true)]
     categories: Vec<String>,
     /// The target's gRPC address.
-    #[arg(long, default_value = "192.168.1.2:10124", env = "NVMFCHECK_TARGET")]
+    #[arg(long, default_value = suite::DEFAULT_TARGET, env = "NVMFCHECK_TARGET")]
     target: String,
     /// Where report.json and junit.xml are written.
     #[arg(long, default_value = ".")]
@@ -31,7 +31,7 @@ pub struct Args {
     #[arg(long, value_name = "REPORT")]
     require_passed: Option<PathBuf>,
     /// The bdev to export.
-    #[arg(long, default_value = "aio:///dev/vdb")]
+    #[arg(long, default_value = suite::DEFAULT_BDEV_URI)]
     bdev: String,
     /// A regular file on the target that basic/mayastor-clients exports as
     /// an aio bdev with blk_size=4096 (the runner and the NixOS checks make
@@ -39,13 +39,13 @@ pub struct Args {
     #[arg(long, default_value = nvmfcheck::suite::AIO_FILE)]
     aio_file: String,
     /// The size the bdev must have, in MiB; 0 skips the check.
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = suite::DEFAULT_EXPECT_SIZE_MB)]
     expect_size_mb: u64,
     /// MiB each fio verify job writes and reads back.
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=65536))]
+    #[arg(long, default_value_t = suite::DEFAULT_FIO_SIZE_MB, value_parser = clap::value_parser!(u64).range(1..=65536))]
     fio_size_mb: u64,
     /// The target's NVMe/TCP discovery port.
-    #[arg(long, default_value_t = 8420)]
+    #[arg(long, default_value_t = nvmfcheck::agent::DEFAULT_DISCOVERY_PORT)]
     discovery_port: u16,
     /// A file holding the agent's token, for an agent started with
     /// `--token-file`.

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::{auth_channel, rpc_error, AuthChannel, ClientError};
+use super::{AuthChannel, ClientError, Service};
 use crate::proto::mayastor::{
     bdev_rpc_client::BdevRpcClient, Bdev, BdevShareRequest, BdevUri, CreateReply, Null,
 };
@@ -10,10 +10,7 @@ use crate::token::Token;
 
 /// A connection to one target's `BdevRpc` service. Cheap to clone.
 #[derive(Debug, Clone)]
-pub struct Target {
-    addr: String,
-    rpc: BdevRpcClient<AuthChannel>,
-}
+pub struct Target(Service<BdevRpcClient<AuthChannel>>);
 
 impl Target {
     /// Connects to `host:port`, giving up after `timeout`; each later call
@@ -29,21 +26,23 @@ impl Target {
         timeout: Duration,
         token: Option<Token>,
     ) -> Result<Self, ClientError> {
-        Ok(Self {
-            addr: addr.to_string(),
-            rpc: BdevRpcClient::new(auth_channel(addr, timeout, token).await?),
-        })
+        Ok(Self(
+            Service::connect(addr, timeout, token, BdevRpcClient::new).await?,
+        ))
     }
 
     /// The address this client talks to.
     pub fn addr(&self) -> &str {
-        &self.addr
+        self.0.addr()
     }
 
     /// `BdevRpc.List`: every bdev on the target.
     pub async fn list(&self) -> Result<Vec<Bdev>, ClientError> {
-        let reply = self.rpc.clone().list(Null {}).await;
-        Ok(reply.map_err(self.rpc("BdevRpc.List"))?.into_inner().bdevs)
+        let reply = self.0.rpc().list(Null {}).await;
+        Ok(reply
+            .map_err(self.0.error("BdevRpc.List"))?
+            .into_inner()
+            .bdevs)
     }
 
     /// `BdevRpc.Create`: creates a bdev from a URI; returns its name.
@@ -51,8 +50,11 @@ impl Target {
         let req = BdevUri {
             uri: uri.to_string(),
         };
-        let reply = self.rpc.clone().create(req).await;
-        Ok(reply.map_err(self.rpc("BdevRpc.Create"))?.into_inner().name)
+        let reply = self.0.rpc().create(req).await;
+        Ok(reply
+            .map_err(self.0.error("BdevRpc.Create"))?
+            .into_inner()
+            .name)
     }
 
     /// `BdevRpc.Destroy`: destroys the bdev created from `uri`.
@@ -60,11 +62,11 @@ impl Target {
         let req = BdevUri {
             uri: uri.to_string(),
         };
-        self.rpc
-            .clone()
+        self.0
+            .rpc()
             .destroy(req)
             .await
-            .map_err(self.rpc("BdevRpc.Destroy"))?;
+            .map_err(self.0.error("BdevRpc.Destroy"))?;
         Ok(())
     }
 
@@ -83,8 +85,11 @@ impl Target {
             proto: proto.to_string(),
             allowed_hosts: allowed_hosts.to_vec(),
         };
-        let reply = self.rpc.clone().share(req).await;
-        Ok(reply.map_err(self.rpc("BdevRpc.Share"))?.into_inner().uri)
+        let reply = self.0.rpc().share(req).await;
+        Ok(reply
+            .map_err(self.0.error("BdevRpc.Share"))?
+            .into_inner()
+            .uri)
     }
 
     /// `BdevRpc.Unshare`: stops exporting a bdev.
@@ -92,23 +97,17 @@ impl Target {
         let req = CreateReply {
             name: name.to_string(),
         };
-        self.rpc
-            .clone()
+        self.0
+            .rpc()
             .unshare(req)
             .await
-            .map_err(self.rpc("BdevRpc.Unshare"))?;
+            .map_err(self.0.error("BdevRpc.Unshare"))?;
         Ok(())
     }
 
     /// The bdev called `name`, if the target lists one.
     pub async fn find(&self, name: &str) -> Result<Option<Bdev>, ClientError> {
         Ok(self.list().await?.into_iter().find(|b| b.name == name))
-    }
-}
-
-impl Target {
-    fn rpc(&self, call: &'static str) -> impl FnOnce(tonic::Status) -> ClientError + '_ {
-        rpc_error(&self.addr, call)
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::{auth_channel, rpc_error, AuthChannel, ClientError};
+use super::{AuthChannel, ClientError, Service};
 use crate::proto::control::control_client::ControlClient;
 use crate::proto::control::{
     Fault, InfoReply, InfoRequest, LinkDownRequest, PortDownRequest, RestartRequest,
@@ -13,10 +13,7 @@ use crate::token::Token;
 
 /// A connection to one agent's `Control` service. Cheap to clone.
 #[derive(Debug, Clone)]
-pub struct Control {
-    addr: String,
-    rpc: ControlClient<AuthChannel>,
-}
+pub struct Control(Service<ControlClient<AuthChannel>>);
 
 impl Control {
     /// Connects to the agent at `host:port` (its gRPC port), giving up
@@ -27,24 +24,19 @@ impl Control {
         timeout: Duration,
         token: Option<Token>,
     ) -> Result<Self, ClientError> {
-        Ok(Self {
-            addr: addr.to_string(),
-            rpc: ControlClient::new(auth_channel(addr, timeout, token).await?),
-        })
+        Ok(Self(
+            Service::connect(addr, timeout, token, ControlClient::new).await?,
+        ))
     }
 
     /// `Control.LinkDown`: the target's NVMe link goes down for `seconds`
     /// shortly after the reply, then up again. Until then the agent is
     /// unreachable if this client reaches it over that link.
     pub async fn link_down(&self, seconds: u32) -> Result<Fault, ClientError> {
-        let reply = self
-            .rpc
-            .clone()
-            .link_down(LinkDownRequest { seconds })
-            .await;
+        let reply = self.0.rpc().link_down(LinkDownRequest { seconds }).await;
         self.fault(
             reply
-                .map_err(self.rpc("Control.LinkDown"))?
+                .map_err(self.0.error("Control.LinkDown"))?
                 .into_inner()
                 .fault,
         )
@@ -57,10 +49,10 @@ impl Control {
             port: port.into(),
             seconds,
         };
-        let reply = self.rpc.clone().port_down(req).await;
+        let reply = self.0.rpc().port_down(req).await;
         self.fault(
             reply
-                .map_err(self.rpc("Control.PortDown"))?
+                .map_err(self.0.error("Control.PortDown"))?
                 .into_inner()
                 .fault,
         )
@@ -69,26 +61,22 @@ impl Control {
     /// `Control.Restart`: the agent re-executes itself after replying;
     /// returns the instance that restarts.
     pub async fn restart(&self) -> Result<String, ClientError> {
-        let reply = self.rpc.clone().restart(RestartRequest {}).await;
+        let reply = self.0.rpc().restart(RestartRequest {}).await;
         Ok(reply
-            .map_err(self.rpc("Control.Restart"))?
+            .map_err(self.0.error("Control.Restart"))?
             .into_inner()
             .instance)
     }
 
     /// `Control.Info`: instance, pid, uptime and faults in force.
     pub async fn info(&self) -> Result<InfoReply, ClientError> {
-        let reply = self.rpc.clone().info(InfoRequest {}).await;
-        Ok(reply.map_err(self.rpc("Control.Info"))?.into_inner())
+        let reply = self.0.rpc().info(InfoRequest {}).await;
+        Ok(reply.map_err(self.0.error("Control.Info"))?.into_inner())
     }
 
     fn fault(&self, fault: Option<Fault>) -> Result<Fault, ClientError> {
         fault.ok_or_else(|| {
-            rpc_error(&self.addr, "Control")(tonic::Status::internal("the reply carries no fault"))
+            self.0.error("Control")(tonic::Status::internal("the reply carries no fault"))
         })
-    }
-
-    fn rpc(&self, call: &'static str) -> impl FnOnce(tonic::Status) -> ClientError + '_ {
-        rpc_error(&self.addr, call)
     }
 }

@@ -84,8 +84,57 @@ where
     }
 }
 
+/// What each client holds: the address it talks to, for messages, and the
+/// generated client of its service on an [`auth_channel`].
+#[derive(Debug, Clone)]
+pub(crate) struct Service<C> {
+    addr: String,
+    rpc: C,
+}
+
+impl<C: Clone> Service<C> {
+    /// Connects to `addr` (`host:port`), giving up after `timeout`; each
+    /// later call also gets `timeout`, and carries `token` if there is one.
+    /// `new` makes the generated client on the channel.
+    pub(crate) async fn connect(
+        addr: &str,
+        timeout: Duration,
+        token: Option<Token>,
+        new: impl FnOnce(AuthChannel) -> C,
+    ) -> Result<Self, ClientError> {
+        Ok(Self {
+            addr: addr.to_string(),
+            rpc: new(auth_channel(addr, timeout, token).await?),
+        })
+    }
+
+    /// The address this client talks to.
+    pub(crate) fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// The generated client, for one call: its calls take it by `&mut`, and
+    /// its clones share the channel.
+    pub(crate) fn rpc(&self) -> C {
+        self.rpc.clone()
+    }
+
+    /// Turns the status of call `call` into an error naming the address.
+    pub(crate) fn error(
+        &self,
+        call: &'static str,
+    ) -> impl FnOnce(tonic::Status) -> ClientError + '_ {
+        let addr = &self.addr;
+        move |status| ClientError::Rpc {
+            addr: addr.clone(),
+            call,
+            status,
+        }
+    }
+}
+
 /// [`channel`] whose every call carries `token`, if there is one.
-pub(crate) async fn auth_channel(
+async fn auth_channel(
     addr: &str,
     timeout: Duration,
     token: Option<Token>,
@@ -129,18 +178,6 @@ async fn channel(addr: &str, timeout: Duration) -> Result<Channel, ClientError> 
             addr: addr.to_string(),
             source,
         })
-}
-
-/// Turns the status of call `call` to `addr` into an error.
-pub(crate) fn rpc_error<'a>(
-    addr: &'a str,
-    call: &'static str,
-) -> impl FnOnce(tonic::Status) -> ClientError + 'a {
-    move |status| ClientError::Rpc {
-        addr: addr.to_string(),
-        call,
-        status,
-    }
 }
 
 /// What to do about errors that are not the target's verdict on a request.

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::{auth_channel, rpc_error, AuthChannel, ClientError};
+use super::{AuthChannel, ClientError, Service};
 use crate::proto::security::security_client::SecurityClient;
 use crate::proto::security::{
     ExposureReply, ExposureRequest, RemoveHostRequest, SetHostKeyRequest,
@@ -14,10 +14,7 @@ use crate::token::Token;
 
 /// A connection to one agent's `Security` service. Cheap to clone.
 #[derive(Debug, Clone)]
-pub struct Security {
-    addr: String,
-    rpc: SecurityClient<AuthChannel>,
-}
+pub struct Security(Service<SecurityClient<AuthChannel>>);
 
 impl Security {
     /// Connects to the agent at `host:port` (its gRPC port), giving up
@@ -28,16 +25,17 @@ impl Security {
         timeout: Duration,
         token: Option<Token>,
     ) -> Result<Self, ClientError> {
-        Ok(Self {
-            addr: addr.to_string(),
-            rpc: SecurityClient::new(auth_channel(addr, timeout, token).await?),
-        })
+        Ok(Self(
+            Service::connect(addr, timeout, token, SecurityClient::new).await?,
+        ))
     }
 
     /// `Security.Exposure`: listen addresses, faults, token, allowed paths.
     pub async fn exposure(&self) -> Result<ExposureReply, ClientError> {
-        let reply = self.rpc.clone().exposure(ExposureRequest {}).await;
-        Ok(reply.map_err(self.rpc("Security.Exposure"))?.into_inner())
+        let reply = self.0.rpc().exposure(ExposureRequest {}).await;
+        Ok(reply
+            .map_err(self.0.error("Security.Exposure"))?
+            .into_inner())
     }
 
     /// `Security.SetHostKey`: host `host_nqn` must prove it holds `key`;
@@ -53,8 +51,8 @@ impl Security {
             key: key.to_string(),
             ctrl_key: ctrl_key.to_string(),
         };
-        let reply = self.rpc.clone().set_host_key(req).await;
-        reply.map_err(self.rpc("Security.SetHostKey"))?;
+        let reply = self.0.rpc().set_host_key(req).await;
+        reply.map_err(self.0.error("Security.SetHostKey"))?;
         Ok(())
     }
 
@@ -64,12 +62,8 @@ impl Security {
         let req = RemoveHostRequest {
             host_nqn: host_nqn.to_string(),
         };
-        let reply = self.rpc.clone().remove_host(req).await;
-        reply.map_err(self.rpc("Security.RemoveHost"))?;
+        let reply = self.0.rpc().remove_host(req).await;
+        reply.map_err(self.0.error("Security.RemoveHost"))?;
         Ok(())
-    }
-
-    fn rpc(&self, call: &'static str) -> impl FnOnce(tonic::Status) -> ClientError + '_ {
-        rpc_error(&self.addr, call)
     }
 }

@@ -25,7 +25,7 @@
 //! program opens (see `sysfs.rs`).
 
 mod output;
-mod sysfs;
+pub(crate) mod sysfs;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -453,44 +453,67 @@ pub async fn version(timeout: Duration) -> Result<String, NvmeError> {
         .join(", "))
 }
 
-/// Splits a share URI as the target returns it, `nvmf://<address>:<port>/<nqn>`,
-/// into the transport and the subsystem NQN.
-pub fn parse_share_uri(uri: &str) -> Result<(Transport, String), NvmeError> {
-    // The URI comes from the target: shown escaped and cut short, so that
-    // it cannot garble the terminal or fill the screen.
-    let bad = |reason: &str| NvmeError::InvalidUri {
-        uri: shown(uri),
-        reason: reason.to_string(),
-    };
-    let parsed = url::Url::parse(uri).map_err(|e| bad(&e.to_string()))?;
-    if parsed.scheme() != "nvmf" {
-        return Err(bad("the scheme is not nvmf"));
+/// A share URI as a target returns it, `nvmf://<address>:<port>/<nqn>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShareUri {
+    /// The address and port the subsystem is served at.
+    pub transport: Transport,
+    /// The subsystem NQN.
+    pub nqn: String,
+}
+
+impl ShareUri {
+    /// Splits a share URI into the transport and the subsystem NQN, both
+    /// validated.
+    pub fn parse(uri: &str) -> Result<Self, NvmeError> {
+        // The URI comes from the target: shown escaped and cut short, so that
+        // it cannot garble the terminal or fill the screen.
+        let bad = |reason: &str| NvmeError::InvalidUri {
+            uri: shown(uri),
+            reason: reason.to_string(),
+        };
+        let parsed = url::Url::parse(uri).map_err(|e| bad(&e.to_string()))?;
+        if parsed.scheme() != "nvmf" {
+            return Err(bad("the scheme is not nvmf"));
+        }
+        // For a scheme it does not know, `url` keeps an IPv4 host as text.
+        let host = match parsed.host() {
+            Some(url::Host::Domain(d)) => d.to_string(),
+            Some(url::Host::Ipv4(a)) => a.to_string(),
+            Some(url::Host::Ipv6(a)) => a.to_string(),
+            None => return Err(bad("the address is missing")),
+        };
+        let port = parsed.port().ok_or_else(|| bad("the port is missing"))?;
+        let nqn = parsed.path().trim_start_matches('/');
+        // The URL parser resolves `.` and `..` segments, drops tabs and
+        // newlines and escapes spaces and quotes, and `?` or `#` end the path:
+        // the NQN is taken only as it was written, so that a share URI never
+        // names another subsystem than the target meant.
+        let written = uri
+            .split_once("://")
+            .and_then(|(_, rest)| rest.split_once('/'))
+            .map_or("", |(_, path)| path.trim_start_matches('/'));
+        if nqn != written {
+            return Err(bad(
+                "URL rules would change the NQN (a `.` or `..` segment, `?`, `#`, whitespace or \
+                 a character to escape): give it as the target names it",
+            ));
+        }
+        validate_nqn("subsystem NQN", nqn)?;
+        Ok(Self {
+            transport: Transport::new(host, port)?,
+            nqn: nqn.to_string(),
+        })
     }
-    // For a scheme it does not know, `url` keeps an IPv4 host as text.
-    let host = match parsed.host() {
-        Some(url::Host::Domain(d)) => d.to_string(),
-        Some(url::Host::Ipv4(a)) => a.to_string(),
-        Some(url::Host::Ipv6(a)) => a.to_string(),
-        None => return Err(bad("the address is missing")),
-    };
-    let port = parsed.port().ok_or_else(|| bad("the port is missing"))?;
-    let nqn = parsed.path().trim_start_matches('/');
-    // The URL parser resolves `.` and `..` segments, drops tabs and
-    // newlines and escapes spaces and quotes, and `?` or `#` end the path:
-    // the NQN is taken only as it was written, so that a share URI never
-    // names another subsystem than the target meant.
-    let written = uri
-        .split_once("://")
-        .and_then(|(_, rest)| rest.split_once('/'))
-        .map_or("", |(_, path)| path.trim_start_matches('/'));
-    if nqn != written {
-        return Err(bad(
-            "URL rules would change the NQN (a `.` or `..` segment, `?`, `#`, whitespace or \
-             a character to escape): give it as the target names it",
-        ));
+
+    /// The transport of this share's address on TCP port `port` (another
+    /// port of the target, such as its discovery port).
+    pub fn on_port(&self, port: u16) -> Transport {
+        Transport {
+            traddr: self.transport.traddr.clone(),
+            trsvcid: port,
+        }
     }
-    validate_nqn("subsystem NQN", nqn)?;
-    Ok((Transport::new(host, port)?, nqn.to_string()))
 }
 
 /// Checks an NQN is one nvme-cli and the kernel accept unchanged.
@@ -652,12 +675,15 @@ mod tests {
 
     #[test]
     fn share_uri_splits_into_transport_and_nqn() {
-        let (t, nqn) =
-            parse_share_uri("nvmf://192.168.1.2:8430/nqn.2019-05.io.openebs:1234").unwrap();
-        assert_eq!(t, Transport::new("192.168.1.2", 8430).unwrap());
-        assert_eq!(nqn, "nqn.2019-05.io.openebs:1234");
-        let (t, _) = parse_share_uri("nvmf://[::1]:8430/nqn.x").unwrap();
-        assert_eq!(t.traddr, "::1");
+        let s = ShareUri::parse("nvmf://192.168.1.2:8430/nqn.2019-05.io.openebs:1234").unwrap();
+        assert_eq!(s.transport, Transport::new("192.168.1.2", 8430).unwrap());
+        assert_eq!(s.nqn, "nqn.2019-05.io.openebs:1234");
+        assert_eq!(
+            s.on_port(8420),
+            Transport::new("192.168.1.2", 8420).unwrap()
+        );
+        let s = ShareUri::parse("nvmf://[::1]:8430/nqn.x").unwrap();
+        assert_eq!(s.transport.traddr, "::1");
         for bad in [
             "http://1.2.3.4:8430/nqn.x",
             "nvmf://host:8430/nqn.x",
@@ -671,9 +697,9 @@ mod tests {
             "nvmf://1.2.3.4:8430/nqn.<a>",
             "nvmf://1.2.3.4:8430/nqn.a\tb",
         ] {
-            assert!(parse_share_uri(bad).is_err(), "{bad}");
+            assert!(ShareUri::parse(bad).is_err(), "{bad}");
         }
-        let err = parse_share_uri("\x1b[2J").unwrap_err().to_string();
+        let err = ShareUri::parse("\x1b[2J").unwrap_err().to_string();
         assert!(err.contains(r#"URI "\u{1b}[2J":"#), "{err}");
     }
 
@@ -759,13 +785,14 @@ mod tests {
         /// Any input is either a transport and an NQN that are valid and
         /// written back give the same again, or a clean one-line error.
         fn check(uri: &str) {
-            match parse_share_uri(uri) {
-                Ok((t, nqn)) => {
+            match ShareUri::parse(uri) {
+                Ok(s) => {
+                    let (t, nqn) = (&s.transport, &s.nqn);
                     t.validate().unwrap();
-                    validate_nqn("subsystem NQN", &nqn).unwrap();
+                    validate_nqn("subsystem NQN", nqn).unwrap();
                     let ip: IpAddr = t.traddr.parse().unwrap();
-                    let again = share_uri(ip, t.trsvcid, &nqn);
-                    assert_eq!(parse_share_uri(&again).unwrap(), (t, nqn), "{again}");
+                    let again = share_uri(ip, t.trsvcid, nqn);
+                    assert_eq!(ShareUri::parse(&again).unwrap(), s, "{again}");
                 }
                 Err(e) => assert_clean(&e.to_string(), MAX_MESSAGE_LEN),
             }
@@ -774,7 +801,7 @@ mod tests {
         #[test]
         fn seeds_are_accepted() {
             for uri in SEEDS {
-                parse_share_uri(uri).unwrap_or_else(|e| panic!("{uri}: {e}"));
+                ShareUri::parse(uri).unwrap_or_else(|e| panic!("{uri}: {e}"));
                 check(uri);
             }
         }
@@ -797,9 +824,9 @@ mod tests {
                 ip in ip(), port in 1..=u16::MAX, nqn in nqn()
             ) {
                 let uri = share_uri(ip, port, &nqn);
-                if let Ok((t, got)) = parse_share_uri(&uri) {
-                    prop_assert_eq!(t, Transport::new(ip.to_string(), port).unwrap());
-                    prop_assert_eq!(got, nqn);
+                if let Ok(s) = ShareUri::parse(&uri) {
+                    prop_assert_eq!(s.transport, Transport::new(ip.to_string(), port).unwrap());
+                    prop_assert_eq!(s.nqn, nqn);
                 }
             }
 
@@ -808,8 +835,8 @@ mod tests {
                 ip in ip(), port in 1..=u16::MAX, nqn in "nqn\\.[a-z0-9.:-]{1,200}"
             ) {
                 let uri = share_uri(ip, port, &nqn);
-                let parsed = parse_share_uri(&uri);
-                prop_assert_eq!(parsed.ok(), Some((Transport::new(ip.to_string(), port).unwrap(), nqn)));
+                let transport = Transport::new(ip.to_string(), port).unwrap();
+                prop_assert_eq!(ShareUri::parse(&uri).ok(), Some(ShareUri { transport, nqn }));
             }
 
             #[test]

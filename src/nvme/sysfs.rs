@@ -8,7 +8,10 @@
 //!   block device itself (multipath off);
 //! - `/sys/class/block/<disk>/` has `size` (512-byte sectors, whatever the
 //!   block size), `queue/logical_block_size`, `nsid`, and `uuid` / `nguid`
-//!   only when the target set them.
+//!   only when the target set them;
+//! - each disk a controller holds has a `stat` whose first and fifth fields
+//!   count completed reads and writes; a per-path disk counts the I/O of its
+//!   path only.
 
 use std::collections::BTreeSet;
 use std::io::ErrorKind;
@@ -17,8 +20,11 @@ use std::str::FromStr;
 
 use super::{Connection, Namespace, NvmeError};
 
+#[cfg(test)]
+pub(crate) mod fake;
+
 /// Where sysfs and /dev are: `/` on a host, a temporary tree in tests.
-pub(super) struct Sysfs {
+pub(crate) struct Sysfs {
     root: PathBuf,
 }
 
@@ -55,12 +61,12 @@ impl NamespaceStatus {
 
 impl Sysfs {
     /// This host's sysfs.
-    pub(super) fn host() -> Self {
+    pub(crate) fn host() -> Self {
         Self::at(Path::new("/"))
     }
 
     /// A tree laid out like `/` (with `sys/` and `dev/`) at `root`.
-    pub(super) fn at(root: &Path) -> Self {
+    pub(crate) fn at(root: &Path) -> Self {
         Self {
             root: root.to_path_buf(),
         }
@@ -72,7 +78,7 @@ impl Sysfs {
     }
 
     /// The controllers of subsystem `subnqn`, by instance number.
-    pub(super) fn controllers(&self, subnqn: &str) -> Result<Vec<String>, NvmeError> {
+    pub(crate) fn controllers(&self, subnqn: &str) -> Result<Vec<String>, NvmeError> {
         let class = self.root.join("sys/class/nvme");
         let mut found = Vec::new();
         for name in list_dir(&class)? {
@@ -89,7 +95,7 @@ impl Sysfs {
     }
 
     /// A controller's `state` (live, connecting, deleting, ...), for messages.
-    pub(super) fn controller_state(&self, controller: &str) -> String {
+    pub(crate) fn controller_state(&self, controller: &str) -> String {
         match read_attr(
             &self
                 .root
@@ -143,6 +149,23 @@ impl Sysfs {
             controllers,
             namespaces,
         }))
+    }
+
+    /// The I/Os the namespaces of `controller` completed through it: reads
+    /// plus writes of each disk it holds, summed. A disk that goes meanwhile
+    /// counts nothing.
+    pub(crate) fn completed_ios(&self, controller: &str) -> Result<u64, NvmeError> {
+        let dir = self.root.join("sys/class/nvme").join(controller);
+        let mut count = 0;
+        for entry in list_dir(&dir)? {
+            if block_device_of(&entry).is_none() {
+                continue;
+            }
+            if let Ok(stat) = std::fs::read_to_string(dir.join(&entry).join("stat")) {
+                count += completed(&stat);
+            }
+        }
+        Ok(count)
     }
 
     /// Names of the block devices of the namespaces a controller holds.
@@ -213,6 +236,15 @@ fn block_device_of(entry: &str) -> Option<String> {
     }
 }
 
+/// Completed reads plus completed writes of a block `stat` line.
+fn completed(stat: &str) -> u64 {
+    let fields: Vec<u64> = stat
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    fields.first().copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0)
+}
+
 /// Entry names of a directory; empty when it does not exist (anymore).
 fn list_dir(dir: &Path) -> Result<Vec<String>, NvmeError> {
     let entries = match std::fs::read_dir(dir) {
@@ -266,50 +298,10 @@ fn parse_attr<T: FromStr>(path: &Path, expected: &'static str) -> Result<Option<
 
 #[cfg(test)]
 mod tests {
+    use super::fake::{FakeSysfs, NQN};
     use super::*;
-    use std::fs;
 
-    const NQN: &str = "nqn.2019-05.io.openebs:5e1e6d9e-0000-4000-8000-000000000001";
     const UUID: &str = "5e1e6d9e-0000-4000-8000-000000000001";
-
-    /// A fake sysfs tree shaped like Linux 6.1's (see the module doc; the
-    /// layouts were checked in a Debian 6.1 guest with and without multipath).
-    struct Tree(tempfile::TempDir);
-
-    impl Tree {
-        fn new() -> Self {
-            Self(tempfile::tempdir().unwrap())
-        }
-        fn file(&self, rel: &str, content: &str) {
-            let path = self.0.path().join(rel);
-            fs::create_dir_all(path.parent().unwrap()).unwrap();
-            fs::write(path, format!("{content}\n")).unwrap();
-        }
-        fn controller(&self, name: &str, nqn: &str) {
-            self.file(&format!("sys/class/nvme/{name}/subsysnqn"), nqn);
-            self.file(&format!("sys/class/nvme/{name}/state"), "live");
-        }
-        fn disk(&self, name: &str, sectors: u64, uuid: Option<&str>) {
-            let dir = format!("sys/class/block/{name}");
-            self.file(&format!("{dir}/size"), &sectors.to_string());
-            self.file(&format!("{dir}/queue/logical_block_size"), "512");
-            self.file(&format!("{dir}/nsid"), "1");
-            if let Some(uuid) = uuid {
-                self.file(&format!("{dir}/uuid"), uuid);
-            }
-            self.file(&format!("dev/{name}"), "");
-        }
-        fn entry(&self, controller: &str, entry: &str) {
-            let dir = self
-                .0
-                .path()
-                .join(format!("sys/class/nvme/{controller}/{entry}"));
-            fs::create_dir_all(dir).unwrap();
-        }
-        fn sysfs(&self) -> Sysfs {
-            Sysfs::at(self.0.path())
-        }
-    }
 
     #[test]
     fn names_map_to_the_block_device() {
@@ -333,7 +325,7 @@ mod tests {
 
     #[test]
     fn nothing_connected_is_none() {
-        let tree = Tree::new();
+        let tree = FakeSysfs::new();
         assert_eq!(tree.sysfs().connection(NQN).unwrap(), None);
         tree.controller("nvme0", "nqn.other");
         assert_eq!(tree.sysfs().connection(NQN).unwrap(), None);
@@ -343,7 +335,7 @@ mod tests {
     // each holding a hidden per-path disk; one block device nvme0n1.
     #[test]
     fn multipath_paths_share_one_block_device() {
-        let tree = Tree::new();
+        let tree = FakeSysfs::new();
         tree.controller("nvme1", NQN);
         tree.controller("nvme0", NQN);
         tree.controller("nvme2", "nqn.2014-08.org.nvmexpress.discovery");
@@ -375,7 +367,7 @@ mod tests {
     // Multipath off: the block device hangs off the controller and is named after it.
     #[test]
     fn without_multipath_the_controller_holds_the_block_device() {
-        let tree = Tree::new();
+        let tree = FakeSysfs::new();
         tree.controller("nvme3", NQN);
         tree.entry("nvme3", "nvme3n1");
         // The generic char device sits beside it and is not a block device.
@@ -391,7 +383,7 @@ mod tests {
 
     #[test]
     fn a_namespace_is_pending_until_it_has_a_size_and_a_dev_node() {
-        let tree = Tree::new();
+        let tree = FakeSysfs::new();
         tree.controller("nvme0", NQN);
         let sys = tree.sysfs();
         let status = sys.controller_namespaces("nvme0").unwrap();
@@ -409,7 +401,7 @@ mod tests {
             "nvme0n1 (size is 0 so far)"
         );
         tree.disk("nvme0n1", 8, None);
-        fs::remove_file(tree.0.path().join("dev/nvme0n1")).unwrap();
+        tree.remove("dev/nvme0n1");
         assert_eq!(
             sys.controller_namespaces("nvme0").unwrap().describe(),
             "nvme0n1 (no /dev node yet)"
@@ -423,7 +415,7 @@ mod tests {
 
     #[test]
     fn garbage_in_an_attribute_is_an_error_naming_the_file() {
-        let tree = Tree::new();
+        let tree = FakeSysfs::new();
         tree.controller("nvme0", NQN);
         tree.entry("nvme0", "nvme0n1");
         tree.disk("nvme0n1", 8, Some("not-a-uuid"));
@@ -435,8 +427,21 @@ mod tests {
     }
 
     #[test]
+    fn completed_ios_sum_the_disks_of_the_controller() {
+        let tree = FakeSysfs::new();
+        tree.controller("nvme0", NQN);
+        tree.stat("nvme0", "nvme0c0n1", 10, 5);
+        tree.stat("nvme0", "nvme0c0n2", 1, 2);
+        // The generic char device is no disk: its counters do not count.
+        tree.stat("nvme0", "ng0n1", 100, 100);
+        assert_eq!(tree.sysfs().completed_ios("nvme0").unwrap(), 18);
+        assert_eq!(tree.sysfs().completed_ios("nvme9").unwrap(), 0);
+        assert_eq!(completed("garbage"), 0);
+    }
+
+    #[test]
     fn state_and_modules_are_read() {
-        let tree = Tree::new();
+        let tree = FakeSysfs::new();
         tree.controller("nvme0", NQN);
         let sys = tree.sysfs();
         assert_eq!(sys.controller_state("nvme0"), "live");

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::agent;
 use crate::client::Target;
 use crate::token::Token;
 
@@ -11,6 +12,17 @@ use crate::token::Token;
 pub const AIO_FILE: &str = "/tmp/aio-file.img";
 /// See [`AIO_FILE`].
 pub const AIO_FILE_SIZE: u64 = 64 << 20;
+
+/// The target's gRPC address unless told otherwise: the target VM of the
+/// QEMU runner and of the NixOS checks, on the agent's port.
+pub const DEFAULT_TARGET: &str = "192.168.1.2:10124";
+/// The bdev the cases export unless told otherwise: the target VM's disk.
+pub const DEFAULT_BDEV_URI: &str = "aio:///dev/vdb";
+/// The size, in MiB, the exported namespace must have unless told
+/// otherwise: the target VM's disk.
+pub const DEFAULT_EXPECT_SIZE_MB: u64 = 512;
+/// MiB each fio verify job writes and reads back unless told otherwise.
+pub const DEFAULT_FIO_SIZE_MB: u64 = 32;
 
 /// Knobs of a run; the defaults match the QEMU runner and the NixOS checks.
 #[derive(Debug, Clone)]
@@ -42,12 +54,12 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            target: "192.168.1.2:10124".into(),
-            bdev_uri: "aio:///dev/vdb".into(),
-            expect_size: Some(512 << 20),
+            target: DEFAULT_TARGET.into(),
+            bdev_uri: DEFAULT_BDEV_URI.into(),
+            expect_size: Some(DEFAULT_EXPECT_SIZE_MB << 20),
             aio_file: AIO_FILE.into(),
-            discovery_port: 8420,
-            fio_size: 32 << 20,
+            discovery_port: agent::DEFAULT_DISCOVERY_PORT,
+            fio_size: DEFAULT_FIO_SIZE_MB << 20,
             rpc_timeout: Duration::from_secs(10),
             nvme_timeout: Duration::from_secs(30),
             fio_timeout: Duration::from_secs(600),

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use crate::fio::{FioJob, Verify};
-use crate::nvme::{self, ConnectOptions, Connection, Namespace, Transport};
+use crate::nvme::{self, ConnectOptions, Connection, Namespace, ShareUri};
 use crate::proto::mayastor::Bdev;
 
 use super::steps::ensure;
@@ -25,44 +25,18 @@ pub(super) fn nqn_of(uuid: &str) -> String {
     format!("{NQN_PREFIX}{uuid}")
 }
 
-/// A parsed `nvmf://host:port/nqn` share URI.
-#[derive(Debug, Clone, PartialEq)]
-pub(super) struct ShareUri {
-    pub host: String,
-    pub port: u16,
-    pub nqn: String,
-}
-
-impl ShareUri {
-    /// Parses a share URI (as [`nvme::parse_share_uri`] does) and checks
-    /// that its NQN names the bdev's uuid.
-    pub fn parse(uri: &str, uuid: &str) -> Result<Self, CheckError> {
-        let (t, nqn) = nvme::parse_share_uri(uri)?;
-        let expected = nqn_of(uuid);
-        if nqn != expected {
-            return Err(CheckError::Failed(format!(
-                "share URI {uri:?} names {nqn:?}, expected {expected:?}"
-            )));
-        }
-        Ok(Self {
-            host: t.traddr,
-            port: t.trsvcid,
-            nqn,
-        })
+/// The share URI `uri` of bdev `uuid`, parsed ([`ShareUri::parse`]) and
+/// checked to name the bdev's uuid in its NQN.
+pub(super) fn share_of(uri: &str, uuid: &str) -> Result<ShareUri, CheckError> {
+    let share = ShareUri::parse(uri)?;
+    let expected = nqn_of(uuid);
+    if share.nqn != expected {
+        return Err(CheckError::Failed(format!(
+            "share URI {uri:?} names {:?}, expected {expected:?}",
+            share.nqn
+        )));
     }
-
-    /// The transport of this share on TCP port `port` of its host.
-    pub fn on_port(&self, port: u16) -> Transport {
-        Transport {
-            traddr: self.host.clone(),
-            trsvcid: port,
-        }
-    }
-
-    /// The transport the URI names.
-    pub fn transport(&self) -> Transport {
-        self.on_port(self.port)
-    }
+    Ok(share)
 }
 
 /// Bdev `name`, created from `uri` first if the target lacks it (an aio
@@ -102,24 +76,24 @@ pub(super) async fn share(
             ensure(listed.share_uri == uri, || {
                 format!("share_uri is {:?}, Share returned {uri:?}", listed.share_uri)
             })?;
-            ShareUri::parse(&uri, &bdev.uuid)
+            share_of(&uri, &bdev.uuid)
         })
         .await
 }
 
-/// Connects to the share through `t` and checks that its namespace is a
-/// block device of the bdev's size carrying the bdev's uuid.
+/// Connects to `share` and checks that its namespace is a block device of
+/// the bdev's size carrying the bdev's uuid.
 pub(super) async fn connect(
     steps: &mut Steps,
     bdev: &Bdev,
-    nqn: &str,
-    t: &Transport,
+    share: &ShareUri,
     opts: &ConnectOptions,
 ) -> Result<Namespace, CheckError> {
+    let t = &share.transport;
     let conn = steps
         .run(
             &format!("should be able to connect through port {}", t.trsvcid),
-            async { Ok(nvme::connect(t, nqn, opts).await?) },
+            async { Ok(nvme::connect(t, &share.nqn, opts).await?) },
         )
         .await?;
     steps
@@ -310,35 +284,32 @@ pub(super) async fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nvme::Transport;
 
     const UUID: &str = "0f3c5e46-8a3b-4a53-9a3c-1d8e4f3b2a10";
 
     #[test]
     fn parses_a_share_uri() {
         let uri = format!("nvmf://192.168.1.2:8430/{NQN_PREFIX}{UUID}");
-        let s = ShareUri::parse(&uri, UUID).unwrap();
-        assert_eq!(s.host, "192.168.1.2");
-        assert_eq!(s.port, 8430);
+        let s = share_of(&uri, UUID).unwrap();
+        assert_eq!(s.transport.traddr, "192.168.1.2");
+        assert_eq!(s.transport.trsvcid, 8430);
         assert_eq!(s.nqn, nqn_of(UUID));
         assert_eq!(s.on_port(8420).trsvcid, 8420);
-        assert_eq!(s.transport().trsvcid, 8430);
     }
 
     #[test]
     fn rejects_a_share_uri_for_another_bdev_or_scheme() {
         let other =
             format!("nvmf://192.168.1.2:8430/{NQN_PREFIX}00000000-0000-0000-0000-000000000000");
-        assert!(ShareUri::parse(&other, UUID).is_err());
+        assert!(share_of(&other, UUID).is_err());
         let iscsi = format!("iscsi://192.168.1.2:8430/{NQN_PREFIX}{UUID}");
-        assert!(ShareUri::parse(&iscsi, UUID).is_err());
+        assert!(share_of(&iscsi, UUID).is_err());
         let no_port = format!("nvmf://192.168.1.2/{NQN_PREFIX}{UUID}");
-        assert!(ShareUri::parse(&no_port, UUID).is_err());
+        assert!(share_of(&no_port, UUID).is_err());
         // An IPv6 address is the transport's without the URI's brackets.
         let v6 = format!("nvmf://[fd00::2]:8430/{NQN_PREFIX}{UUID}");
-        assert_eq!(
-            ShareUri::parse(&v6, UUID).unwrap().transport().traddr,
-            "fd00::2"
-        );
+        assert_eq!(share_of(&v6, UUID).unwrap().transport.traddr, "fd00::2");
     }
 
     fn ns(device: &str, uuid: &str, size: u64) -> Namespace {
@@ -406,16 +377,16 @@ mod tests {
             ) {
                 let (uuid, other) = (uuid.to_string(), other.to_string());
                 let uri = format!("nvmf://{}/{}", SocketAddr::new(ip, port), nqn_of(&uuid));
-                let s = ShareUri::parse(&uri, &uuid).unwrap();
-                prop_assert_eq!(s.transport(), Transport::new(ip.to_string(), port).unwrap());
+                let s = share_of(&uri, &uuid).unwrap();
+                prop_assert_eq!(s.transport, Transport::new(ip.to_string(), port).unwrap());
                 prop_assert_eq!(&s.nqn, &nqn_of(&uuid));
-                prop_assert_eq!(ShareUri::parse(&uri, &other).is_ok(), uuid == other);
+                prop_assert_eq!(share_of(&uri, &other).is_ok(), uuid == other);
             }
 
             #[test]
             fn any_input_is_refused_or_valid(uri in text(80), uuid in uuid()) {
-                if let Ok(s) = ShareUri::parse(&uri, &uuid.to_string()) {
-                    s.transport().validate().unwrap();
+                if let Ok(s) = share_of(&uri, &uuid.to_string()) {
+                    s.transport.validate().unwrap();
                 }
             }
         }

@@ -22,7 +22,10 @@ mod security;
 pub mod setup;
 mod steps;
 
-pub use env::{Env, Settings, AIO_FILE, AIO_FILE_SIZE};
+pub use env::{
+    Env, Settings, AIO_FILE, AIO_FILE_SIZE, DEFAULT_BDEV_URI, DEFAULT_EXPECT_SIZE_MB,
+    DEFAULT_FIO_SIZE_MB, DEFAULT_TARGET,
+};
 pub use event::Event;
 pub use runner::{plan, run, RunError, RunOptions};
 pub use setup::AgentSetup;

@@ -11,6 +11,7 @@ use tokio::io::AsyncReadExt;
 
 use super::spec::{Accel, QBOOT, QEMU};
 use super::{io_error, VmError};
+use crate::atomic_file;
 
 /// How long the kernel may take to print its first line under KVM.
 /// Under a working KVM the banner comes within half a second of QEMU's
@@ -73,7 +74,8 @@ pub async fn auto(vmlinux: &Path, cache: &Path) -> Result<Verdict, VmError> {
         verdict: verdict.clone(),
     };
     if let Ok(bytes) = serde_json::to_vec(&cached) {
-        super::guest_kernel::write_atomic(&path, &bytes)?;
+        atomic_file::replace(&path, &bytes)
+            .map_err(io_error(format!("cannot write {}", path.display())))?;
     }
     Ok(verdict)
 }

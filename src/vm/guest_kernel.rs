@@ -2,10 +2,12 @@
 //! `apt-get download` into a cache dir and unpacked in Rust, or files given
 //! on the command line.
 
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{bzimage, deb, io_error, Progress, VmError};
+use crate::atomic_file;
 use crate::cmd::Cmd;
 
 /// The Debian metapackage that names the current kernel package.
@@ -43,13 +45,7 @@ pub enum KernelSource {
 
 /// The default cache dir: `$XDG_CACHE_HOME/nvmfcheck` or `~/.cache/nvmfcheck`.
 pub fn default_cache_dir() -> PathBuf {
-    match std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
-        Some(dir) => PathBuf::from(dir).join("nvmfcheck"),
-        None => std::env::var_os("HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/root"))
-            .join(".cache/nvmfcheck"),
-    }
+    super::hostfs::xdg_dir("XDG_CACHE_HOME", ".cache", "nvmfcheck")
 }
 
 /// The versioned kernel package named by `apt-cache depends` output.
@@ -100,14 +96,15 @@ fn files(kernel: &Path, modules: &Path, cache: &Path) -> Result<GuestKernel, VmE
             modules: modules.to_path_buf(),
         });
     }
-    let key = super::initramfs::content_key(&[&image]);
+    let key = content_key(&[&image]);
     let vmlinux = cache.join("kernel").join(format!("custom-{key}.vmlinux"));
     if !vmlinux.exists() {
         let elf = bzimage::vmlinux(&image).map_err(|e| match e {
             VmError::Kernel(m) => VmError::Invalid(format!("--kernel {}: {m}", kernel.display())),
             e => e,
         })?;
-        write_atomic(&vmlinux, &elf)?;
+        atomic_file::replace(&vmlinux, &elf)
+            .map_err(io_error(format!("cannot write {}", vmlinux.display())))?;
     }
     Ok(GuestKernel {
         version,
@@ -116,16 +113,14 @@ fn files(kernel: &Path, modules: &Path, cache: &Path) -> Result<GuestKernel, VmE
     })
 }
 
-/// Writes `data` to `path` through a temporary file, so that a reader never
-/// sees a half-written file.
-pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<(), VmError> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(io_error(format!("cannot create {}", dir.display())))?;
+/// A short stable key for cached content: what names a cached file
+/// after the content it was made from.
+pub fn content_key(parts: &[&[u8]]) -> String {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for p in parts {
+        p.hash(&mut h);
     }
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, data).map_err(io_error(format!("cannot write {}", tmp.display())))?;
-    std::fs::rename(&tmp, path).map_err(io_error(format!("cannot write {}", path.display())))
+    format!("{:016x}", h.finish())
 }
 
 async fn current_package() -> Result<String, VmError> {
@@ -183,7 +178,8 @@ async fn package(cache: &Path, progress: &Progress) -> Result<String, VmError> {
         Some(p) if fresh => Ok(p),
         remembered => match current_package().await {
             Ok(p) => {
-                write_atomic(&memo, p.as_bytes())?;
+                atomic_file::replace(&memo, p.as_bytes())
+                    .map_err(io_error(format!("cannot write {}", memo.display())))?;
                 Ok(p)
             }
             Err(e) => {
@@ -269,7 +265,9 @@ async fn fetch_into(
     let elf = tokio::task::spawn_blocking(move || bzimage::vmlinux(&image))
         .await
         .map_err(|e| VmError::Kernel(format!("extraction panicked: {e}")))??;
-    write_atomic(&dir.join("vmlinux"), &elf)?;
+    let vmlinux = dir.join("vmlinux");
+    atomic_file::replace(&vmlinux, &elf)
+        .map_err(io_error(format!("cannot write {}", vmlinux.display())))?;
     let modules = root.join("lib/modules").join(version);
     std::fs::rename(&modules, dir.join("modules")).map_err(io_error(format!(
         "the package has no {}",
@@ -284,6 +282,12 @@ async fn fetch_into(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn content_keys_differ_with_content() {
+        assert_eq!(content_key(&[b"a"]), content_key(&[b"a"]));
+        assert_ne!(content_key(&[b"a"]), content_key(&[b"b"]));
+    }
 
     #[test]
     fn finds_the_versioned_package() {

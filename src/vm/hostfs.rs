@@ -20,6 +20,20 @@ const RUN_DIR_PREFIX: &str = "nvmfcheck-";
 /// Length of the random suffix `mkdtemp(3)` fills in.
 const MKDTEMP_SUFFIX: usize = 6;
 
+/// `sub` under the XDG base directory `$<var>`, or under its default
+/// `$HOME/<home_default>` when `var` is unset or empty (`/root` without a
+/// HOME).
+pub(crate) fn xdg_dir(var: &str, home_default: &str, sub: &str) -> PathBuf {
+    let base = match std::env::var_os(var).filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/root"))
+            .join(home_default),
+    };
+    base.join(sub)
+}
+
 /// A new private run dir for sockets and disk images:
 /// `$TMPDIR/nvmfcheck-<pid>-XXXXXX`. Dirs left by runners that were killed
 /// (SIGKILL leaves no chance to clean up) are removed first.
@@ -183,6 +197,16 @@ mod tests {
         }
         assert!(std::fs::symlink_metadata(&predicted).unwrap().is_symlink());
         assert_eq!(std::fs::read_dir(elsewhere.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn an_unset_xdg_dir_falls_back_under_home() {
+        let dir = xdg_dir("NVMFCHECK_TEST_UNSET_XDG", ".local/state", "nvmfcheck/vm");
+        assert!(
+            dir.ends_with(".local/state/nvmfcheck/vm"),
+            "{}",
+            dir.display()
+        );
     }
 
     #[test]

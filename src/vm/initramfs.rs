@@ -8,15 +8,15 @@
 //! One image serves both roles: the role and the binary's path come on the
 //! kernel command line, so the image is cached by content.
 
-use std::hash::{Hash, Hasher};
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use cpio::newc::Builder;
 
-use super::guest_kernel::{write_atomic, GuestKernel};
+use super::guest_kernel::{content_key, GuestKernel};
 use super::modules::ModuleIndex;
 use super::{io_error, Role, VmError, GUEST_OUT_DIR};
+use crate::atomic_file;
 
 /// Where busybox-static installs its binary on Debian.
 pub const BUSYBOX: &str = "/bin/busybox";
@@ -125,15 +125,6 @@ pub fn init_script() -> String {
     INIT.replace("@OUT@", GUEST_OUT_DIR)
         .replace("@ROOT_OPTS@", ROOT_9P_OPTS)
         .replace("@OUT_OPTS@", OUT_9P_OPTS)
-}
-
-/// A short stable key for cached content.
-pub fn content_key(parts: &[&[u8]]) -> String {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    for p in parts {
-        p.hash(&mut h);
-    }
-    format!("{:016x}", h.finish())
 }
 
 /// The directories of the image.
@@ -269,7 +260,8 @@ pub fn build(kernel: &GuestKernel, cache: &Path) -> Result<PathBuf, VmError> {
         super::modules::strip_signature(&mut ko);
         modules.push((name, ko));
     }
-    write_atomic(&path, &cpio(entries(busybox, &modules, &lists))?)?;
+    atomic_file::replace(&path, &cpio(entries(busybox, &modules, &lists))?)
+        .map_err(io_error(format!("cannot write {}", path.display())))?;
     Ok(path)
 }
 
@@ -317,11 +309,5 @@ mod tests {
         let err = check_busybox(b"\x7fELF...../lib64/ld-linux-x86-64.so.2").unwrap_err();
         assert!(err.to_string().contains("busybox-static"), "{err}");
         check_busybox(b"\x7fELF static").unwrap();
-    }
-
-    #[test]
-    fn content_keys_differ_with_content() {
-        assert_eq!(content_key(&[b"a"]), content_key(&[b"a"]));
-        assert_ne!(content_key(&[b"a"]), content_key(&[b"b"]));
     }
 }

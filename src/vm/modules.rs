@@ -302,12 +302,20 @@ mod tests {
         assert!(err.to_string().contains("cycle"), "{err}");
     }
 
-    #[test]
-    fn scans_a_tree_and_reads_real_files() {
+    /// A modules dir holding `kernel/drivers/nvme-tcp.ko`, which depends on
+    /// nvme-core.
+    fn modules_dir_with_nvme_tcp() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         let sub = dir.path().join("kernel/drivers");
         std::fs::create_dir_all(&sub).unwrap();
         std::fs::write(sub.join("nvme-tcp.ko"), fake_ko(b"depends=nvme-core\0")).unwrap();
+        dir
+    }
+
+    #[test]
+    fn scans_a_tree_and_reads_real_files() {
+        let dir = modules_dir_with_nvme_tcp();
+        let sub = dir.path().join("kernel/drivers");
         std::fs::write(sub.join("nvme-core.ko"), fake_ko(b"depends=\0")).unwrap();
         let idx = ModuleIndex::scan(dir.path()).unwrap();
         assert_eq!(
@@ -320,10 +328,7 @@ mod tests {
 
     #[test]
     fn built_in_modules_need_no_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let sub = dir.path().join("kernel/drivers");
-        std::fs::create_dir_all(&sub).unwrap();
-        std::fs::write(sub.join("nvme-tcp.ko"), fake_ko(b"depends=nvme-core\0")).unwrap();
+        let dir = modules_dir_with_nvme_tcp();
         std::fs::write(
             dir.path().join("modules.builtin"),
             "kernel/drivers/nvme/host/nvme-core.ko\nkernel/drivers/virtio/virtio_pci.ko\n",

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use super::run_dir::RunDir;
 use super::spec::{Accel, VmFiles};
 use super::{io_error, VmError};
+use crate::atomic_file;
 
 /// One VM of a running `vm up`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -36,13 +37,7 @@ pub struct UpState {
 
 /// `$XDG_STATE_HOME/nvmfcheck/vm` or `~/.local/state/nvmfcheck/vm`.
 pub fn default_state_dir() -> PathBuf {
-    match std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
-        Some(dir) => PathBuf::from(dir).join("nvmfcheck/vm"),
-        None => std::env::var_os("HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/root"))
-            .join(".local/state/nvmfcheck/vm"),
-    }
+    super::hostfs::xdg_dir("XDG_STATE_HOME", ".local/state", "nvmfcheck/vm")
 }
 
 impl UpState {
@@ -66,7 +61,9 @@ impl UpState {
     pub fn save(&self, dir: &RunDir) -> Result<(), VmError> {
         let bytes = serde_json::to_vec_pretty(self)
             .map_err(|e| VmError::Invalid(format!("cannot serialize the vm state: {e}")))?;
-        super::guest_kernel::write_atomic(&dir.state_file(), &bytes)
+        let path = dir.state_file();
+        atomic_file::replace(&path, &bytes)
+            .map_err(io_error(format!("cannot write {}", path.display())))
     }
 
     /// Forgets the VMs.

@@ -9,7 +9,7 @@ use tracing::{error, info};
 
 use super::faults::Fault;
 use super::ControlError;
-use crate::agent::state_file::replace_file;
+use crate::atomic_file;
 
 /// Version of `faults.json`.
 const VERSION: u32 = 1;
@@ -106,7 +106,7 @@ pub(super) fn save(path: &Path, pending: &[Pending]) -> Result<(), ControlError>
         cause,
     };
     let text = serde_json::to_string_pretty(&file).map_err(|e| persist(e.into()))?;
-    replace_file(path, &(text + "\n")).map_err(persist)
+    atomic_file::replace(path, (text + "\n").as_bytes()).map_err(persist)
 }
 
 #[cfg(test)]

@@ -131,14 +131,7 @@ async fn create(
 /// a fio verify and disconnects.
 async fn connect_and_verify(env: &Env, steps: &mut Steps, bdev: &Bdev) -> Result<(), CheckError> {
     let share = fabric::share(env, steps, bdev).await?;
-    let ns = fabric::connect(
-        steps,
-        bdev,
-        &share.nqn,
-        &share.transport(),
-        &fabric::connect_options(env),
-    )
-    .await?;
+    let ns = fabric::connect(steps, bdev, &share, &fabric::connect_options(env)).await?;
     steps
         .run(
             &format!(
@@ -186,12 +179,12 @@ async fn allow_list(env: &Env, steps: &mut Steps) -> Result<(), CheckError> {
                     .target
                     .share(&bdev.name, "nvmf", std::slice::from_ref(&ours))
                     .await?;
-                let uri = fabric::ShareUri::parse(&listed, &bdev.uuid)?;
+                let uri = fabric::share_of(&listed, &bdev.uuid)?;
                 Ok((listed, uri))
             },
         )
         .await?;
-    fabric::connect(steps, &bdev, &uri.nqn, &uri.transport(), &as_ours).await?;
+    fabric::connect(steps, &bdev, &uri, &as_ours).await?;
     fabric::disconnect(env, steps, &uri.nqn).await?;
     steps
         .run("should share again allowing only another host NQN", async {
@@ -208,7 +201,7 @@ async fn allow_list(env: &Env, steps: &mut Steps) -> Result<(), CheckError> {
         .run(
             "should refuse the initiator at connect, as its host NQN is no longer allowed",
             async {
-                let refused = nvme::connect(&uri.transport(), &uri.nqn, &as_ours).await;
+                let refused = nvme::connect(&uri.transport, &uri.nqn, &as_ours).await;
                 ensure(refused.is_err(), || {
                     format!(
                         "{ours} connected to {} although only {other} is allowed",

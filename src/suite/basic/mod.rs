@@ -51,14 +51,7 @@ fn share_connect_verify<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a
                 })
             })
             .await?;
-        let ns = fabric::connect(
-            steps,
-            &bdev,
-            &share_uri.nqn,
-            &share_uri.transport(),
-            &fabric::connect_options(env),
-        )
-        .await?;
+        let ns = fabric::connect(steps, &bdev, &share_uri, &fabric::connect_options(env)).await?;
         fabric::verify(steps, &ns.device, s.fio_size, s.fio_timeout).await?;
         fabric::disconnect(env, steps, &share_uri.nqn).await?;
         fabric::unshare(env, steps, &bdev.name).await

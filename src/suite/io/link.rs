@@ -118,8 +118,7 @@ fn run_beyond_tmo<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
         let s = &env.settings;
         let opts = ConnectOptions {
             ctrl_loss_tmo: Some(SHORT_TMO),
-            reconnect_delay: Some(1),
-            ..fabric::connect_options(env)
+            ..resilient(env)
         };
         let Session { bdev, share, ns } = Session::open(env, steps, &opts).await?;
         let control = control(env).await?;

@@ -14,10 +14,10 @@
 use std::time::Duration;
 
 use crate::client::Control;
-use crate::nvme::{self, ConnectOptions, Namespace};
+use crate::nvme::{self, ConnectOptions, Namespace, ShareUri};
 use crate::proto::mayastor::Bdev;
 
-use super::fabric::{self, ShareUri};
+use super::fabric;
 use super::{AgentSetup, CaseFuture, Category, CheckError, Env, Steps};
 
 mod block;
@@ -83,7 +83,7 @@ impl Session {
             .run("should list the bdev", fabric::ensure_bdev(env, uri, uri))
             .await?;
         let share = fabric::share(env, steps, &bdev).await?;
-        let ns = fabric::connect(steps, &bdev, &share.nqn, &share.transport(), opts).await?;
+        let ns = fabric::connect(steps, &bdev, &share, opts).await?;
         Ok(Session { bdev, share, ns })
     }
 

@@ -74,7 +74,7 @@ fn run<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
             .name("multipath")
             .iodepth(8)
             .verify(Verify::Crc32c);
-        let port = session.share.port;
+        let port = session.share.transport.trsvcid;
         let name = format!(
             "should verify on the multipath device while port {port} is down for {PORT_DOWN} s"
         );

@@ -60,7 +60,7 @@ fn run<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
             })
             .await?;
         fabric::disconnect(env, steps, &share.nqn).await?;
-        let ns = fabric::connect(steps, &bdev, &share.nqn, &share.transport(), &opts).await?;
+        let ns = fabric::connect(steps, &bdev, &share, &opts).await?;
         steps
             .fio(
                 "should read the data set back intact in the new session (verify only)",

@@ -36,7 +36,7 @@ fn run<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
             )
             .await?;
         let share = fabric::share(env, steps, &malloc).await?;
-        let ns = fabric::connect(steps, &malloc, &share.nqn, &share.transport(), &opts).await?;
+        let ns = fabric::connect(steps, &malloc, &share, &opts).await?;
         steps
             .run(
                 "should see two subsystems whose namespaces carry their own bdev's uuid",

@@ -8,7 +8,7 @@ use crate::fio::{FioJob, Rw, Verify};
 use crate::nvme::{self, ConnectOptions};
 
 use super::during::{fio_during, Expect, WARM_UP, WARM_UP_IOS};
-use super::{cleanup, fabric, Session};
+use super::{cleanup, fabric, resilient, Session};
 use crate::suite::steps::ensure;
 use crate::suite::{Case, CaseFuture, Env, Steps};
 
@@ -40,8 +40,7 @@ fn run<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
         let s = &env.settings;
         let opts = ConnectOptions {
             ctrl_loss_tmo: Some(CTRL_LOSS_TMO),
-            reconnect_delay: Some(1),
-            ..fabric::connect_options(env)
+            ..resilient(env)
         };
         let Session { bdev, share, ns } = Session::open(env, steps, &opts).await?;
         let job = FioJob::new(&ns.device, Rw::RandWrite, SIZE)
@@ -90,14 +89,7 @@ fn run<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
             )
             .await?;
         let share = fabric::share(env, steps, &bdev).await?;
-        let ns = fabric::connect(
-            steps,
-            &bdev,
-            &share.nqn,
-            &share.transport(),
-            &fabric::connect_options(env),
-        )
-        .await?;
+        let ns = fabric::connect(steps, &bdev, &share, &fabric::connect_options(env)).await?;
         let job = FioJob::verify_randrw(&ns.device, AGAIN)
             .name("again")
             .verify(Verify::Crc32c);

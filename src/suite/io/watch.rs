@@ -3,18 +3,16 @@
 //! did (the stall), and each controller's state as it changes.
 //!
 //! It samples sysfs every [`SAMPLE`]: for each controller of the
-//! subsystem (`/sys/class/nvme/nvme<c>` whose `subsysnqn` matches), its
-//! `state` and the `stat` of each namespace disk it holds (the per-path
-//! disk `nvme<s>c<c>n<i>` with native multipath, `nvme<c>n<i>` without),
-//! whose first and fifth fields count completed reads and writes.
-//! Per-path disks count the I/O of their path, so the sum is the
-//! subsystem's, whichever path carried it.
+//! subsystem, its `state` and the I/Os its namespace disks completed
+//! ([`Sysfs::completed_ios`]). Per-path disks count the I/O of their path,
+//! so the sum is the subsystem's, whichever path carried it.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::nvme::sysfs::Sysfs;
+use crate::nvme::NvmeError;
 use crate::suite::CheckError;
 
 /// How often sysfs is read.
@@ -132,7 +130,7 @@ impl IoWatch {
                 let nqn = nqn.clone();
                 // sysfs reads can block on a wedged driver: off the runtime,
                 // and a sample that does not come back is simply missed.
-                let read = tokio::task::spawn_blocking(move || sample(Path::new("/"), &nqn));
+                let read = tokio::task::spawn_blocking(move || sample(&Sysfs::host(), &nqn));
                 if let Ok(Ok(Ok((count, states)))) = tokio::time::timeout(SAMPLE * 10, read).await {
                     lock(&shared).record(count, states, Instant::now());
                 }
@@ -191,88 +189,35 @@ fn lock(seen: &Mutex<Seen>) -> std::sync::MutexGuard<'_, Seen> {
     seen.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// One sample under `root` (a tree laid out like `/`): the completed I/Os
-/// of the subsystem's namespace disks, summed, and its controllers' states.
-fn sample(root: &Path, nqn: &str) -> std::io::Result<(u64, BTreeMap<String, String>)> {
-    let class = root.join("sys/class/nvme");
+/// One sample: the completed I/Os of the subsystem's namespace disks,
+/// summed, and its controllers' states.
+fn sample(sys: &Sysfs, nqn: &str) -> Result<(u64, BTreeMap<String, String>), NvmeError> {
     let mut count = 0;
     let mut states = BTreeMap::new();
-    for entry in std::fs::read_dir(&class)? {
-        let entry = entry?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let dir = class.join(&name);
-        let Ok(subsysnqn) = std::fs::read_to_string(dir.join("subsysnqn")) else {
-            continue;
-        };
-        if subsysnqn.trim() != nqn {
-            continue;
-        }
-        let state = std::fs::read_to_string(dir.join("state")).unwrap_or_default();
-        states.insert(name.clone(), state.trim().to_string());
-        let Ok(children) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for child in children.flatten() {
-            let child = child.file_name().to_string_lossy().into_owned();
-            let is_disk = child
-                .strip_prefix("nvme")
-                .is_some_and(|rest| rest.contains('n'));
-            if !is_disk {
-                continue;
-            }
-            if let Ok(stat) = std::fs::read_to_string(dir.join(&child).join("stat")) {
-                count += completed(&stat);
-            }
-        }
+    for controller in sys.controllers(nqn)? {
+        count += sys.completed_ios(&controller)?;
+        let state = sys.controller_state(&controller);
+        states.insert(controller, state);
     }
     Ok((count, states))
-}
-
-/// Completed reads plus completed writes of a block `stat` line.
-fn completed(stat: &str) -> u64 {
-    let fields: Vec<u64> = stat
-        .split_whitespace()
-        .map(|f| f.parse().unwrap_or(0))
-        .collect();
-    fields.first().copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::fs;
-
-    const NQN: &str = "nqn.2019-05.io.openebs:5e1e6d9e-0000-4000-8000-000000000001";
-
-    fn controller(root: &Path, name: &str, nqn: &str, state: &str) {
-        let dir = root.join("sys/class/nvme").join(name);
-        fs::create_dir_all(&dir).unwrap();
-        fs::write(dir.join("subsysnqn"), format!("{nqn}\n")).unwrap();
-        fs::write(dir.join("state"), format!("{state}\n")).unwrap();
-    }
-
-    fn disk(root: &Path, ctrl: &str, disk: &str, reads: u64, writes: u64) {
-        let dir = root.join("sys/class/nvme").join(ctrl).join(disk);
-        fs::create_dir_all(&dir).unwrap();
-        let stat = format!(
-            "{reads:>8} 0 {} 10 {writes:>8} 0 {} 20 0 30 30\n",
-            reads * 8,
-            writes * 8
-        );
-        fs::write(dir.join("stat"), stat).unwrap();
-    }
+    use crate::nvme::sysfs::fake::{FakeSysfs, NQN};
 
     #[test]
     fn sums_the_paths_of_the_subsystem_only() {
-        let root = tempfile::tempdir().unwrap();
-        let r = root.path();
-        controller(r, "nvme0", NQN, "live");
-        controller(r, "nvme1", NQN, "connecting");
-        controller(r, "nvme2", "nqn.other", "live");
-        disk(r, "nvme0", "nvme0c0n1", 10, 5);
-        disk(r, "nvme1", "nvme0c1n1", 1, 2);
-        disk(r, "nvme2", "nvme2n1", 100, 100);
-        let (count, states) = sample(r, NQN).unwrap();
+        let tree = FakeSysfs::new();
+        tree.controller("nvme0", NQN);
+        tree.controller("nvme1", NQN);
+        tree.state("nvme1", "connecting");
+        tree.controller("nvme2", "nqn.other");
+        tree.stat("nvme0", "nvme0c0n1", 10, 5);
+        tree.stat("nvme1", "nvme0c1n1", 1, 2);
+        tree.stat("nvme2", "nvme2n1", 100, 100);
+        let (count, states) = sample(&tree.sysfs(), NQN).unwrap();
         assert_eq!(count, 18);
         assert_eq!(
             states.into_iter().collect::<Vec<_>>(),
@@ -281,7 +226,6 @@ mod tests {
                 ("nvme1".to_string(), "connecting".to_string())
             ]
         );
-        assert_eq!(completed("garbage"), 0);
     }
 
     #[test]

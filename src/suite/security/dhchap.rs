@@ -10,7 +10,9 @@ use std::sync::OnceLock;
 use crate::nvme::{self, ConnectOptions};
 
 use super::super::{fabric, Case, CaseFuture, CheckError, Env, Steps};
-use super::{connect_and_verify, host_nqn, refused_at_connect, remove, security, share_for};
+use super::{
+    connect_and_verify, host_nqn, ram_disk, refused_at_connect, remove, security, share_for,
+};
 
 /// The RAM disk the case shares.
 const BDEV: (&str, &str) = ("sec-dh", "malloc:///sec-dh?size_mb=16");
@@ -45,13 +47,7 @@ fn run<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
                 },
             )
             .await?;
-        let (name, uri) = BDEV;
-        let bdev = steps
-            .run(
-                "should create a RAM disk",
-                fabric::ensure_bdev(env, name, uri),
-            )
-            .await?;
+        let bdev = ram_disk(env, steps, BDEV).await?;
         let share = share_for(env, steps, &bdev, &host).await?;
         let as_host = |secret: Option<&str>, ctrl: Option<&str>| ConnectOptions {
             hostnqn: Some(host.clone()),

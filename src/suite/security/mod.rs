@@ -13,10 +13,10 @@ use uuid::Uuid;
 use crate::client::Control;
 use crate::client::Security;
 use crate::client::{ClientError, Target};
-use crate::nvme::{self, ConnectOptions};
+use crate::nvme::{self, ConnectOptions, ShareUri};
 use crate::proto::mayastor::Bdev;
 
-use super::fabric::{self, ShareUri};
+use super::fabric;
 use super::steps::ensure;
 use super::{AgentSetup, Case, CaseFuture, Category, CheckError, Env, Steps};
 
@@ -206,13 +206,7 @@ const ALLOW_LIST_BDEV: (&str, &str) = ("sec-allow", "malloc:///sec-allow?size_mb
 
 fn allow_list<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
     Box::pin(async move {
-        let (name, uri) = ALLOW_LIST_BDEV;
-        let bdev = steps
-            .run(
-                "should create a RAM disk",
-                fabric::ensure_bdev(env, name, uri),
-            )
-            .await?;
+        let bdev = ram_disk(env, steps, ALLOW_LIST_BDEV).await?;
         let (ours, other) = (host_nqn(), host_nqn());
         let share = share_for(env, steps, &bdev, &ours).await?;
         let as_ours = ConnectOptions {
@@ -232,6 +226,20 @@ fn cleanup_allow_list<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> 
     Box::pin(async move { remove(env, steps, ALLOW_LIST_BDEV.0).await })
 }
 
+/// The case's RAM disk `(name, uri)`, created unless the target has it.
+async fn ram_disk(
+    env: &Env,
+    steps: &mut Steps,
+    (name, uri): (&str, &str),
+) -> Result<Bdev, CheckError> {
+    steps
+        .run(
+            "should create a RAM disk",
+            fabric::ensure_bdev(env, name, uri),
+        )
+        .await
+}
+
 /// Shares `bdev` for host `host` only.
 async fn share_for(
     env: &Env,
@@ -245,7 +253,7 @@ async fn share_for(
             async {
                 let hosts = [host.to_string()];
                 let uri = env.target.share(&bdev.name, "nvmf", &hosts).await?;
-                ShareUri::parse(&uri, &bdev.uuid)
+                fabric::share_of(&uri, &bdev.uuid)
             },
         )
         .await
@@ -259,7 +267,7 @@ async fn connect_and_verify(
     share: &ShareUri,
     opts: &ConnectOptions,
 ) -> Result<(), CheckError> {
-    let ns = fabric::connect(steps, bdev, &share.nqn, &share.transport(), opts).await?;
+    let ns = fabric::connect(steps, bdev, share, opts).await?;
     fabric::verify(steps, &ns.device, FIO_SIZE, env.settings.fio_timeout).await?;
     fabric::disconnect(env, steps, &share.nqn).await
 }
@@ -274,7 +282,7 @@ async fn refused_at_connect(
 ) -> Result<(), CheckError> {
     steps
         .run(&format!("should refuse {who} at connect"), async {
-            let result = nvme::connect(&share.transport(), &share.nqn, opts).await;
+            let result = nvme::connect(&share.transport, &share.nqn, opts).await;
             ensure(result.is_err(), || {
                 format!("{who} connected to {}", share.nqn)
             })?;
