@@ -257,3 +257,89 @@ fn vm_down_stops_what_a_killed_vm_up_left() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Three VMs on one network meet through the runner's frame relay: each
+/// reaches the others, and the initiator reaches the agents of both
+/// nodes over gRPC (TCP through the relay).
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "boots three QEMU VMs; run with --ignored"]
+async fn three_vms_share_one_network_through_the_relay() {
+    use nvmfcheck::suite::AgentSetup;
+    use nvmfcheck::vm::cluster::{free_port, BootConfig, Cluster};
+    use nvmfcheck::vm::qemu::Lifetime;
+    use nvmfcheck::vm::run_dir::RunDir;
+    use nvmfcheck::vm::runner::{BootOptions, Runner};
+    use nvmfcheck::vm::topology::{NetPlan, Topology, VmPlan, DATA_DISK_BYTES};
+    use nvmfcheck::vm::{Progress, Role};
+
+    let progress = Progress::new(|t, msg| eprintln!("[{:7.2}s] {msg}", t.as_secs_f64()));
+    let runner = Runner::new(BootOptions::new(), progress.clone());
+    let prepared = runner.prepare().await.unwrap();
+    let cfg = BootConfig {
+        kernel: prepared.kernel,
+        initrd: prepared.initrd,
+        exe: env!("CARGO_BIN_EXE_nvmfcheck").into(),
+        accel: prepared.accel,
+        memory_mib: 512,
+        boot_timeout: Duration::from_secs(120),
+        lifetime: Lifetime::Owned,
+        setup: AgentSetup::Faults,
+        grpc_port: free_port().unwrap(),
+    };
+    let node = |name, host, forward| VmPlan {
+        name,
+        role: Role::Target,
+        host,
+        data_disk: Some(DATA_DISK_BYTES),
+        forward,
+    };
+    let topology = Topology {
+        vms: vec![
+            node("node1", 2, true),
+            node("node2", 3, false),
+            VmPlan {
+                name: "initiator",
+                role: Role::Initiator,
+                host: 1,
+                data_disk: None,
+                forward: false,
+            },
+        ],
+        networks: vec![NetPlan {
+            members: vec!["node1", "node2", "initiator"],
+        }],
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = RunDir::kept(tmp.path().join("run"), tmp.path().join("out"));
+    let cluster = Cluster::boot(&cfg, &topology, &dir, &progress)
+        .await
+        .unwrap();
+    let exe = env!("CARGO_BIN_EXE_nvmfcheck");
+    let checks: [(&str, Vec<String>); 4] = [
+        ("initiator", ping("192.168.1.2")),
+        ("initiator", ping("192.168.1.3")),
+        ("node2", ping("192.168.1.2")),
+        (
+            "initiator",
+            [exe, "bdev", "list", "--target", "192.168.1.3:10124"]
+                .map(String::from)
+                .into(),
+        ),
+    ];
+    for (vm, argv) in checks {
+        let channel = cluster.vm(vm).unwrap().channel().unwrap();
+        let out = channel
+            .output(&argv, Duration::from_secs(60))
+            .await
+            .unwrap();
+        eprintln!("{vm}$ {}\n{}{}", argv.join(" "), out.stdout, out.stderr);
+        assert_eq!(out.code, 0, "{vm}: {}", argv.join(" "));
+    }
+    cluster.shutdown(Duration::from_secs(5)).await;
+}
+
+fn ping(ip: &str) -> Vec<String> {
+    ["/bin/busybox", "ping", "-c", "1", "-W", "10", ip]
+        .map(String::from)
+        .into()
+}

@@ -9,6 +9,7 @@ use super::channel::Channel;
 use super::guest_kernel::GuestKernel;
 use super::qemu::{pid_alive, Lifetime, Qemu};
 use super::qmp::Qmp;
+use super::relay::Relay;
 use super::run_dir::RunDir;
 use super::spec::{Accel, Link, VmFiles, VmSpec};
 use super::topology::{Topology, VmPlan};
@@ -100,6 +101,9 @@ pub struct Cluster {
     /// The file of the agent's token, if its setup needs one; removed at
     /// shutdown.
     pub token_file: Option<PathBuf>,
+    /// The relays of networks of more than two VMs; they stop with the
+    /// cluster.
+    relays: Vec<Relay>,
 }
 
 /// A free loopback port (racy by nature; QEMU fails clearly if it is taken).
@@ -112,7 +116,7 @@ pub fn free_port() -> Result<u16, VmError> {
 
 fn spec(cfg: &BootConfig, topology: &Topology, dir: &RunDir, vm: &VmPlan) -> VmSpec {
     let links = topology.networks_of(vm.name).map(|(i, net)| {
-        let socket = dir.link_socket(i);
+        let socket = dir.network_socket(topology, i, vm.name);
         if net.served_by(vm.name) {
             Link::Server(socket)
         } else {
@@ -192,12 +196,13 @@ impl Cluster {
         } else {
             None
         };
+        let relays = start_relays(topology, dir, cfg.lifetime)?;
         let mut guard = KillUnlessReady(Vec::new());
         let mut vms: Vec<Vm> = Vec::new();
         for plan in &topology.vms {
             // A client's netdev connects at startup: the socket must exist.
             for (i, net) in topology.networks_of(plan.name) {
-                if !net.served_by(plan.name) {
+                if !net.relayed() && !net.served_by(plan.name) {
                     let server = vms.iter_mut().find(|v| net.served_by(&v.name));
                     if let Some(server) = server {
                         wait_for_socket(server, &dir.link_socket(i), deadline, cfg).await?;
@@ -222,10 +227,10 @@ impl Cluster {
             });
         }
         let token_for_ready = token.as_ref().map(|(_, t)| t);
-        let agent_log = dir.agent_log();
         let ready = vms.iter().zip(&topology.vms).map(|(vm, plan)| {
-            let agent_log = &agent_log;
+            let agent_log = dir.agent_log(&vm.name);
             async move {
+                let agent_log = &agent_log;
                 let ch = watch(vm, Channel::connect_free(&vm.name, &vm.files, deadline)).await?;
                 progress.say(format!("{}: guest daemon up", vm.name));
                 if plan.forward {
@@ -263,6 +268,7 @@ impl Cluster {
             grpc_port: topology.forwarded().map(|_| cfg.grpc_port),
             ready_after,
             token_file: token.map(|(path, _)| path),
+            relays,
         })
     }
 
@@ -338,10 +344,38 @@ impl Cluster {
             stop(&mut vm.qemu, &vm.files, grace)
         });
         futures_util::future::join_all(stops).await;
+        self.relays.clear();
         if let Some(path) = &self.token_file {
             let _ = std::fs::remove_file(path);
         }
     }
+}
+
+/// Starts a relay for each network of more than two VMs. Relays live in
+/// this process, so VMs that must outlive it (`vm up`) cannot use them.
+fn start_relays(
+    topology: &Topology,
+    dir: &RunDir,
+    lifetime: Lifetime,
+) -> Result<Vec<Relay>, VmError> {
+    let relayed = topology
+        .networks
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| n.relayed());
+    let mut relays = Vec::new();
+    for (i, net) in relayed {
+        if lifetime == Lifetime::Detached {
+            return Err(VmError::Invalid(format!(
+                "network {}: VMs that outlive the runner cannot share a network of more than \
+                 two (its relay runs in the runner)",
+                net.members.join(" + ")
+            )));
+        }
+        let sockets = net.members.iter().map(|m| dir.relay_socket(i, m));
+        relays.push(Relay::start(sockets.collect())?);
+    }
+    Ok(relays)
 }
 
 /// Waits until `server`'s QEMU made the link socket at `socket`.

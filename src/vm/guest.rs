@@ -25,7 +25,7 @@ use super::protocol::{
 use super::{io_error, Role, VmError, FORWARD_IP, GUEST_OUT_DIR, TOKEN_FILE};
 use crate::suite::AgentSetup;
 
-/// What the daemon logs when the agent ends; the host watches `agent.log`
+/// What the daemon logs when the agent ends; the host watches the agent log
 /// for it to fail a boot at once.
 pub const AGENT_EXITED: &str = "nvmfcheck: the agent exited";
 
@@ -53,6 +53,9 @@ pub struct GuestConfig {
     pub setup: AgentSetup,
     /// The VM's address on its first link: where its agent serves shares.
     pub address: String,
+    /// Whether the VM has the host's forward NIC, where the agent then
+    /// serves gRPC too.
+    pub forward: bool,
 }
 
 /// Runs the guest daemon; a target's agent runs as `cfg.setup` says.
@@ -60,7 +63,7 @@ pub async fn main(cfg: GuestConfig) -> Result<(), VmError> {
     kmsg("guest daemon started");
     // First, as it is the slowest part of the target's readiness.
     if cfg.role == Role::Target {
-        start_agent(cfg.setup, &cfg.address);
+        start_agent(&cfg.name, cfg.setup, &cfg.address, cfg.forward);
         make_aio_file();
     }
     let name = cfg.name;
@@ -130,11 +133,11 @@ fn make_aio_file() {
     }
 }
 
-/// Starts the agent; its output goes to the console and to `agent.log` in
+/// Starts the agent; its output goes to the console and to `<name>.agent.log` in
 /// the output share. Failing to start is logged, not fatal: the host's
 /// readiness check then fails and shows the log.
-fn start_agent(setup: AgentSetup, address: &str) {
-    let log_path = Path::new(GUEST_OUT_DIR).join("agent.log");
+fn start_agent(name: &str, setup: AgentSetup, address: &str, forward: bool) {
+    let log_path = Path::new(GUEST_OUT_DIR).join(super::run_dir::agent_log_file(name));
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -153,11 +156,14 @@ fn start_agent(setup: AgentSetup, address: &str) {
         Err(e) => return say(&format!("cannot find the nvmfcheck binary: {e}")),
     };
     let token = Path::new(GUEST_OUT_DIR).join(TOKEN_FILE);
-    let mut args: Vec<String> = ["agent", "--address", address, "--listen"]
-        .map(String::from)
-        .into();
-    // The host's loopback forward lands here.
-    args.push(format!("{FORWARD_IP}:{}", setup.link_port()));
+    let mut args: Vec<String> = ["agent", "--address", address].map(String::from).into();
+    if forward {
+        // The host's loopback forward lands here.
+        args.extend([
+            "--listen".into(),
+            format!("{FORWARD_IP}:{}", setup.link_port()),
+        ]);
+    }
     args.extend(setup.agent_args(address, &token.display().to_string()));
     say(&format!("starting {} {}", exe.display(), args.join(" ")));
     let spawned = tokio::process::Command::new(&exe)

@@ -68,6 +68,7 @@ for w in $($b cat /proc/cmdline); do
     nvmfcheck.role=*) role="${w#*=}" ;;
     nvmfcheck.name=*) name="${w#*=}" ;;
     nvmfcheck.ips=*) ips="${w#*=}" ;;
+    nvmfcheck.forward=1) forward=--forward ;;
     nvmfcheck.exe=*) exe="${w#*=}" ;;
     nvmfcheck.setup=*) setup="${w#*=}" ;;
   esac
@@ -112,7 +113,7 @@ log start the guest daemon
 # This shell stays PID 1: its `wait` reaps every orphan (waitpid(-1)) until
 # the daemon's job ends; then the VM powers off and QEMU exits.
 (
-  $b chroot $r "$exe" vm guest --role "$role" --name "$name" --address "$address" --setup "${setup:-faults}"
+  $b chroot $r "$exe" vm guest --role "$role" --name "$name" --address "$address" --setup "${setup:-faults}" $forward
   echo "nvmfcheck-init: the guest daemon exited ($?); powering off" >&2
   $b poweroff -f
 ) &

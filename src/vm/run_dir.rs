@@ -10,6 +10,12 @@ use super::topology::Topology;
 use super::{hostfs, io_error, VmError, TOKEN_FILE};
 use crate::vm::protocol::CTL_PORTS;
 
+/// The name of VM `name`'s agent log in the output dir, where its guest
+/// daemon writes it.
+pub fn agent_log_file(name: &str) -> String {
+    format!("{name}.agent.log")
+}
+
 /// Longest unix socket path the kernel accepts (`sun_path`, with the NUL).
 const SUN_PATH_MAX: usize = 107;
 /// Size of the tiny first disk that makes a target's data disk `vdb`.
@@ -59,9 +65,24 @@ impl RunDir {
         VmFiles::new(name, &self.path, &self.out)
     }
 
-    /// The link socket of network `i` of the topology.
+    /// The link socket of network `i` of the topology, when two VMs share
+    /// it.
     pub fn link_socket(&self, i: usize) -> PathBuf {
         self.path.join(format!("link{i}.sock"))
+    }
+
+    /// The relay's socket for VM `name` on network `i`, when more than two
+    /// share it.
+    pub fn relay_socket(&self, i: usize, name: &str) -> PathBuf {
+        self.path.join(format!("link{i}-{name}.sock"))
+    }
+
+    /// The socket VM `name` links to network `i` of `topology` through.
+    pub fn network_socket(&self, topology: &Topology, i: usize, name: &str) -> PathBuf {
+        match topology.networks.get(i) {
+            Some(net) if net.relayed() => self.relay_socket(i, name),
+            _ => self.link_socket(i),
+        }
     }
 
     /// VM `name`'s disk images, `vda` first: a tiny one, then the data
@@ -81,9 +102,9 @@ impl RunDir {
         self.out.join(TOKEN_FILE)
     }
 
-    /// The guest daemon's log of the agent.
-    pub fn agent_log(&self) -> PathBuf {
-        self.out.join("agent.log")
+    /// The guest daemon's log of VM `name`'s agent.
+    pub fn agent_log(&self, name: &str) -> PathBuf {
+        self.out.join(agent_log_file(name))
     }
 
     /// A `vm up`'s state file.
@@ -101,10 +122,14 @@ impl RunDir {
                 .map_err(io_error(format!("cannot create {}", dir.display())))?;
         }
         hostfs::check_user_xattrs(&self.out)?;
-        // The daemon appends to the agent's log; an old one would end this
-        // boot at once if it says the agent exited.
-        let _ = std::fs::remove_file(self.agent_log());
-        let links = (0..topology.networks.len()).map(|i| self.link_socket(i));
+        let mut links = Vec::new();
+        for (i, net) in topology.networks.iter().enumerate() {
+            links.extend(
+                net.members
+                    .iter()
+                    .map(|m| self.network_socket(topology, i, m)),
+            );
+        }
         for socket in links {
             check_socket_path(&socket)?;
             let _ = std::fs::remove_file(&socket);
@@ -116,8 +141,10 @@ impl RunDir {
                 check_socket_path(&socket)?;
                 let _ = std::fs::remove_file(&socket);
             }
-            // Removing does not follow a symlink.
-            for old in [&files.console, &files.qemu_log] {
+            // Removing does not follow a symlink. The daemon appends to the
+            // agent's log; an old one would end this boot at once if it
+            // says the agent exited.
+            for old in [&files.console, &files.qemu_log, &self.agent_log(vm.name)] {
                 let _ = std::fs::remove_file(old);
             }
             hostfs::create_new(&files.console)?;

@@ -409,7 +409,7 @@ impl Runner {
         self.progress.say("tearing down");
         cluster.shutdown(Duration::from_secs(5)).await;
         self.progress.say(format!(
-            "VMs stopped; reports, console logs and agent.log in {}",
+            "VMs stopped; reports, console and agent logs in {}",
             out.display()
         ));
         let code = result?;

@@ -177,6 +177,9 @@ pub fn kernel_cmdline(spec: &VmSpec) -> Result<String, VmError> {
         format!("nvmfcheck.ips={}", spec.addresses.join(",")),
         format!("nvmfcheck.exe={exe}"),
     ];
+    if spec.grpc_port.is_some() {
+        words.push("nvmfcheck.forward=1".into());
+    }
     words.extend(spec.append.iter().cloned());
     Ok(words.join(" "))
 }

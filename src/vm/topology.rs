@@ -37,8 +37,8 @@ pub struct VmPlan {
 /// A network joining VMs: one NIC in each member, in the order of
 /// [`Topology::networks`]. Two members are linked directly by a
 /// `-netdev stream` over a unix socket, which the first member serves and
-/// the second connects to; more members need a frame relay in the runner,
-/// which is not built yet.
+/// the second connects to; more members each connect to a socket of the
+/// runner's frame relay ([`super::relay`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetPlan {
     /// Its VMs; the first serves the link's socket and boots first.
@@ -46,9 +46,14 @@ pub struct NetPlan {
 }
 
 impl NetPlan {
-    /// Whether VM `name` serves the network's socket.
+    /// Whether the runner's relay joins the members (more than two).
+    pub fn relayed(&self) -> bool {
+        self.members.len() > 2
+    }
+
+    /// Whether VM `name` serves the network's socket (the first of two).
     pub fn served_by(&self, name: &str) -> bool {
-        self.members.first() == Some(&name)
+        !self.relayed() && self.members.first() == Some(&name)
     }
 }
 
@@ -139,9 +144,8 @@ impl Topology {
 
     /// Fails naming the mistake if the topology cannot boot: names that
     /// repeat or are not file-name safe, host numbers that repeat, networks
-    /// naming unknown VMs or served by a VM that boots after another
-    /// member, networks of other than two VMs, no initiator, more than one
-    /// forward.
+    /// naming unknown VMs or one twice, a direct link served by a VM that
+    /// boots after the other, no initiator, more than one forward.
     pub fn check(&self) -> Result<(), String> {
         for (i, vm) in self.vms.iter().enumerate() {
             let safe = !vm.name.is_empty()
@@ -168,14 +172,22 @@ impl Topology {
         let index = |name: &str| self.vms.iter().position(|v| v.name == name);
         for n in &self.networks {
             let shown = n.members.join(" + ");
-            if n.members.len() != 2 {
-                return Err(format!(
-                    "network {shown}: only two VMs can share a network (a relay for more is \
-                     not built yet)"
-                ));
+            if n.members.len() < 2 {
+                return Err(format!("network {shown}: a network joins two VMs or more"));
             }
             let at: Vec<Option<usize>> = n.members.iter().map(|m| index(m)).collect();
+            if at.iter().any(Option::is_none) {
+                return Err(format!("network {shown}: no such VM"));
+            }
+            if n.members
+                .iter()
+                .enumerate()
+                .any(|(i, m)| n.members[..i].contains(m))
+            {
+                return Err(format!("network {shown}: a VM is in it twice"));
+            }
             match (at[0], at[1]) {
+                _ if n.relayed() => {}
                 (Some(s), Some(c)) if s < c => {}
                 (Some(_), Some(_)) => {
                     return Err(format!(
@@ -199,6 +211,20 @@ impl Topology {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn trio() -> Topology {
+        let node = |name, host| VmPlan {
+            name,
+            role: Role::Target,
+            host,
+            data_disk: Some(DATA_DISK_BYTES),
+            forward: false,
+        };
+        let mut t = Topology::pair();
+        t.vms = vec![node("node1", 2), node("node2", 3), t.vms[1].clone()];
+        t.networks[0].members = vec!["node1", "node2", "initiator"];
+        t
+    }
 
     #[test]
     fn the_pair_is_a_target_serving_the_link_to_an_initiator() {
@@ -246,6 +272,17 @@ mod tests {
     }
 
     #[test]
+    fn three_vms_on_one_network_meet_at_the_relay() {
+        let t = trio();
+        t.check().unwrap();
+        let net = &t.networks[0];
+        assert!(net.relayed());
+        assert!(t.vms.iter().all(|v| !net.served_by(v.name)));
+        assert_eq!(t.address_of("node2", "node1").unwrap(), "192.168.1.3");
+        assert_eq!(t.address_of("node1", "initiator").unwrap(), "192.168.1.2");
+    }
+
+    #[test]
     fn bad_topologies_are_refused_naming_the_mistake() {
         let mut twice = Topology::pair();
         twice.vms[1].name = "target";
@@ -259,9 +296,12 @@ mod tests {
         let mut unknown = Topology::pair();
         unknown.networks[0].members[1] = "nobody";
         assert!(unknown.check().unwrap_err().contains("no such VM"));
-        let mut three = Topology::pair();
-        three.networks[0].members.push("target");
-        assert!(three.check().unwrap_err().contains("only two VMs"));
+        let mut twice_in = Topology::pair();
+        twice_in.networks[0].members.push("target");
+        assert!(twice_in.check().unwrap_err().contains("twice"));
+        let mut alone = Topology::pair();
+        alone.networks[0].members.pop();
+        assert!(alone.check().unwrap_err().contains("two VMs or more"));
         let mut none = Topology::pair();
         none.vms[1].role = Role::Target;
         assert!(none.check().unwrap_err().contains("runs the checks"));

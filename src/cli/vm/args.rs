@@ -175,6 +175,9 @@ pub struct GuestArgs {
     /// The VM's address on its first link, where its agent serves.
     #[arg(long, default_value = TARGET_IP)]
     pub(super) address: String,
+    /// The VM has the host's forward NIC: its agent serves gRPC there too.
+    #[arg(long)]
+    pub(super) forward: bool,
     /// How the target runs its agent: faults or hardened.
     #[arg(long, default_value = "faults", value_parser = parse_setup)]
     pub(super) setup: AgentSetup,

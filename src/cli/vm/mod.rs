@@ -42,6 +42,7 @@ pub async fn main(cmd: Command) -> anyhow::Result<ExitCode> {
                 role: args.role,
                 setup: args.setup,
                 address: args.address,
+                forward: args.forward,
             };
             nvmfcheck::vm::guest::main(cfg).await?;
             Ok(ExitCode::SUCCESS)
