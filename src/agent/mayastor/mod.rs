@@ -2,8 +2,8 @@
 //! rebuilds. The agent serves none of it yet. Every call is answered
 //! `UNIMPLEMENTED` with a message that names it and says whether it is
 //! planned: the calls [`RPCS`] marks [`Plan::Planned`] are to be served on
-//! LVM2, mdadm and nvmet. The answer comes before anything is looked at, so
-//! a call changes nothing.
+//! LVM2, mdadm and nvmet. The answer does not depend on the request, and a
+//! call changes nothing.
 
 use tonic::{Request, Response, Status};
 use tracing::warn;
