@@ -34,6 +34,10 @@ pub mod proto {
         tonic::include_proto!("mayastor");
     }
 
+    /// A test that the generated `mayastor` types keep upstream's numbers.
+    #[cfg(test)]
+    mod upstream_tags;
+
     /// nvmfcheck's own control service (package `nvmfcheck.control.v1`):
     /// faults and the agent's identity, for the test cases.
     pub mod control {

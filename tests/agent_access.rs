@@ -20,6 +20,8 @@ use nvmfcheck::agent::{Agent, AgentConfig, AgentError, DEFAULT_LISTEN};
 use nvmfcheck::client::Control;
 use nvmfcheck::client::Security;
 use nvmfcheck::client::{ClientError, Target};
+use nvmfcheck::proto::mayastor::mayastor_client::MayastorClient;
+use nvmfcheck::proto::mayastor::Null;
 use nvmfcheck::token::Token;
 use tokio::sync::oneshot;
 use tonic::Code;
@@ -65,6 +67,19 @@ fn token_file(dir: &Path, name: &str, token: &str) -> PathBuf {
     std::fs::write(&path, format!("{token}\n")).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     path
+}
+
+/// What `Mayastor.ListPools` answers a caller with `token` (none: sent
+/// without one); the service answers nothing but errors yet.
+async fn list_pools(addr: &str, token: Option<&Token>) -> tonic::Status {
+    let mut client = MayastorClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let mut request = tonic::Request::new(Null {});
+    if let Some(token) = token {
+        token.attach(&mut request);
+    }
+    client.list_pools(request).await.unwrap_err()
 }
 
 fn refused(result: Result<impl std::fmt::Debug, ClientError>, code: Code, text: &str) {
@@ -176,6 +191,9 @@ async fn with_a_token_every_call_must_carry_it() {
         unauthenticated(target.list().await.map(|_| ()));
         unauthenticated(target.create("malloc:///m0?size_mb=1").await.map(|_| ()));
         unauthenticated(target.share("m0", "nvmf", &[]).await.map(|_| ()));
+        let mayastor = list_pools(&r.addr, token.as_ref()).await;
+        assert_eq!(mayastor.code(), Code::Unauthenticated, "{mayastor:?}");
+        assert!(mayastor.message().contains(what), "{mayastor:?}");
         let control = Control::connect(&r.addr, TIMEOUT, token).await.unwrap();
         unauthenticated(control.info().await.map(|_| ()));
     }
@@ -189,6 +207,9 @@ async fn with_a_token_every_call_must_carry_it() {
         "nothing was created"
     );
     target.create("malloc:///m0?size_mb=1").await.unwrap();
+    // Past the gate, the service's own answer.
+    let mayastor = list_pools(&r.addr, Some(&right)).await;
+    assert_eq!(mayastor.code(), Code::Unimplemented, "{mayastor:?}");
     let control = Control::connect(&r.addr, TIMEOUT, Some(right))
         .await
         .unwrap();

@@ -9,19 +9,27 @@ use std::time::Duration;
 
 use nvmfcheck::agent::configfs::Configfs;
 use nvmfcheck::agent::fake::FakeConfigfs;
+use nvmfcheck::agent::mayastor::RPCS;
 use nvmfcheck::agent::{Agent, AgentConfig};
 use nvmfcheck::client::Target;
 use nvmfcheck::proto::mayastor::bdev_rpc_client::BdevRpcClient;
-use nvmfcheck::proto::mayastor::{CreateReply, Null};
+use nvmfcheck::proto::mayastor::mayastor_client::MayastorClient;
+use nvmfcheck::proto::mayastor::{
+    ChildAction, ChildNexusRequest, CreateNexusRequest, CreatePoolRequest, CreateReplicaRequest,
+    CreateReply, CreateSnapshotRequest, ListBlockDevicesRequest, Null, RebuildStateRequest,
+    ShareProtocolReplica,
+};
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
-use tonic::Code;
+use tonic::{Code, Status};
 
 mod common;
 use common::{fake_loops, share, uri};
 
 struct Running {
     client: BdevRpcClient<Channel>,
+    /// For clients of the other services.
+    channel: Channel,
     addr: String,
     stop: Option<oneshot::Sender<()>>,
     server:
@@ -56,7 +64,8 @@ async fn start(config: AgentConfig, fs: Arc<FakeConfigfs>, dir: tempfile::TempDi
         .await
         .unwrap();
     Running {
-        client: BdevRpcClient::new(channel),
+        client: BdevRpcClient::new(channel.clone()),
+        channel,
         addr: addr.to_string(),
         stop: Some(stop),
         server,
@@ -383,5 +392,91 @@ async fn oversized_input_gets_a_short_proper_status() {
         .expect("List answers within 2 s")
         .unwrap();
     assert_eq!(r.fs.dump(), before, "oversized requests changed nothing");
+    r.stop().await;
+}
+
+/// Asserts that `reply` is the agent's UNIMPLEMENTED for `Mayastor.<name>`,
+/// saying whether the call is planned.
+fn unimplemented<T: std::fmt::Debug>(name: &str, planned: bool, reply: Result<T, Status>) {
+    let e = reply.expect_err(name);
+    assert_eq!(e.code(), Code::Unimplemented, "{name}: {e:?}");
+    let plan = if planned {
+        "; it is planned"
+    } else {
+        "; it is not planned"
+    };
+    let message = e.message();
+    assert!(
+        message.starts_with(&format!("Mayastor.{name} is not implemented"))
+            && message.contains(plan),
+        "{name}: {message}"
+    );
+}
+
+/// Mayastor's `Mayastor` service answers each call UNIMPLEMENTED, naming
+/// it and whether it is planned, and changes nothing: a few calls through
+/// the generated client with requests a control plane would send, then
+/// every rpc by its path with an empty message (any request's defaults).
+#[tokio::test]
+async fn every_mayastor_call_is_unimplemented_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = Arc::new(FakeConfigfs::new());
+    let r = start(config(&dir), fs, dir).await;
+    let before = r.fs.dump();
+    let mut m = MayastorClient::new(r.channel.clone());
+    let uuid = "0b5f6c2e-4a7d-4a86-9b1e-2f1d7a3c9e10";
+    let pool = CreatePoolRequest {
+        name: "pool-1".into(),
+        disks: vec!["/dev/vdb".into()],
+    };
+    unimplemented("CreatePool", true, m.create_pool(pool).await);
+    unimplemented("ListPools", true, m.list_pools(Null {}).await);
+    let replica = CreateReplicaRequest {
+        uuid: uuid.into(),
+        pool: "pool-1".into(),
+        size: 64 << 20,
+        thin: false,
+        share: ShareProtocolReplica::ReplicaNvmf.into(),
+    };
+    unimplemented("CreateReplica", true, m.create_replica(replica).await);
+    let nexus = CreateNexusRequest {
+        uuid: uuid.into(),
+        size: 64 << 20,
+        children: vec![format!(
+            "nvmf://192.168.1.2:8430/nqn.2019-05.io.openebs:{uuid}"
+        )],
+    };
+    unimplemented("CreateNexus", true, m.create_nexus(nexus).await);
+    let child = ChildNexusRequest {
+        uuid: uuid.into(),
+        uri: "bdev:///r1".into(),
+        action: ChildAction::Offline.into(),
+    };
+    unimplemented("ChildOperation", true, m.child_operation(child).await);
+    let rebuild = RebuildStateRequest {
+        uuid: uuid.into(),
+        uri: "bdev:///r1".into(),
+    };
+    unimplemented("GetRebuildState", true, m.get_rebuild_state(rebuild).await);
+    let snapshot = CreateSnapshotRequest { uuid: uuid.into() };
+    unimplemented("CreateSnapshot", false, m.create_snapshot(snapshot).await);
+    let devices = ListBlockDevicesRequest { all: true };
+    unimplemented(
+        "ListBlockDevices",
+        false,
+        m.list_block_devices(devices).await,
+    );
+
+    let mut grpc = tonic::client::Grpc::new(r.channel.clone());
+    for rpc in RPCS {
+        grpc.ready().await.unwrap();
+        let path = format!("/mayastor.Mayastor/{}", rpc.name).parse().unwrap();
+        let codec = tonic_prost::ProstCodec::<Null, Null>::default();
+        let reply = grpc.unary(tonic::Request::new(Null {}), path, codec).await;
+        let e = reply.expect_err(rpc.name);
+        assert_eq!(e.code(), Code::Unimplemented, "{}: {e:?}", rpc.name);
+        assert_eq!(e.message(), rpc.unimplemented().message());
+    }
+    assert_eq!(r.fs.dump(), before, "a Mayastor call changed configfs");
     r.stop().await;
 }

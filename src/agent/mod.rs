@@ -1,5 +1,7 @@
 //! The target-side agent: Mayastor's v0 `BdevRpc` gRPC service on the Linux
-//! kernel NVMe target (nvmet), driven through configfs.
+//! kernel NVMe target (nvmet), driven through configfs. Mayastor's v0
+//! `Mayastor` service is there too, answering `UNIMPLEMENTED` for now
+//! ([`mayastor`]).
 //!
 //! - **Bdevs.** `aio:///<path>` is a block device or regular file, named by
 //!   its URI (`aio:///dev/vdb`). `malloc:///<name>?size_mb=<n>` (or
@@ -46,6 +48,7 @@ pub mod host;
 pub mod incoming;
 pub mod limits;
 pub mod loopdev;
+pub mod mayastor;
 pub mod nvmet;
 pub mod security;
 pub mod serial;
@@ -67,6 +70,7 @@ use uuid::Uuid;
 
 use crate::proto::control::control_server::ControlServer;
 use crate::proto::mayastor::bdev_rpc_server::BdevRpcServer;
+use crate::proto::mayastor::mayastor_server::MayastorServer;
 use crate::proto::security::security_server::SecurityServer;
 use crate::proto::security::ExposureReply;
 use crate::token::{Token, TokenError};
@@ -79,6 +83,7 @@ use device::{DeviceError, MallocDir};
 use gate::Gate;
 use host::KernelError;
 use loopdev::{KernelLoops, Loops};
+use mayastor::MayastorService;
 use nvmet::{Listener, Nvmet};
 use security::SecurityService;
 use serial::Serial;
@@ -387,6 +392,15 @@ impl Agent {
         InterceptedService::new(service, Gate::open(self.token.clone()))
     }
 
+    /// Mayastor's `Mayastor` service (pools, replicas, nexuses), behind
+    /// the token like `BdevRpc`: a caller without it learns nothing, not
+    /// even which calls are unimplemented.
+    pub fn mayastor_service(&self) -> InterceptedService<MayastorServer<MayastorService>, Gate> {
+        let service =
+            MayastorServer::new(MayastorService).max_decoding_message_size(limits::MAX_REQUEST_LEN);
+        InterceptedService::new(service, Gate::open(self.token.clone()))
+    }
+
     /// The `Security` service (exposure, host keys), behind the token.
     pub fn security_service(&self) -> InterceptedService<SecurityServer<SecurityService>, Gate> {
         let service = SecurityServer::new(SecurityService::new(
@@ -413,9 +427,9 @@ impl Agent {
         )
     }
 
-    /// Serves `BdevRpc` and `Control` on `listeners` until `shutdown`
-    /// completes or `Control.Restart` is called; open connections then get
-    /// [`SHUTDOWN_GRACE`] to finish. Connections are bounded as
+    /// Serves `BdevRpc`, `Mayastor`, `Security` and `Control` on
+    /// `listeners` until `shutdown` completes or `Control.Restart` is
+    /// called; open connections then get [`SHUTDOWN_GRACE`] to finish. Connections are bounded as
     /// [`Agent::with_connection_limits`] says ([`incoming`]). Shares stay.
     /// Faults recorded by an earlier instance are imposed again and
     /// restored at their deadline; on shutdown every fault in force is
@@ -431,6 +445,7 @@ impl Agent {
         let why = Arc::new(Mutex::new(Stopped::Shutdown));
         let (restart, reason) = (Arc::clone(&self.restart), Arc::clone(&why));
         let routes = Routes::new(self.service())
+            .add_service(self.mayastor_service())
             .add_service(self.control_service())
             .add_service(self.security_service())
             .prepare();

@@ -1,0 +1,203 @@
+//! Mayastor's v0 `Mayastor` service: pools, replicas, nexuses and their
+//! rebuilds. The agent serves none of it yet. Every call is answered
+//! `UNIMPLEMENTED` with a message that names it and says whether it is
+//! planned: the calls [`RPCS`] marks [`Plan::Planned`] are to be served on
+//! LVM2, mdadm and nvmet. The answer does not depend on the request, and a
+//! call changes nothing.
+
+use tonic::{Request, Response, Status};
+use tracing::warn;
+
+use crate::proto::mayastor::mayastor_server::Mayastor;
+use crate::proto::mayastor::{
+    AddChildNexusRequest, Child, ChildNexusRequest, CreateNexusRequest, CreateNexusV2Request,
+    CreatePoolRequest, CreateReplicaRequest, CreateReplicaRequestV2, CreateSnapshotReply,
+    CreateSnapshotRequest, DestroyNexusRequest, DestroyPoolRequest, DestroyReplicaRequest,
+    FaultNexusChildRequest, GetNvmeAnaStateReply, GetNvmeAnaStateRequest, GetResourceUsageReply,
+    ListBlockDevicesReply, ListBlockDevicesRequest, ListNexusReply, ListNexusV2Reply,
+    ListNvmeControllersReply, ListPoolsReply, ListReplicasReply, ListReplicasReplyV2,
+    MayastorInfoRequest, Nexus, Null, PauseRebuildRequest, Pool, PublishNexusReply,
+    PublishNexusRequest, RebuildProgressReply, RebuildProgressRequest, RebuildStateReply,
+    RebuildStateRequest, RebuildStatsReply, RebuildStatsRequest, RemoveChildNexusRequest, Replica,
+    ReplicaV2, ResumeRebuildRequest, SetNvmeAnaStateRequest, ShareReplicaReply,
+    ShareReplicaRequest, StartRebuildRequest, StatNvmeControllersReply, StatReplicasReply,
+    StopRebuildRequest, UnpublishNexusRequest,
+};
+
+/// Whether the agent is to serve an rpc.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// To be served on LVM2 (pools, replicas), mdadm (nexuses, rebuilds)
+    /// and nvmet (shares).
+    Planned,
+    /// No plan covers it.
+    Unplanned,
+}
+
+/// One rpc of the `Mayastor` service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rpc {
+    /// Its name in the proto, e.g. `CreatePool`.
+    pub name: &'static str,
+    /// Whether the agent is to serve it.
+    pub plan: Plan,
+}
+
+impl Rpc {
+    /// What a call of this rpc is answered while the agent does not serve
+    /// it: `UNIMPLEMENTED`, naming the call.
+    pub fn unimplemented(self) -> Status {
+        let plan = match self.plan {
+            Plan::Planned => "it is planned, on LVM2, mdadm and nvmet",
+            Plan::Unplanned => {
+                "it is not planned (the pool, replica, nexus and rebuild calls that are: \
+                 docs/mayastor-compat.md)"
+            }
+        };
+        Status::unimplemented(format!(
+            "Mayastor.{} is not implemented by the nvmfcheck agent yet; {plan}",
+            self.name
+        ))
+    }
+}
+
+/// The `Mayastor` service. It holds nothing yet: no call is served.
+#[derive(Debug, Default, Clone)]
+pub struct MayastorService;
+
+/// Refuses a call of `rpc`, logging it: a control plane that calls what
+/// the agent does not serve should show in the agent's log.
+fn refuse(rpc: Rpc) -> Status {
+    let status = rpc.unimplemented();
+    warn!("refused: {}", status.message());
+    status
+}
+
+/// Writes [`RPCS`] and the service's methods from one list, so that the
+/// table and what the agent answers cannot disagree: a line is
+/// `<Plan> <Rpc> => <method>(<request>) -> <reply>;`.
+macro_rules! rpcs {
+    ($($plan:ident $rpc:ident => $method:ident($request:ty) -> $reply:ty;)*) => {
+        /// Every rpc of the service, in upstream's order, with its plan.
+        pub const RPCS: &[Rpc] = &[$(Rpc { name: stringify!($rpc), plan: Plan::$plan }),*];
+
+        #[tonic::async_trait]
+        impl Mayastor for MayastorService {
+            $(
+                async fn $method(
+                    &self,
+                    _request: Request<$request>,
+                ) -> Result<Response<$reply>, Status> {
+                    Err(refuse(Rpc { name: stringify!($rpc), plan: Plan::$plan }))
+                }
+            )*
+        }
+    };
+}
+
+rpcs! {
+    Planned CreatePool => create_pool(CreatePoolRequest) -> Pool;
+    Planned DestroyPool => destroy_pool(DestroyPoolRequest) -> Null;
+    Planned ListPools => list_pools(Null) -> ListPoolsReply;
+    Planned CreateReplica => create_replica(CreateReplicaRequest) -> Replica;
+    Unplanned CreateReplicaV2 => create_replica_v2(CreateReplicaRequestV2) -> ReplicaV2;
+    Planned DestroyReplica => destroy_replica(DestroyReplicaRequest) -> Null;
+    Planned ListReplicas => list_replicas(Null) -> ListReplicasReply;
+    Unplanned ListReplicasV2 => list_replicas_v2(Null) -> ListReplicasReplyV2;
+    Unplanned StatReplicas => stat_replicas(Null) -> StatReplicasReply;
+    Planned ShareReplica => share_replica(ShareReplicaRequest) -> ShareReplicaReply;
+    Planned CreateNexus => create_nexus(CreateNexusRequest) -> Nexus;
+    Unplanned CreateNexusV2 => create_nexus_v2(CreateNexusV2Request) -> Nexus;
+    Planned DestroyNexus => destroy_nexus(DestroyNexusRequest) -> Null;
+    Planned ListNexus => list_nexus(Null) -> ListNexusReply;
+    Unplanned ListNexusV2 => list_nexus_v2(Null) -> ListNexusV2Reply;
+    Planned AddChildNexus => add_child_nexus(AddChildNexusRequest) -> Child;
+    Planned RemoveChildNexus => remove_child_nexus(RemoveChildNexusRequest) -> Null;
+    Unplanned FaultNexusChild => fault_nexus_child(FaultNexusChildRequest) -> Null;
+    Planned PublishNexus => publish_nexus(PublishNexusRequest) -> PublishNexusReply;
+    Planned UnpublishNexus => unpublish_nexus(UnpublishNexusRequest) -> Null;
+    Unplanned GetNvmeAnaState => get_nvme_ana_state(GetNvmeAnaStateRequest) -> GetNvmeAnaStateReply;
+    Unplanned SetNvmeAnaState => set_nvme_ana_state(SetNvmeAnaStateRequest) -> Null;
+    Unplanned GetMayastorInfo => get_mayastor_info(Null) -> MayastorInfoRequest;
+    Planned ChildOperation => child_operation(ChildNexusRequest) -> Null;
+    Planned StartRebuild => start_rebuild(StartRebuildRequest) -> Null;
+    Planned StopRebuild => stop_rebuild(StopRebuildRequest) -> Null;
+    Planned PauseRebuild => pause_rebuild(PauseRebuildRequest) -> Null;
+    Planned ResumeRebuild => resume_rebuild(ResumeRebuildRequest) -> Null;
+    Planned GetRebuildState => get_rebuild_state(RebuildStateRequest) -> RebuildStateReply;
+    Unplanned GetRebuildStats => get_rebuild_stats(RebuildStatsRequest) -> RebuildStatsReply;
+    Planned GetRebuildProgress => get_rebuild_progress(RebuildProgressRequest) -> RebuildProgressReply;
+    Unplanned CreateSnapshot => create_snapshot(CreateSnapshotRequest) -> CreateSnapshotReply;
+    Unplanned ListBlockDevices => list_block_devices(ListBlockDevicesRequest) -> ListBlockDevicesReply;
+    Unplanned GetResourceUsage => get_resource_usage(Null) -> GetResourceUsageReply;
+    Unplanned ListNvmeControllers => list_nvme_controllers(Null) -> ListNvmeControllersReply;
+    Unplanned StatNvmeControllers => stat_nvme_controllers(Null) -> StatNvmeControllersReply;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_rpc_is_listed_once_and_the_planned_ones_are_issue_elevens_subset() {
+        let mut names: Vec<&str> = RPCS.iter().map(|r| r.name).collect();
+        assert_eq!(names.len(), 36);
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), 36, "a name is listed twice");
+        let planned: Vec<&str> = RPCS
+            .iter()
+            .filter(|r| r.plan == Plan::Planned)
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(
+            planned,
+            [
+                "CreatePool",
+                "DestroyPool",
+                "ListPools",
+                "CreateReplica",
+                "DestroyReplica",
+                "ListReplicas",
+                "ShareReplica",
+                "CreateNexus",
+                "DestroyNexus",
+                "ListNexus",
+                "AddChildNexus",
+                "RemoveChildNexus",
+                "PublishNexus",
+                "UnpublishNexus",
+                "ChildOperation",
+                "StartRebuild",
+                "StopRebuild",
+                "PauseRebuild",
+                "ResumeRebuild",
+                "GetRebuildState",
+                "GetRebuildProgress",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_answer_names_the_call_and_its_plan() {
+        let planned = Rpc {
+            name: "CreatePool",
+            plan: Plan::Planned,
+        }
+        .unimplemented();
+        assert_eq!(planned.code(), tonic::Code::Unimplemented);
+        assert_eq!(
+            planned.message(),
+            "Mayastor.CreatePool is not implemented by the nvmfcheck agent yet; it is planned, \
+             on LVM2, mdadm and nvmet"
+        );
+        let unplanned = Rpc {
+            name: "CreateSnapshot",
+            plan: Plan::Unplanned,
+        }
+        .unimplemented();
+        assert!(unplanned
+            .message()
+            .starts_with("Mayastor.CreateSnapshot is not implemented by the nvmfcheck agent yet; it is not planned"));
+    }
+}
