@@ -1,7 +1,23 @@
 //! nvmfcheck: end-to-end tests of an NVMe-over-Fabrics target in real VMs.
 //!
-//! The library is the API that check cases are written in; the binary's
-//! subcommands are thin layers over it.
+//! The binary's subcommands are thin layers over these entry points:
+//!
+//! - [`agent::Agent`]: the target agent, serving Mayastor's v0 gRPC on the
+//!   kernel's NVMe target (`nvmfcheck agent`).
+//! - [`client::Target`], [`client::Control`], [`client::Security`]: typed
+//!   clients for a target's services, each call with a deadline
+//!   (`nvmfcheck bdev`).
+//! - [`suite::registry`], [`suite::plan`], [`suite::run`]: the check
+//!   categories, and running them from the initiator against a target,
+//!   with typed [`suite::Event`]s and a [`suite::report::Report`]
+//!   (`nvmfcheck run`).
+//! - [`vm::runner::Runner`]: the QEMU runner, booting a
+//!   [`vm::topology::Topology`] of VMs on a host without Nix (`nvmfcheck
+//!   vm`).
+//! - [`nvme`] and [`fio`]: the initiator's tools, driven with deadlines.
+//!
+//! The rest ([`mod@bench`], [`soak`], [`cmd`], [`token`], [`error_chain`]) is
+//! what those share with the command line.
 
 pub mod agent;
 mod atomic_file;
@@ -13,7 +29,6 @@ pub mod fio;
 pub mod nvme;
 #[cfg(test)]
 mod props;
-
 pub mod soak;
 pub mod suite;
 pub mod token;

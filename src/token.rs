@@ -1,6 +1,6 @@
 //! The shared secret of `--token-file`: an agent given one answers every
 //! call that lacks `authorization: Bearer <token>` with `UNAUTHENTICATED`,
-//! and the clients ([`crate::client`], [`crate::control`]) send it.
+//! and the clients ([`crate::client`]) send it.
 //!
 //! The token travels in clear text, as everything on the agent's port does
 //! (there is no TLS): it keeps other local users and stray hosts out, not

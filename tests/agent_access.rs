@@ -14,8 +14,8 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nvmfcheck::agent::configfs::Configfs;
 use nvmfcheck::agent::fake::FakeConfigfs;
+use nvmfcheck::agent::Configfs;
 use nvmfcheck::agent::{Agent, AgentConfig, AgentError, DEFAULT_LISTEN};
 use nvmfcheck::client::Control;
 use nvmfcheck::client::Security;

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use nvmfcheck::agent::configfs::Configfs;
 use nvmfcheck::agent::fake::FakeConfigfs;
+use nvmfcheck::agent::Configfs;
 use nvmfcheck::agent::{Agent, AgentConfig, AgentError, Stopped};
 use nvmfcheck::client::Control;
 use nvmfcheck::client::Target;

@@ -7,9 +7,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nvmfcheck::agent::configfs::Configfs;
 use nvmfcheck::agent::fake::FakeConfigfs;
 use nvmfcheck::agent::mayastor::RPCS;
+use nvmfcheck::agent::Configfs;
 use nvmfcheck::agent::{Agent, AgentConfig};
 use nvmfcheck::client::Target;
 use nvmfcheck::proto::mayastor::bdev_rpc_client::BdevRpcClient;

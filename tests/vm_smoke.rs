@@ -266,10 +266,10 @@ fn vm_down_stops_what_a_killed_vm_up_left() {
 async fn three_vms_share_one_network_through_the_relay() {
     use nvmfcheck::suite::AgentSetup;
     use nvmfcheck::vm::cluster::{free_port, BootConfig, Cluster};
-    use nvmfcheck::vm::qemu::Lifetime;
     use nvmfcheck::vm::run_dir::RunDir;
     use nvmfcheck::vm::runner::{BootOptions, Runner};
     use nvmfcheck::vm::topology::{NetPlan, Topology, VmPlan, DATA_DISK_BYTES};
+    use nvmfcheck::vm::Lifetime;
     use nvmfcheck::vm::{Progress, Role};
 
     let progress = Progress::new(|t, msg| eprintln!("[{:7.2}s] {msg}", t.as_secs_f64()));

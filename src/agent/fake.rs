@@ -48,6 +48,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use nix::errno::Errno;
 
 use super::configfs::Configfs;
+pub use super::loopdev::FakeLoops;
 
 /// The in-memory configfs tree. See the module documentation.
 #[derive(Debug)]

@@ -12,9 +12,9 @@
 //!   `/dev/shm` is. Both take `uuid=<uuid>`; otherwise a random uuid is
 //!   assigned, and kept in `<state dir>/state.json`. Both take
 //!   `blk_size=512|4096`, 512 by default as in Mayastor (see
-//!   [`device::export_blk_size`]); where nvmet would export another block
-//!   size, a loop device gives the bdev its own ([`loopdev`]).
-//! - **Shares.** See [`nvmet`]: subsystem `nqn.2019-05.io.openebs:<uuid>`,
+//!   `device::export_blk_size`); where nvmet would export another block
+//!   size, a loop device gives the bdev its own (`loopdev`).
+//! - **Shares.** See `nvmet`: subsystem `nqn.2019-05.io.openebs:<uuid>`,
 //!   namespace 1, linked to both the I/O port (8430) and the discovery
 //!   port (8420); share URI `nvmf://<address>:8430/<nqn>`. Share's
 //!   `allowed_hosts` limits who may connect (none: any host); the agent
@@ -22,39 +22,43 @@
 //!   them, and never one it did not make.
 //! - **State lives in the kernel.** Shares are configfs objects and outlive
 //!   the agent; a starting agent rebuilds its view from configfs and the
-//!   state file ([`bdevs::BdevTable::open`]) and logs every discrepancy.
+//!   state file (`bdevs::BdevTable::open`) and logs every discrepancy.
 //! - **Requests** are validated before anything changes, run one at a time
-//!   within a deadline ([`serial`]: those behind one stuck in the kernel
+//!   within a deadline (`serial`: those behind one stuck in the kernel
 //!   are `UNAVAILABLE`), roll back on failure and map to gRPC codes;
 //!   `docs/bad-input.md` lists each bad input with its code and message.
 //!   Unshare of a bdev that is not shared succeeds (as in Mayastor:
 //!   nothing to do); a missing aio path is `NOT_FOUND`.
 //! - **Connections** are capped, closed when idle and kept alive
-//!   ([`incoming`]).
+//!   (`incoming`).
 //!
-//! A test starts an agent on a fake kernel with [`Agent::start`], a
-//! [`fake::FakeConfigfs`] and [`loopdev::FakeLoops`], then [`Agent::serve`]
-//! on a listener bound to `127.0.0.1:0`.
+//! A test starts an agent on a fake kernel with [`Agent::start`], the
+//! `fake` module's `FakeConfigfs` and `FakeLoops` (built for tests only),
+//! then [`Agent::serve`] on a listener bound to `127.0.0.1:0`.
 
-pub mod aio_paths;
-pub mod bdevs;
-pub mod configfs;
-pub mod control;
-pub mod device;
+pub(crate) mod aio_paths;
+pub(crate) mod bdevs;
+pub(crate) mod configfs;
+pub(crate) mod control;
+pub(crate) mod device;
 #[cfg(any(test, feature = "fakes"))]
 pub mod fake;
-pub mod gate;
-pub mod host;
-pub mod incoming;
+pub(crate) mod gate;
+pub(crate) mod host;
+pub(crate) mod incoming;
 pub mod limits;
-pub mod loopdev;
+pub(crate) mod loopdev;
 pub mod mayastor;
-pub mod nvmet;
-pub mod security;
-pub mod serial;
-pub mod service;
-pub mod state_file;
-pub mod uri;
+pub(crate) mod nvmet;
+pub(crate) mod security;
+pub(crate) mod serial;
+pub(crate) mod service;
+pub(crate) mod state_file;
+pub(crate) mod uri;
+
+pub use configfs::{Configfs, SysConfigfs};
+pub use incoming::Limits;
+pub use loopdev::{KernelLoops, Loops};
 
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -76,13 +80,11 @@ use crate::proto::security::ExposureReply;
 use crate::token::{Token, TokenError};
 use aio_paths::AioPaths;
 use bdevs::{BdevTable, RequestError};
-use configfs::{Configfs, SysConfigfs};
 use control::faults::Faults;
 use control::ControlService;
 use device::{DeviceError, MallocDir};
 use gate::Gate;
 use host::KernelError;
-use loopdev::{KernelLoops, Loops};
 use mayastor::MayastorService;
 use nvmet::{Listener, Nvmet};
 use security::SecurityService;
@@ -371,7 +373,7 @@ impl Agent {
     }
 
     /// Sets how long one request may take, waiting for earlier ones
-    /// included ([`serial::REQUEST_DEADLINE`] unless set).
+    /// included (`serial::REQUEST_DEADLINE` unless set).
     pub fn with_request_deadline(self, deadline: Duration) -> Self {
         self.target.set_deadline(deadline);
         self
@@ -429,8 +431,8 @@ impl Agent {
 
     /// Serves `BdevRpc`, `Mayastor`, `Security` and `Control` on
     /// `listeners` until `shutdown` completes or `Control.Restart` is
-    /// called; open connections then get [`SHUTDOWN_GRACE`] to finish. Connections are bounded as
-    /// [`Agent::with_connection_limits`] says ([`incoming`]). Shares stay.
+    /// called; open connections then get `SHUTDOWN_GRACE` to finish. Connections are bounded as
+    /// [`Agent::with_connection_limits`] says (`incoming`). Shares stay.
     /// Faults recorded by an earlier instance are imposed again and
     /// restored at their deadline; on shutdown every fault in force is
     /// restored.

@@ -2,7 +2,7 @@
 //!
 //! The init script (which stays PID 1 and reaps orphans) starts it in the
 //! chroot of the host root. It serves the control channel (see
-//! [`super::channel`]) and, on the target, runs the agent. When it ends,
+//! `super::channel`) and, on the target, runs the agent. When it ends,
 //! the init powers the VM off.
 
 use std::collections::HashMap;

@@ -11,37 +11,43 @@
 //! bench; up, exec, status, down in [`up`]) return data for the CLI to
 //! print. A [`topology`] says which VMs boot, what each runs and how they
 //! are linked; a [`run_dir`] names every file of a run. Boot, in order:
-//! [`guest_kernel`] (Debian's package, unpacked in Rust, vmlinux extracted
+//! `guest_kernel` (Debian's package, unpacked in Rust, vmlinux extracted
 //! from the bzImage so that qboot boots it through its PVH entry),
-//! [`initramfs`] (busybox, an init script, the modules), [`accel`], then
+//! `initramfs` (busybox, an init script, the modules), `accel`, then
 //! [`cluster`] starts the VMs in the topology's order (a link's server
 //! first: it makes the `-netdev stream` socket) and waits for each guest
-//! daemon's hello on the [`channel`] and for the agent to answer
+//! daemon's hello on the `channel` and for the agent to answer
 //! `BdevRpc.List` through the forwarded loopback port. The README's
 //! measured section has the times; the guest's `dmesg` has the init's and
 //! daemon's steps with timestamps.
 
-pub mod accel;
-pub mod bzimage;
-pub mod channel;
+pub(crate) mod accel;
+pub(crate) mod bzimage;
+pub(crate) mod channel;
 pub mod cluster;
-pub mod deb;
+pub(crate) mod deb;
 pub mod guest;
-pub mod guest_kernel;
-pub mod hostfs;
-pub mod initramfs;
-pub mod modules;
-pub mod protocol;
-pub mod qemu;
-pub mod qmp;
-pub mod relay;
-pub mod repeat;
+pub(crate) mod guest_kernel;
+pub(crate) mod hostfs;
+pub(crate) mod initramfs;
+pub(crate) mod modules;
+pub(crate) mod protocol;
+pub(crate) mod qemu;
+pub(crate) mod qmp;
+pub(crate) mod relay;
+pub(crate) mod repeat;
 pub mod run_dir;
 pub mod runner;
-pub mod spec;
+pub(crate) mod spec;
 pub mod topology;
 pub mod up;
-pub mod up_state;
+pub(crate) mod up_state;
+
+pub use channel::Event;
+pub use guest_kernel::default_cache_dir;
+pub use qemu::Lifetime;
+pub use spec::Accel;
+pub use up_state::default_state_dir;
 
 use std::fmt;
 use std::path::PathBuf;

@@ -1,4 +1,4 @@
-//! A minimal QMP client: clean quit, and `set_link` for link faults.
+//! A minimal QMP client: a clean quit.
 
 use std::path::Path;
 use std::time::Duration;
@@ -78,14 +78,6 @@ impl Qmp {
             Err(e) => Err(e),
         }
     }
-
-    /// Takes a NIC's link down or up (`set_link`), e.g. the VM-to-VM link
-    /// whose netdev id is `link`.
-    pub async fn set_link(&mut self, name: &str, up: bool) -> Result<(), VmError> {
-        self.execute("set_link", json!({ "name": name, "up": up }))
-            .await
-            .map(|_| ())
-    }
 }
 
 #[cfg(test)]
@@ -121,7 +113,9 @@ mod tests {
             seen
         });
         let mut q = Qmp::connect(&path, Duration::from_secs(5)).await.unwrap();
-        q.set_link("link", false).await.unwrap();
+        q.execute("set_link", json!({ "name": "link0", "up": false }))
+            .await
+            .unwrap();
         let e = q.execute("bad", json!({})).await.unwrap_err();
         assert!(e.to_string().contains("bad failed"), "{e}");
         q.quit().await.unwrap();

@@ -31,7 +31,7 @@ pub struct RunDir {
 }
 
 impl RunDir {
-    /// A new private run dir (see [`hostfs::fresh_run_dir`]), removed when
+    /// A new private run dir (see `hostfs::fresh_run_dir`), removed when
     /// this value is dropped, with `out` as the output dir.
     pub fn fresh(out: PathBuf) -> Result<Self, VmError> {
         Ok(Self {

@@ -38,7 +38,7 @@ pub struct VmPlan {
 /// [`Topology::networks`]. Two members are linked directly by a
 /// `-netdev stream` over a unix socket, which the first member serves and
 /// the second connects to; more members each connect to a socket of the
-/// runner's frame relay ([`super::relay`]).
+/// runner's frame relay (`super::relay`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetPlan {
     /// Its VMs; the first serves the link's socket and boots first.

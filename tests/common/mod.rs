@@ -71,8 +71,8 @@ pub async fn check(target: &Target, fx: &Fixture, cli: Option<&Path>) -> Vec<Str
 /// `Agent::start`), for agents on a fake kernel.
 pub fn fake_loops(
     config: &nvmfcheck::agent::AgentConfig,
-) -> std::sync::Arc<nvmfcheck::agent::loopdev::FakeLoops> {
-    std::sync::Arc::new(nvmfcheck::agent::loopdev::FakeLoops::new(&config.state_dir))
+) -> std::sync::Arc<nvmfcheck::agent::fake::FakeLoops> {
+    std::sync::Arc::new(nvmfcheck::agent::fake::FakeLoops::new(&config.state_dir))
 }
 
 /// A `BdevUri` request.

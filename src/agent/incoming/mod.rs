@@ -88,7 +88,7 @@ pub struct Limits {
 }
 
 impl Default for Limits {
-    /// A cap from this process's open-file limit ([`connection_cap`]), a
+    /// A cap from this process's open-file limit (`connection_cap`), a
     /// 20 s idle timeout, a PING every 10 s answered within 10 s.
     fn default() -> Self {
         let nofile = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)

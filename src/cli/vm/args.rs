@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use nvmfcheck::suite::AgentSetup;
-use nvmfcheck::vm::guest_kernel::default_cache_dir;
+use nvmfcheck::vm::default_cache_dir;
+use nvmfcheck::vm::default_state_dir;
 use nvmfcheck::vm::run_dir::RunDir;
 use nvmfcheck::vm::runner::{AccelChoice, BootOptions, Runner};
-use nvmfcheck::vm::spec::Accel;
 use nvmfcheck::vm::up::state_run_dir;
-use nvmfcheck::vm::up_state::default_state_dir;
+use nvmfcheck::vm::Accel;
 use nvmfcheck::vm::{Progress, Role, TARGET_IP};
 
 /// Subcommands of `nvmfcheck vm`.

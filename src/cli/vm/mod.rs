@@ -8,10 +8,10 @@ use anyhow::Context;
 use nvmfcheck::bench::table;
 use nvmfcheck::soak::BusyCore;
 use nvmfcheck::suite::setup::DATA_DISK_MIB;
-use nvmfcheck::vm::channel::Event;
 use nvmfcheck::vm::guest::GuestConfig;
 use nvmfcheck::vm::runner::RunOptions;
 use nvmfcheck::vm::up;
+use nvmfcheck::vm::Event;
 use nvmfcheck::vm::{AGENT_PORT, GUEST_OUT_DIR, TARGET_IP};
 
 mod args;
