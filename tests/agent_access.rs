@@ -5,7 +5,7 @@
 //! nothing.
 
 mod common;
-use common::fake_loops;
+use common::{fake_loops, fake_lvm};
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
@@ -47,7 +47,7 @@ async fn start(config: &AgentConfig) -> Running {
 }
 
 async fn start_on(config: &AgentConfig, fs: Arc<FakeConfigfs>) -> Running {
-    let agent = Agent::start(config, fs.clone(), fake_loops(config)).unwrap();
+    let agent = Agent::start(config, fs.clone(), fake_loops(config), fake_lvm(config)).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -223,7 +223,12 @@ async fn a_token_file_others_may_read_is_refused_at_start() {
     let path = token_file(dir.path(), "token", "s3cret");
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
     c.token_file = Some(path);
-    let Err(err) = Agent::start(&c, Arc::new(FakeConfigfs::new()), fake_loops(&c)) else {
+    let Err(err) = Agent::start(
+        &c,
+        Arc::new(FakeConfigfs::new()),
+        fake_loops(&c),
+        fake_lvm(&c),
+    ) else {
         panic!("the agent started with a world-readable token file");
     };
     assert!(matches!(err, AgentError::Token(_)), "{err}");

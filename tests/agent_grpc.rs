@@ -24,7 +24,7 @@ use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 mod common;
-use common::{fake_loops, share, uri};
+use common::{fake_loops, fake_lvm, share, uri};
 
 struct Running {
     client: BdevRpcClient<Channel>,
@@ -49,7 +49,7 @@ fn config(dir: &tempfile::TempDir) -> AgentConfig {
 }
 
 async fn start(config: AgentConfig, fs: Arc<FakeConfigfs>, dir: tempfile::TempDir) -> Running {
-    let agent = Agent::start(&config, fs.clone(), fake_loops(&config)).unwrap();
+    let agent = Agent::start(&config, fs.clone(), fake_loops(&config), fake_lvm(&config)).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -299,7 +299,7 @@ async fn startup_errors_name_the_flag() {
     let fs = Arc::new(FakeConfigfs::new());
     let mut cfg = config(&dir);
     cfg.share = vec!["m7".into()];
-    let msg = Agent::start(&cfg, fs.clone(), fake_loops(&cfg))
+    let msg = Agent::start(&cfg, fs.clone(), fake_loops(&cfg), fake_lvm(&cfg))
         .err()
         .unwrap()
         .to_string();
@@ -309,7 +309,7 @@ async fn startup_errors_name_the_flag() {
     );
     cfg.share.clear();
     cfg.create = vec!["malloc:///m7".into()];
-    let msg = Agent::start(&cfg, fs.clone(), fake_loops(&cfg))
+    let msg = Agent::start(&cfg, fs.clone(), fake_loops(&cfg), fake_lvm(&cfg))
         .err()
         .unwrap()
         .to_string();
@@ -319,7 +319,7 @@ async fn startup_errors_name_the_flag() {
     );
     cfg.create.clear();
     cfg.io_port = cfg.discovery_port;
-    let msg = Agent::start(&cfg, fs, fake_loops(&cfg))
+    let msg = Agent::start(&cfg, fs, fake_loops(&cfg), fake_lvm(&cfg))
         .err()
         .unwrap()
         .to_string();

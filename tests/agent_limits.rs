@@ -29,6 +29,7 @@ use nvmfcheck::agent::fake::FakeConfigfs;
 use nvmfcheck::agent::incoming::Limits;
 use nvmfcheck::agent::limits::MAX_MESSAGE_LEN;
 use nvmfcheck::agent::loopdev::FakeLoops;
+use nvmfcheck::agent::pools::fake::FakeLvm;
 use nvmfcheck::agent::{Agent, AgentConfig};
 use nvmfcheck::proto::control::control_client::ControlClient;
 use nvmfcheck::proto::control::PortDownRequest;
@@ -103,7 +104,8 @@ fn agent_process(dir: OsString) -> ExitCode {
             .ok()
             .map(|attr| fs.block_next_write(&attr));
         let loops = Arc::new(FakeLoops::new(&config.state_dir));
-        let mut agent = Agent::start(&config, fs, loops).expect("the agent starts");
+        let lvm = Arc::new(FakeLvm::new(config.state_dir.join("lvm")));
+        let mut agent = Agent::start(&config, fs, loops, lvm).expect("the agent starts");
         if let Some(ms) = env_number(DEADLINE_MS) {
             agent = agent.with_request_deadline(Duration::from_millis(ms));
         }

@@ -1,6 +1,7 @@
 //! The target-side agent: Mayastor's v0 `BdevRpc` gRPC service on the Linux
 //! kernel NVMe target (nvmet), driven through configfs. Mayastor's v0
-//! `Mayastor` service is there too, answering `UNIMPLEMENTED` for now
+//! `Mayastor` service is there too: its pool and replica calls are served
+//! on LVM2 ([`pools`]), the others answer `UNIMPLEMENTED` for now
 //! ([`mayastor`]).
 //!
 //! - **Bdevs.** `aio:///<path>` is a block device or regular file, named by
@@ -33,8 +34,9 @@
 //!   ([`incoming`]).
 //!
 //! A test starts an agent on a fake kernel with [`Agent::start`], a
-//! [`fake::FakeConfigfs`] and [`loopdev::FakeLoops`], then [`Agent::serve`]
-//! on a listener bound to `127.0.0.1:0`.
+//! [`fake::FakeConfigfs`], [`loopdev::FakeLoops`] and
+//! [`pools::fake::FakeLvm`], then [`Agent::serve`] on a listener bound to
+//! `127.0.0.1:0`.
 
 pub mod aio_paths;
 pub mod bdevs;
@@ -50,6 +52,7 @@ pub mod limits;
 pub mod loopdev;
 pub mod mayastor;
 pub mod nvmet;
+pub mod pools;
 pub mod security;
 pub mod serial;
 pub mod service;
@@ -85,6 +88,7 @@ use host::KernelError;
 use loopdev::{KernelLoops, Loops};
 use mayastor::MayastorService;
 use nvmet::{Listener, Nvmet};
+use pools::lvm::{KernelLvm, Lvm};
 use security::SecurityService;
 use serial::Serial;
 use service::BdevService;
@@ -311,13 +315,14 @@ fn startup_error<E: Into<RequestError>>(
 
 impl Agent {
     /// Rebuilds the view from configfs (through `configfs`, rooted at the
-    /// `nvmet` directory) and `<state dir>/state.json`, then applies
+    /// `nvmet` directory), LVM (through `lvm`) and `<state dir>/state.json`, then applies
     /// `--create` and `--share`, and reads the faults still in force from
     /// `<state dir>/faults.json`. Blocking.
     pub fn start(
         config: &AgentConfig,
         configfs: Arc<dyn Configfs>,
         loops: Arc<dyn Loops>,
+        lvm: Arc<dyn Lvm>,
     ) -> Result<Agent, AgentError> {
         config.validate()?;
         let token = config
@@ -329,7 +334,7 @@ impl Agent {
         let nvmet = Nvmet::new(configfs, config.listener());
         let aio_paths = AioPaths::new(&config.allow_paths, &config.state_dir);
         let state_path = config.state_dir.join("state.json");
-        let mut target = BdevTable::open(nvmet, malloc, loops, aio_paths, state_path)
+        let mut target = BdevTable::open(nvmet, malloc, loops, aio_paths, state_path, lvm)
             .map_err(AgentError::Open)?;
         for uri in &config.create {
             target
@@ -396,8 +401,8 @@ impl Agent {
     /// the token like `BdevRpc`: a caller without it learns nothing, not
     /// even which calls are unimplemented.
     pub fn mayastor_service(&self) -> InterceptedService<MayastorServer<MayastorService>, Gate> {
-        let service =
-            MayastorServer::new(MayastorService).max_decoding_message_size(limits::MAX_REQUEST_LEN);
+        let service = MayastorServer::new(MayastorService::new(Arc::clone(&self.target)))
+            .max_decoding_message_size(limits::MAX_REQUEST_LEN);
         InterceptedService::new(service, Gate::open(self.token.clone()))
     }
 
@@ -526,7 +531,12 @@ pub async fn serve(
     let configfs = Arc::new(SysConfigfs::new(config.configfs.join("nvmet")));
     let start_config = config.clone();
     let agent = tokio::task::spawn_blocking(move || {
-        Agent::start(&start_config, configfs, Arc::new(KernelLoops))
+        Agent::start(
+            &start_config,
+            configfs,
+            Arc::new(KernelLoops),
+            Arc::new(KernelLvm),
+        )
     })
     .await
     .map_err(|e| AgentError::Interrupted(e.to_string()))??;

@@ -75,6 +75,16 @@ pub fn fake_loops(
     std::sync::Arc::new(nvmfcheck::agent::loopdev::FakeLoops::new(&config.state_dir))
 }
 
+/// LVM modelled in the agent's state directory, for agents on a fake
+/// kernel.
+pub fn fake_lvm(
+    config: &nvmfcheck::agent::AgentConfig,
+) -> std::sync::Arc<nvmfcheck::agent::pools::fake::FakeLvm> {
+    std::sync::Arc::new(nvmfcheck::agent::pools::fake::FakeLvm::new(
+        config.state_dir.join("lvm"),
+    ))
+}
+
 /// A `BdevUri` request.
 pub fn uri(u: &str) -> nvmfcheck::proto::mayastor::BdevUri {
     nvmfcheck::proto::mayastor::BdevUri { uri: u.to_string() }
