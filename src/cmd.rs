@@ -218,10 +218,9 @@ mod tests {
         let out = Cmd::new("echo").arg("x").run_blocking().unwrap();
         assert_eq!(out.stdout, "x\n");
         let runtime = tokio::runtime::Runtime::new().unwrap();
+        let blocking = || Cmd::new("echo").arg("y").run_blocking();
         let out = runtime
-            .block_on(tokio::task::spawn_blocking(|| {
-                Cmd::new("echo").arg("y").run_blocking()
-            }))
+            .block_on(async { tokio::task::spawn_blocking(blocking).await })
             .unwrap()
             .unwrap();
         assert_eq!(out.stdout, "y\n");
