@@ -10,6 +10,8 @@ declare -A need=(
   [fio]=fio
   [nvme]=nvme-cli
   [cc]=gcc
+  # pools and replicas (the guests run the host's tools over 9p)
+  [lvcreate]=lvm2
 )
 missing=()
 for prog in "${!need[@]}"; do

@@ -153,6 +153,23 @@ impl Cmd {
             stderr: out.stderr,
         })
     }
+
+    /// [`Cmd::run`] from synchronous code on a thread that is not running
+    /// async tasks (the agent's blocking threads, a plain test): on the
+    /// current Tokio runtime if there is one, else on a runtime of its own.
+    pub fn run_blocking(&self) -> Result<Output, CmdError> {
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            return handle.block_on(self.run());
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|source| CmdError::Spawn {
+                cmdline: self.cmdline(),
+                source,
+            })?;
+        runtime.block_on(self.run())
+    }
 }
 
 #[cfg(test)]
@@ -194,6 +211,19 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, CmdError::Timeout { .. }), "{err}");
         assert!(start.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn runs_blocking_with_and_without_a_runtime() {
+        let out = Cmd::new("echo").arg("x").run_blocking().unwrap();
+        assert_eq!(out.stdout, "x\n");
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let blocking = || Cmd::new("echo").arg("y").run_blocking();
+        let out = runtime
+            .block_on(async { tokio::task::spawn_blocking(blocking).await })
+            .unwrap()
+            .unwrap();
+        assert_eq!(out.stdout, "y\n");
     }
 
     #[tokio::test]

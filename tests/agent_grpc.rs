@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nvmfcheck::agent::fake::FakeConfigfs;
-use nvmfcheck::agent::mayastor::RPCS;
+use nvmfcheck::agent::fake::FakeLvm;
+use nvmfcheck::agent::mayastor::{Plan, RPCS};
 use nvmfcheck::agent::Configfs;
 use nvmfcheck::agent::{Agent, AgentConfig};
 use nvmfcheck::client::Target;
@@ -16,15 +17,15 @@ use nvmfcheck::proto::mayastor::bdev_rpc_client::BdevRpcClient;
 use nvmfcheck::proto::mayastor::mayastor_client::MayastorClient;
 use nvmfcheck::proto::mayastor::{
     ChildAction, ChildNexusRequest, CreateNexusRequest, CreatePoolRequest, CreateReplicaRequest,
-    CreateReply, CreateSnapshotRequest, ListBlockDevicesRequest, Null, RebuildStateRequest,
-    ShareProtocolReplica,
+    CreateReply, CreateSnapshotRequest, DestroyReplicaRequest, ListBlockDevicesRequest, Null,
+    RebuildStateRequest, ShareProtocolReplica, ShareReplicaRequest,
 };
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 mod common;
-use common::{fake_loops, share, uri};
+use common::{fake_loops, fake_lvm, share, uri};
 
 struct Running {
     client: BdevRpcClient<Channel>,
@@ -49,7 +50,18 @@ fn config(dir: &tempfile::TempDir) -> AgentConfig {
 }
 
 async fn start(config: AgentConfig, fs: Arc<FakeConfigfs>, dir: tempfile::TempDir) -> Running {
-    let agent = Agent::start(&config, fs.clone(), fake_loops(&config)).unwrap();
+    let lvm = fake_lvm(&config);
+    start_with(config, fs, lvm, dir).await
+}
+
+/// [`start`] on a given LVM model, which outlives the agent as LVM does.
+async fn start_with(
+    config: AgentConfig,
+    fs: Arc<FakeConfigfs>,
+    lvm: Arc<FakeLvm>,
+    dir: tempfile::TempDir,
+) -> Running {
+    let agent = Agent::start(&config, fs.clone(), fake_loops(&config), lvm).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -299,7 +311,7 @@ async fn startup_errors_name_the_flag() {
     let fs = Arc::new(FakeConfigfs::new());
     let mut cfg = config(&dir);
     cfg.share = vec!["m7".into()];
-    let msg = Agent::start(&cfg, fs.clone(), fake_loops(&cfg))
+    let msg = Agent::start(&cfg, fs.clone(), fake_loops(&cfg), fake_lvm(&cfg))
         .err()
         .unwrap()
         .to_string();
@@ -309,7 +321,7 @@ async fn startup_errors_name_the_flag() {
     );
     cfg.share.clear();
     cfg.create = vec!["malloc:///m7".into()];
-    let msg = Agent::start(&cfg, fs.clone(), fake_loops(&cfg))
+    let msg = Agent::start(&cfg, fs.clone(), fake_loops(&cfg), fake_lvm(&cfg))
         .err()
         .unwrap()
         .to_string();
@@ -319,7 +331,7 @@ async fn startup_errors_name_the_flag() {
     );
     cfg.create.clear();
     cfg.io_port = cfg.discovery_port;
-    let msg = Agent::start(&cfg, fs, fake_loops(&cfg))
+    let msg = Agent::start(&cfg, fs, fake_loops(&cfg), fake_lvm(&cfg))
         .err()
         .unwrap()
         .to_string();
@@ -413,32 +425,19 @@ fn unimplemented<T: std::fmt::Debug>(name: &str, planned: bool, reply: Result<T,
     );
 }
 
-/// Mayastor's `Mayastor` service answers each call UNIMPLEMENTED, naming
-/// it and whether it is planned, and changes nothing: a few calls through
-/// the generated client with requests a control plane would send, then
-/// every rpc by its path with an empty message (any request's defaults).
+/// Mayastor's `Mayastor` service answers each call it does not serve
+/// UNIMPLEMENTED, naming it and whether it is planned, and changes nothing:
+/// a few calls through the generated client with requests a control plane
+/// would send, then every such rpc by its path with an empty message (any
+/// request's defaults).
 #[tokio::test]
-async fn every_mayastor_call_is_unimplemented_and_named() {
+async fn every_unserved_mayastor_call_is_unimplemented_and_named() {
     let dir = tempfile::tempdir().unwrap();
     let fs = Arc::new(FakeConfigfs::new());
     let r = start(config(&dir), fs, dir).await;
     let before = r.fs.dump();
     let mut m = MayastorClient::new(r.channel.clone());
     let uuid = "0b5f6c2e-4a7d-4a86-9b1e-2f1d7a3c9e10";
-    let pool = CreatePoolRequest {
-        name: "pool-1".into(),
-        disks: vec!["/dev/vdb".into()],
-    };
-    unimplemented("CreatePool", true, m.create_pool(pool).await);
-    unimplemented("ListPools", true, m.list_pools(Null {}).await);
-    let replica = CreateReplicaRequest {
-        uuid: uuid.into(),
-        pool: "pool-1".into(),
-        size: 64 << 20,
-        thin: false,
-        share: ShareProtocolReplica::ReplicaNvmf.into(),
-    };
-    unimplemented("CreateReplica", true, m.create_replica(replica).await);
     let nexus = CreateNexusRequest {
         uuid: uuid.into(),
         size: 64 << 20,
@@ -468,15 +467,131 @@ async fn every_mayastor_call_is_unimplemented_and_named() {
     );
 
     let mut grpc = tonic::client::Grpc::new(r.channel.clone());
-    for rpc in RPCS {
+    for rpc in RPCS.iter().filter(|r| r.plan != Plan::Served) {
         grpc.ready().await.unwrap();
         let path = format!("/mayastor.Mayastor/{}", rpc.name).parse().unwrap();
         let codec = tonic_prost::ProstCodec::<Null, Null>::default();
         let reply = grpc.unary(tonic::Request::new(Null {}), path, codec).await;
         let e = reply.expect_err(rpc.name);
         assert_eq!(e.code(), Code::Unimplemented, "{}: {e:?}", rpc.name);
-        assert_eq!(e.message(), rpc.unimplemented().message());
+        let refusal = rpc.refusal().expect("an rpc the agent does not serve");
+        assert_eq!(e.message(), refusal.message());
     }
     assert_eq!(r.fs.dump(), before, "a Mayastor call changed configfs");
+    r.stop().await;
+}
+
+/// Pools and replicas over gRPC, as Mayastor's NixOS tests drive them
+/// (`pool create pool1 /dev/vdb`, `replica create --protocol nvmf --size
+/// 64MiB pool1 <uuid>`): made, listed, shared, kept across a restart,
+/// kept apart from the bdevs, destroyed; bad input refused.
+#[tokio::test]
+async fn pools_and_replicas_over_grpc_and_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = Arc::new(FakeConfigfs::new());
+    let disk = dir.path().join("disk");
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(128 << 20)
+        .unwrap();
+    let disk = disk.display().to_string();
+    let cfg = config(&dir);
+    let lvm = fake_lvm(&cfg);
+    let mut r = start_with(cfg.clone(), fs.clone(), lvm.clone(), dir).await;
+    let mut m = MayastorClient::new(r.channel.clone());
+    let uuid = "0b5f6c2e-4a7d-4a86-9b1e-2f1d7a3c9e10";
+    let pool = m
+        .create_pool(CreatePoolRequest {
+            name: "pool1".into(),
+            disks: vec![format!("aio://{disk}")],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(pool.disks, [format!("aio://{disk}")]);
+    assert!(pool.capacity > 64 << 20 && pool.used == 0, "{pool:?}");
+    let replica = CreateReplicaRequest {
+        uuid: uuid.into(),
+        pool: "pool1".into(),
+        size: 64 << 20,
+        thin: false,
+        share: ShareProtocolReplica::ReplicaNvmf.into(),
+    };
+    let made = m
+        .create_replica(replica.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    let nvmf = format!("nvmf://192.168.1.2:8430/nqn.2019-05.io.openebs:{uuid}");
+    assert_eq!((made.size, made.uri.as_str()), (64 << 20, nvmf.as_str()));
+    // The bdevs keep off the pool's disk and the replica's uuid.
+    let e = r
+        .client
+        .create(uri(&format!("aio://{disk}")))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::AlreadyExists, "{e:?}");
+    assert!(e.message().contains("disk of pool pool1"), "{e:?}");
+    let same_uuid = format!("malloc:///m1?size_mb=1&uuid={uuid}");
+    let e = r.client.create(uri(&same_uuid)).await.unwrap_err();
+    assert_eq!(e.code(), Code::AlreadyExists, "{e:?}");
+    // Bad input: a clear code, nothing changed.
+    let tree = fs.dump();
+    let bad = CreateReplicaRequest {
+        size: 1 << 40,
+        uuid: "1c2d3e4f-0000-4000-8000-000000000002".into(),
+        ..replica.clone()
+    };
+    let e = m.create_replica(bad).await.unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    let e = m
+        .share_replica(ShareReplicaRequest {
+            uuid: "nope".into(),
+            share: 1,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert_eq!(fs.dump(), tree);
+
+    // A restart: the same pools and replicas, still shared, and the
+    // replica's subsystem is not taken for a bdev.
+    let pools = m.list_pools(Null {}).await.unwrap().into_inner();
+    let replicas = m.list_replicas(Null {}).await.unwrap().into_inner();
+    let dir = std::mem::replace(&mut r._dir, tempfile::tempdir().unwrap());
+    r.stop().await;
+    let mut r = start_with(cfg, fs.clone(), lvm, dir).await;
+    let mut m = MayastorClient::new(r.channel.clone());
+    assert_eq!(m.list_pools(Null {}).await.unwrap().into_inner(), pools);
+    assert_eq!(
+        m.list_replicas(Null {}).await.unwrap().into_inner(),
+        replicas
+    );
+    assert_eq!(fs.dump(), tree);
+    let bdevs = r.client.list(Null {}).await.unwrap().into_inner().bdevs;
+    assert!(bdevs.is_empty(), "{bdevs:?}");
+
+    // Unshare, destroy, and destroy again: fine.
+    let share = |share: ShareProtocolReplica| ShareReplicaRequest {
+        uuid: uuid.into(),
+        share: share.into(),
+    };
+    let local = m
+        .share_replica(share(ShareProtocolReplica::ReplicaNone))
+        .await
+        .unwrap();
+    assert_eq!(local.into_inner().uri, format!("bdev:///{uuid}"));
+    let again = m
+        .share_replica(share(ShareProtocolReplica::ReplicaNvmf))
+        .await
+        .unwrap();
+    assert_eq!(again.into_inner().uri, nvmf);
+    for _ in 0..2 {
+        m.destroy_replica(DestroyReplicaRequest { uuid: uuid.into() })
+            .await
+            .unwrap();
+        common::destroy_last_pool(&mut m, "pool1").await;
+    }
+    assert_eq!(fs.dump(), FakeConfigfs::new().dump());
     r.stop().await;
 }

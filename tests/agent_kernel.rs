@@ -8,7 +8,10 @@
 //!
 //! `NVMFCHECK_TEST_ADDRESS` sets the address of the nvmet ports (default:
 //! the agent's own default). It uses ports 8420 and 8430 and leaves configfs
-//! as it found it.
+//! as it found it. The pools test makes an LVM2 volume group on
+//! `NVMFCHECK_TEST_DISK` (default `/dev/vdb`, the VM's blank disk), which
+//! must be blank, and wipes it again. The tests take turns ([`KERNEL`]):
+//! each compares configfs before and after.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -18,12 +21,19 @@ use std::time::{Duration, Instant};
 
 use nvmfcheck::client::Target;
 use nvmfcheck::proto::mayastor::bdev_rpc_client::BdevRpcClient;
-use nvmfcheck::proto::mayastor::{Bdev, BdevShareRequest, BdevUri, CreateReply, Null};
+use nvmfcheck::proto::mayastor::mayastor_client::MayastorClient;
+use nvmfcheck::proto::mayastor::{
+    Bdev, BdevShareRequest, BdevUri, CreatePoolRequest, CreateReplicaRequest, CreateReply,
+    DestroyReplicaRequest, Null, ShareProtocolReplica, ShareReplicaRequest,
+};
 use tonic::transport::Channel;
 
 mod common;
 
 const NVMET: &str = "/sys/kernel/config/nvmet";
+
+/// Held by each test for its whole run: they share the kernel target.
+static KERNEL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Every directory, symlink and readable attribute under nvmet.
 fn snapshot() -> BTreeMap<PathBuf, String> {
@@ -100,6 +110,9 @@ async fn spawn_agent(state: &Path, log: &Path, extra: &[String]) -> AgentProcess
             .arg("--allow-path")
             .arg(state.parent().unwrap())
             .args(["--allow-path", "/dev/null"])
+            // The VM's blank disk, for the aio bdev and the pool on it.
+            .arg("--allow-path")
+            .arg(test_disk())
             .args(extra)
             .env("RUST_LOG", "debug")
             .stdin(Stdio::null())
@@ -197,6 +210,7 @@ fn assert_exported(b: &Bdev, device: &Path) {
 #[tokio::test]
 #[ignore = "needs root and the kernel NVMe target: run it in the target VM"]
 async fn agent_on_the_kernel_target() {
+    let _turn = KERNEL.lock().await;
     assert!(
         Path::new(NVMET).is_dir(),
         "{NVMET} is missing: load nvmet-tcp and mount configfs"
@@ -344,4 +358,170 @@ async fn agent_on_the_kernel_target() {
     assert!(!state.join("malloc/k0").exists(), "destroy frees the RAM");
     agent.stop();
     assert_eq!(snapshot(), empty, "configfs is not as it was");
+}
+
+/// The blank disk the tests may use (`NVMFCHECK_TEST_DISK`, default
+/// `/dev/vdb`).
+fn test_disk() -> String {
+    std::env::var("NVMFCHECK_TEST_DISK").unwrap_or_else(|_| "/dev/vdb".into())
+}
+
+/// What `lvs` says of the volumes tagged by the agent: `vg/lv` each.
+fn tagged_volumes() -> Vec<String> {
+    let out = Command::new("lvs")
+        .args(["--config", nvmfcheck::agent::LVM_CONFIG])
+        .args(["--noheadings", "-o", "vg_name,lv_name", "@nvmfcheck"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join("/"))
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// Pools and replicas on the real LVM2 and nvmet: a pool on the blank
+/// disk, a replica shared over NVMe/TCP and one not, both found again by a
+/// restarted agent, bad input refused, and everything removed again.
+#[tokio::test]
+#[ignore = "needs root, LVM2, a blank disk and the kernel NVMe target: run it in the target VM"]
+async fn pools_and_replicas_on_lvm2() {
+    let _turn = KERNEL.lock().await;
+    let disk = test_disk();
+    assert!(Path::new(&disk).exists(), "{disk} is missing");
+    let empty = snapshot();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let log = dir.path().join("agent.log");
+    let agent = spawn_agent(&state, &log, &[]).await;
+    let mut m = MayastorClient::connect(format!("http://{}", agent.addr))
+        .await
+        .unwrap();
+    let pool = m
+        .create_pool(CreatePoolRequest {
+            name: "nvmfcheck-test".into(),
+            disks: vec![disk.clone()],
+        })
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "{e:?}; the agent's log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        })
+        .into_inner();
+    assert_eq!(pool.disks, [format!("aio://{disk}")]);
+    assert!(pool.capacity > 256 << 20, "{pool:?}");
+    let shared = "0b5f6c2e-4a7d-4a86-9b1e-2f1d7a3c9e10";
+    let local = "1c2d3e4f-0000-4000-8000-000000000002";
+    let replica = |uuid: &str, share: ShareProtocolReplica| CreateReplicaRequest {
+        uuid: uuid.into(),
+        pool: "nvmfcheck-test".into(),
+        size: 64 << 20,
+        thin: false,
+        share: share.into(),
+    };
+    let r = m
+        .create_replica(replica(shared, ShareProtocolReplica::ReplicaNvmf))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        r.uri
+            .ends_with(&format!(":8430/nqn.2019-05.io.openebs:{shared}")),
+        "{r:?}"
+    );
+    m.create_replica(replica(local, ShareProtocolReplica::ReplicaNone))
+        .await
+        .unwrap();
+    let device = format!("/dev/nvmfcheck-test/{shared}");
+    let sub = Path::new(NVMET)
+        .join("subsystems")
+        .join(format!("nqn.2019-05.io.openebs:{shared}"));
+    let read = |p: PathBuf| std::fs::read_to_string(p).unwrap().trim_end().to_string();
+    assert_eq!(read(sub.join("namespaces/1/device_path")), device);
+    assert_eq!(read(sub.join("namespaces/1/enable")), "1");
+    let mut volumes = tagged_volumes();
+    volumes.sort();
+    assert_eq!(
+        volumes,
+        [
+            format!("nvmfcheck-test/{shared}"),
+            format!("nvmfcheck-test/{local}")
+        ]
+    );
+    // Bad input changes nothing.
+    let shared_tree = snapshot();
+    let too_big = CreateReplicaRequest {
+        size: 1 << 40,
+        ..replica(
+            "2c2d3e4f-0000-4000-8000-000000000003",
+            ShareProtocolReplica::ReplicaNvmf,
+        )
+    };
+    let e = m.create_replica(too_big).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e:?}");
+    let e = m
+        .create_pool(CreatePoolRequest {
+            name: "other".into(),
+            disks: vec![disk.clone()],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::AlreadyExists, "{e:?}");
+    assert_eq!(snapshot(), shared_tree);
+    assert_eq!(tagged_volumes().len(), 2);
+
+    // A restarted agent lists the same, the share untouched, no bdev.
+    let pools = m.list_pools(Null {}).await.unwrap().into_inner();
+    let replicas = m.list_replicas(Null {}).await.unwrap().into_inner();
+    assert_eq!(replicas.replicas.len(), 2);
+    agent.stop();
+    let mut agent = spawn_agent(&state, &log, &[]).await;
+    let mut m = MayastorClient::connect(format!("http://{}", agent.addr))
+        .await
+        .unwrap();
+    assert_eq!(m.list_pools(Null {}).await.unwrap().into_inner(), pools);
+    assert_eq!(
+        m.list_replicas(Null {}).await.unwrap().into_inner(),
+        replicas
+    );
+    assert!(
+        agent.list().await.is_empty(),
+        "a replica was taken for a bdev"
+    );
+    assert_eq!(snapshot(), shared_tree);
+
+    // Unshare, share, destroy the pool with its replicas.
+    let share = |share: ShareProtocolReplica| ShareReplicaRequest {
+        uuid: shared.into(),
+        share: share.into(),
+    };
+    let uri = m
+        .share_replica(share(ShareProtocolReplica::ReplicaNone))
+        .await
+        .unwrap();
+    assert_eq!(uri.into_inner().uri, format!("bdev:///{shared}"));
+    assert!(!sub.exists());
+    m.share_replica(share(ShareProtocolReplica::ReplicaNvmf))
+        .await
+        .unwrap();
+    m.destroy_replica(DestroyReplicaRequest { uuid: local.into() })
+        .await
+        .unwrap();
+    common::destroy_last_pool(&mut m, "nvmfcheck-test").await;
+    assert!(tagged_volumes().is_empty());
+    agent.stop();
+    assert_eq!(snapshot(), empty, "configfs is not as it was");
+    let pvs = Command::new("pvs")
+        .args([
+            "--config",
+            nvmfcheck::agent::LVM_CONFIG,
+            "--noheadings",
+            &disk,
+        ])
+        .output()
+        .unwrap();
+    assert!(!pvs.status.success(), "{disk} is still a PV: {pvs:?}");
 }

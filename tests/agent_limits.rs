@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use libtest_mimic::{Arguments, Failed, Trial};
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
 use nvmfcheck::agent::fake::FakeConfigfs;
-use nvmfcheck::agent::fake::FakeLoops;
+use nvmfcheck::agent::fake::{FakeLoops, FakeLvm};
 use nvmfcheck::agent::limits::MAX_MESSAGE_LEN;
 use nvmfcheck::agent::Limits;
 use nvmfcheck::agent::{Agent, AgentConfig};
@@ -103,7 +103,8 @@ fn agent_process(dir: OsString) -> ExitCode {
             .ok()
             .map(|attr| fs.block_next_write(&attr));
         let loops = Arc::new(FakeLoops::new(&config.state_dir));
-        let mut agent = Agent::start(&config, fs, loops).expect("the agent starts");
+        let lvm = Arc::new(FakeLvm::new(config.state_dir.join("lvm")));
+        let mut agent = Agent::start(&config, fs, loops, lvm).expect("the agent starts");
         if let Some(ms) = env_number(DEADLINE_MS) {
             agent = agent.with_request_deadline(Duration::from_millis(ms));
         }

@@ -3,7 +3,7 @@
 //! reports say so.
 
 mod common;
-use common::fake_loops;
+use common::{fake_loops, fake_lvm};
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -63,7 +63,13 @@ async fn env() -> (Env, tempfile::TempDir) {
     let mut config = AgentConfig::new(Ipv4Addr::new(192, 168, 1, 2));
     config.listen = vec![SocketAddr::from(([127, 0, 0, 1], 0))];
     config.state_dir = dir.path().join("state");
-    let agent = Agent::start(&config, Arc::new(FakeConfigfs::new()), fake_loops(&config)).unwrap();
+    let agent = Agent::start(
+        &config,
+        Arc::new(FakeConfigfs::new()),
+        fake_loops(&config),
+        fake_lvm(&config),
+    )
+    .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     tokio::spawn(agent.serve(vec![listener], std::future::pending()));

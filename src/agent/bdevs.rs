@@ -18,6 +18,7 @@ use super::device::{self, Backing, DeviceError, Geometry, MallocDir};
 use super::limits::{shown, shown_list, MAX_ARG_LEN};
 use super::loopdev::{LoopError, Loops};
 use super::nvmet::{self, Access, Export, FoundShare, HostAccess, Nvmet, NvmetError, MAX_NQN_LEN};
+use super::pools::{self, PoolError, Pools};
 use super::state_file::{self, BdevRecord, State, StateError};
 use super::uri::{self, Backend, BdevSpec, MallocSize, UriError, DEFAULT_BLK_SIZE, MAX_URI_LEN};
 use crate::proto::mayastor as pb;
@@ -29,6 +30,7 @@ pub const UNCLAIMED: &str = "Orphaned";
 /// The only share protocol.
 pub const PROTOCOL: &str = "nvmf";
 mod host_keys;
+mod pools_calls;
 
 /// The most hosts a Share may name in `allowed_hosts` (after duplicates
 /// are collapsed); a bound on the configfs work one request causes.
@@ -75,6 +77,17 @@ pub enum RequestError {
         /// The bdev using it.
         other: String,
     },
+    /// Create of an aio bdev on a pool's disk.
+    #[error("{} is the disk of pool {pool}; destroy the pool first, or give another path", .path.display())]
+    PoolDisk {
+        /// The path given.
+        path: PathBuf,
+        /// The pool.
+        pool: String,
+    },
+    /// Create with the uuid of a replica.
+    #[error("uuid {0} belongs to a replica; give another uuid, or none")]
+    ReplicaUuid(Uuid),
     /// Create with the uuid of another bdev.
     #[error("uuid {uuid} belongs to bdev `{other}`; give another uuid, or none")]
     UuidTaken {
@@ -167,6 +180,9 @@ pub enum RequestError {
     /// The state file could not be written.
     #[error(transparent)]
     State(#[from] StateError),
+    /// A pool or replica call, or a bdev on a pool's disk or uuid.
+    #[error(transparent)]
+    Pool(#[from] PoolError),
 }
 
 fn describe_protocol(proto: &str) -> String {
@@ -199,6 +215,8 @@ impl RequestError {
             RequestError::Device(_) => Code::InvalidArgument,
             RequestError::Exists { .. }
             | RequestError::SameDevice { .. }
+            | RequestError::PoolDisk { .. }
+            | RequestError::ReplicaUuid(_)
             | RequestError::UuidTaken { .. } => Code::AlreadyExists,
             RequestError::Shared { .. } | RequestError::DeviceGone { .. } => {
                 Code::FailedPrecondition
@@ -207,6 +225,7 @@ impl RequestError {
             RequestError::Nvmet(_) | RequestError::Loop(_) | RequestError::State(_) => {
                 Code::Internal
             }
+            RequestError::Pool(e) => e.code(),
         }
     }
 }
@@ -335,6 +354,9 @@ pub struct BdevTable {
     /// has not finished; the state file says so while they are shared, so
     /// that a restart finishes the Unshare (see [`super::state_file`]).
     unsharing: BTreeSet<Uuid>,
+    /// The pools and replicas (Mayastor's `Mayastor` service), beside the
+    /// bdevs so that neither takes the other's disk or uuid.
+    pools: Pools,
 }
 
 impl BdevTable {
@@ -350,16 +372,24 @@ impl BdevTable {
     /// the state file says were under way are finished; other partial
     /// shares are completed, admitting the hosts configfs says (never more);
     /// RAM files no bdev uses and host directories the agent made that no
-    /// subsystem admits are removed. Every discrepancy is logged.
+    /// subsystem admits are removed. Every discrepancy is logged. The
+    /// pools come first ([`Pools::open`]): the subsystems of replicas are
+    /// theirs.
     pub fn open(
         nvmet: Nvmet,
         malloc: MallocDir,
         loops: Arc<dyn Loops>,
         aio_paths: AioPaths,
         state_path: PathBuf,
+        lvm: Arc<dyn pools::lvm::Lvm>,
     ) -> Result<Self, RequestError> {
         let saved = state_file::load(&state_path)?;
-        let found = nvmet.scan()?;
+        let all = nvmet.scan()?;
+        let pools = Pools::open(lvm, &nvmet, &all);
+        let found: Vec<FoundShare> = all
+            .into_iter()
+            .filter(|s| !pools::is_replica_share(s))
+            .collect();
         let mut target = BdevTable {
             nvmet,
             malloc,
@@ -370,6 +400,7 @@ impl BdevTable {
             hosts_made: saved.hosts.into_iter().collect(),
             hosts_keyed: saved.keyed.into_iter().collect(),
             unsharing: BTreeSet::new(),
+            pools,
         };
         for record in saved.bdevs {
             target.restore(record, &found);
@@ -814,12 +845,21 @@ impl BdevTable {
                     other: b.name.clone(),
                 });
             }
+            if self.pools.has_replica(u) {
+                return Err(RequestError::ReplicaUuid(u));
+            }
         }
         let geometry = match &backend {
             Backend::Aio { path, blk_size } => {
                 self.aio_paths.check(path)?;
                 let geometry = device::export_blk_size(path, device::probe(path)?, *blk_size)?;
                 self.check_unused(path)?;
+                if let Some(pool) = self.pools.disk_user(path) {
+                    return Err(RequestError::PoolDisk {
+                        path: path.clone(),
+                        pool: pool.to_string(),
+                    });
+                }
                 geometry
             }
             Backend::Malloc { size, blk_size } => {
@@ -1028,6 +1068,7 @@ mod tests {
     use crate::agent::fake::FakeConfigfs;
     use crate::agent::loopdev::FakeLoops;
     use crate::agent::nvmet::Listener;
+    use crate::agent::pools::fake::FakeLvm;
     use nix::errno::Errno;
     use std::net::Ipv4Addr;
     use std::sync::Arc;
@@ -1036,6 +1077,7 @@ mod tests {
         dir: tempfile::TempDir,
         fs: Arc<FakeConfigfs>,
         loops: Arc<FakeLoops>,
+        lvm: Arc<FakeLvm>,
     }
 
     impl Setup {
@@ -1048,10 +1090,12 @@ mod tests {
                     .unwrap();
             }
             let loops = Arc::new(FakeLoops::new(dir.path()));
+            let lvm = Arc::new(FakeLvm::new(dir.path()));
             Self {
                 dir,
                 fs: Arc::new(FakeConfigfs::new()),
                 loops,
+                lvm,
             }
         }
 
@@ -1109,7 +1153,15 @@ mod tests {
             // /dev/null: to see a character device refused.
             let allowed = [self.dir.path().to_path_buf(), PathBuf::from("/dev/null")];
             let aio_paths = AioPaths::new(&allowed, &self.dir.path().join("state"));
-            BdevTable::open(nvmet, malloc, self.loops.clone(), aio_paths, self.state()).unwrap()
+            BdevTable::open(
+                nvmet,
+                malloc,
+                self.loops.clone(),
+                aio_paths,
+                self.state(),
+                self.lvm.clone(),
+            )
+            .unwrap()
         }
     }
 

@@ -49,7 +49,8 @@ pub enum KernelError {
 /// Makes sure `<configfs>/nvmet` exists: loads `nvmet-tcp` if it is not
 /// loaded (which pulls in `nvmet`), mounts configfs on `configfs` if
 /// nothing is mounted there. Loads `loop` too, for block sizes the
-/// kernel target cannot give a file or device by itself.
+/// kernel target cannot give a file or device by itself, and `dm-mod`,
+/// which LVM2 needs for pools and replicas.
 pub async fn prepare_target(configfs: &Path) -> Result<(), KernelError> {
     load_module(
         "nvmet-tcp",
@@ -61,6 +62,12 @@ pub async fn prepare_target(configfs: &Path) -> Result<(), KernelError> {
         "loop",
         Path::new("/dev/loop-control"),
         "bdevs whose block size needs a loop device cannot be shared",
+    )
+    .await;
+    load_module(
+        "dm-mod",
+        Path::new("/dev/mapper/control"),
+        "pools and replicas (LVM2) cannot be made",
     )
     .await;
     let nvmet = configfs.join("nvmet");

@@ -1,6 +1,7 @@
 //! The target-side agent: Mayastor's v0 `BdevRpc` gRPC service on the Linux
 //! kernel NVMe target (nvmet), driven through configfs. Mayastor's v0
-//! `Mayastor` service is there too, answering `UNIMPLEMENTED` for now
+//! `Mayastor` service is there too: its pool and replica calls are served
+//! on LVM2 ([`pools`]), the others answer `UNIMPLEMENTED` for now
 //! ([`mayastor`]).
 //!
 //! - **Bdevs.** `aio:///<path>` is a block device or regular file, named by
@@ -32,9 +33,10 @@
 //! - **Connections** are capped, closed when idle and kept alive
 //!   (`incoming`).
 //!
-//! A test starts an agent on a fake kernel with [`Agent::start`], the
-//! `fake` module's `FakeConfigfs` and `FakeLoops` (built for tests only),
-//! then [`Agent::serve`] on a listener bound to `127.0.0.1:0`.
+//! A test starts an agent on a fake kernel with [`Agent::start`] and the
+//! `fake` module's `FakeConfigfs`, `FakeLoops` and `FakeLvm` (built for
+//! tests only), then [`Agent::serve`] on a listener bound to
+//! `127.0.0.1:0`.
 
 pub(crate) mod aio_paths;
 pub(crate) mod bdevs;
@@ -50,6 +52,7 @@ pub mod limits;
 pub(crate) mod loopdev;
 pub mod mayastor;
 pub(crate) mod nvmet;
+pub(crate) mod pools;
 pub(crate) mod security;
 pub(crate) mod serial;
 pub(crate) mod service;
@@ -59,6 +62,7 @@ pub(crate) mod uri;
 pub use configfs::{Configfs, SysConfigfs};
 pub use incoming::Limits;
 pub use loopdev::{KernelLoops, Loops};
+pub use pools::lvm::{KernelLvm, Lvm, CONFIG as LVM_CONFIG};
 
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -313,13 +317,14 @@ fn startup_error<E: Into<RequestError>>(
 
 impl Agent {
     /// Rebuilds the view from configfs (through `configfs`, rooted at the
-    /// `nvmet` directory) and `<state dir>/state.json`, then applies
+    /// `nvmet` directory), LVM (through `lvm`) and `<state dir>/state.json`, then applies
     /// `--create` and `--share`, and reads the faults still in force from
     /// `<state dir>/faults.json`. Blocking.
     pub fn start(
         config: &AgentConfig,
         configfs: Arc<dyn Configfs>,
         loops: Arc<dyn Loops>,
+        lvm: Arc<dyn Lvm>,
     ) -> Result<Agent, AgentError> {
         config.validate()?;
         let token = config
@@ -331,7 +336,7 @@ impl Agent {
         let nvmet = Nvmet::new(configfs, config.listener());
         let aio_paths = AioPaths::new(&config.allow_paths, &config.state_dir);
         let state_path = config.state_dir.join("state.json");
-        let mut target = BdevTable::open(nvmet, malloc, loops, aio_paths, state_path)
+        let mut target = BdevTable::open(nvmet, malloc, loops, aio_paths, state_path, lvm)
             .map_err(AgentError::Open)?;
         for uri in &config.create {
             target
@@ -398,8 +403,8 @@ impl Agent {
     /// the token like `BdevRpc`: a caller without it learns nothing, not
     /// even which calls are unimplemented.
     pub fn mayastor_service(&self) -> InterceptedService<MayastorServer<MayastorService>, Gate> {
-        let service =
-            MayastorServer::new(MayastorService).max_decoding_message_size(limits::MAX_REQUEST_LEN);
+        let service = MayastorServer::new(MayastorService::new(Arc::clone(&self.target)))
+            .max_decoding_message_size(limits::MAX_REQUEST_LEN);
         InterceptedService::new(service, Gate::open(self.token.clone()))
     }
 
@@ -528,7 +533,12 @@ pub async fn serve(
     let configfs = Arc::new(SysConfigfs::new(config.configfs.join("nvmet")));
     let start_config = config.clone();
     let agent = tokio::task::spawn_blocking(move || {
-        Agent::start(&start_config, configfs, Arc::new(KernelLoops))
+        Agent::start(
+            &start_config,
+            configfs,
+            Arc::new(KernelLoops),
+            Arc::new(KernelLvm),
+        )
     })
     .await
     .map_err(|e| AgentError::Interrupted(e.to_string()))??;

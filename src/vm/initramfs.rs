@@ -34,7 +34,7 @@ pub const BASE_MODULES: &[&str] = &[
 /// Modules one role loads in addition.
 pub fn role_modules(role: Role) -> &'static [&'static str] {
     match role {
-        Role::Target => &["configfs", "nvmet", "nvmet_tcp", "loop"],
+        Role::Target => &["configfs", "nvmet", "nvmet_tcp", "loop", "dm_mod"],
         Role::Initiator => &["nvme_tcp"],
     }
 }

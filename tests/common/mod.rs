@@ -75,6 +75,29 @@ pub fn fake_loops(
     std::sync::Arc::new(nvmfcheck::agent::fake::FakeLoops::new(&config.state_dir))
 }
 
+/// LVM modelled in the agent's state directory, for agents on a fake
+/// kernel.
+pub fn fake_lvm(
+    config: &nvmfcheck::agent::AgentConfig,
+) -> std::sync::Arc<nvmfcheck::agent::fake::FakeLvm> {
+    std::sync::Arc::new(nvmfcheck::agent::fake::FakeLvm::new(
+        config.state_dir.join("lvm"),
+    ))
+}
+
+/// Destroys pool `name`, the last one, and checks that ListPools is empty.
+pub async fn destroy_last_pool(
+    m: &mut nvmfcheck::proto::mayastor::mayastor_client::MayastorClient<tonic::transport::Channel>,
+    name: &str,
+) {
+    let request = nvmfcheck::proto::mayastor::DestroyPoolRequest {
+        name: name.to_string(),
+    };
+    m.destroy_pool(request).await.unwrap();
+    let pools = m.list_pools(nvmfcheck::proto::mayastor::Null {}).await;
+    assert!(pools.unwrap().into_inner().pools.is_empty());
+}
+
 /// A `BdevUri` request.
 pub fn uri(u: &str) -> nvmfcheck::proto::mayastor::BdevUri {
     nvmfcheck::proto::mayastor::BdevUri { uri: u.to_string() }

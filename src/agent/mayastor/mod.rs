@@ -1,12 +1,20 @@
 //! Mayastor's v0 `Mayastor` service: pools, replicas, nexuses and their
-//! rebuilds. The agent serves none of it yet. Every call is answered
-//! `UNIMPLEMENTED` with a message that names it and says whether it is
-//! planned: the calls [`RPCS`] marks [`Plan::Planned`] are to be served on
-//! LVM2, mdadm and nvmet. The answer does not depend on the request, and a
-//! call changes nothing.
+//! rebuilds. The calls [`RPCS`] marks [`Plan::Served`] (pools and
+//! replicas, on LVM2 and nvmet) are served ([`calls`]). Every other call
+//! is answered `UNIMPLEMENTED` with a message that names it and says
+//! whether it is planned: the calls marked [`Plan::Planned`] are to be
+//! served on mdadm and nvmet. That answer does not depend on the request,
+//! and such a call changes nothing.
+
+pub mod calls;
+
+use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 use tracing::warn;
+
+use super::serial::Serial;
+use calls::Calls;
 
 use crate::proto::mayastor::mayastor_server::Mayastor;
 use crate::proto::mayastor::{
@@ -27,8 +35,9 @@ use crate::proto::mayastor::{
 /// Whether the agent is to serve an rpc.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Plan {
-    /// To be served on LVM2 (pools, replicas), mdadm (nexuses, rebuilds)
-    /// and nvmet (shares).
+    /// Served.
+    Served,
+    /// To be served on mdadm (nexuses, rebuilds) and nvmet (shares).
     Planned,
     /// No plan covers it.
     Unplanned,
@@ -45,32 +54,63 @@ pub struct Rpc {
 
 impl Rpc {
     /// What a call of this rpc is answered while the agent does not serve
-    /// it: `UNIMPLEMENTED`, naming the call.
-    pub fn unimplemented(self) -> Status {
-        let plan = match self.plan {
-            Plan::Planned => "it is planned, on LVM2, mdadm and nvmet",
-            Plan::Unplanned => {
-                "it is not planned (the pool, replica, nexus and rebuild calls that are: \
-                 docs/mayastor-compat.md)"
-            }
-        };
-        Status::unimplemented(format!(
-            "Mayastor.{} is not implemented by the nvmfcheck agent yet; {plan}",
-            self.name
-        ))
+    /// it (`UNIMPLEMENTED`, naming the call); `None` for a served rpc.
+    pub fn refusal(self) -> Option<Status> {
+        match self.plan {
+            Plan::Served => None,
+            Plan::Planned => Some(unimplemented(self.name, true)),
+            Plan::Unplanned => Some(unimplemented(self.name, false)),
+        }
     }
 }
 
-/// The `Mayastor` service. It holds nothing yet: no call is served.
-#[derive(Debug, Default, Clone)]
-pub struct MayastorService;
+/// What a call of rpc `name`, which the agent does not serve, is answered:
+/// `UNIMPLEMENTED`, naming the call and whether serving it is planned.
+fn unimplemented(name: &str, planned: bool) -> Status {
+    let plan = if planned {
+        "it is planned, on mdadm and nvmet"
+    } else {
+        "it is not planned (the pool, replica, nexus and rebuild calls that are: \
+         docs/mayastor-compat.md)"
+    };
+    Status::unimplemented(format!(
+        "Mayastor.{name} is not implemented by the nvmfcheck agent yet; {plan}"
+    ))
+}
+
+/// The `Mayastor` service over the agent's target.
+#[derive(Clone)]
+pub struct MayastorService {
+    calls: Calls,
+}
+
+impl MayastorService {
+    /// Serves `target`.
+    pub fn new(target: Arc<Serial>) -> Self {
+        Self {
+            calls: Calls::new(target),
+        }
+    }
+}
 
 /// Refuses a call of `rpc`, logging it: a control plane that calls what
 /// the agent does not serve should show in the agent's log.
-fn refuse(rpc: Rpc) -> Status {
-    let status = rpc.unimplemented();
+fn refuse(name: &str, planned: bool) -> Status {
+    let status = unimplemented(name, planned);
     warn!("refused: {}", status.message());
     status
+}
+
+/// The body of one method: a served call goes to [`Calls`]' method of the
+/// same name, any other is refused.
+macro_rules! answer {
+    (Served, $rpc:ident, $method:ident, $self:ident, $request:ident) => {
+        $self.calls.$method($request).await
+    };
+    ($plan:ident, $rpc:ident, $method:ident, $self:ident, $request:ident) => {{
+        let _ = $request;
+        Err(refuse(stringify!($rpc), Plan::$plan == Plan::Planned))
+    }};
 }
 
 /// Writes [`RPCS`] and the service's methods from one list, so that the
@@ -86,9 +126,9 @@ macro_rules! rpcs {
             $(
                 async fn $method(
                     &self,
-                    _request: Request<$request>,
+                    request: Request<$request>,
                 ) -> Result<Response<$reply>, Status> {
-                    Err(refuse(Rpc { name: stringify!($rpc), plan: Plan::$plan }))
+                    answer!($plan, $rpc, $method, self, request)
                 }
             )*
         }
@@ -96,16 +136,16 @@ macro_rules! rpcs {
 }
 
 rpcs! {
-    Planned CreatePool => create_pool(CreatePoolRequest) -> Pool;
-    Planned DestroyPool => destroy_pool(DestroyPoolRequest) -> Null;
-    Planned ListPools => list_pools(Null) -> ListPoolsReply;
-    Planned CreateReplica => create_replica(CreateReplicaRequest) -> Replica;
+    Served CreatePool => create_pool(CreatePoolRequest) -> Pool;
+    Served DestroyPool => destroy_pool(DestroyPoolRequest) -> Null;
+    Served ListPools => list_pools(Null) -> ListPoolsReply;
+    Served CreateReplica => create_replica(CreateReplicaRequest) -> Replica;
     Unplanned CreateReplicaV2 => create_replica_v2(CreateReplicaRequestV2) -> ReplicaV2;
-    Planned DestroyReplica => destroy_replica(DestroyReplicaRequest) -> Null;
-    Planned ListReplicas => list_replicas(Null) -> ListReplicasReply;
+    Served DestroyReplica => destroy_replica(DestroyReplicaRequest) -> Null;
+    Served ListReplicas => list_replicas(Null) -> ListReplicasReply;
     Unplanned ListReplicasV2 => list_replicas_v2(Null) -> ListReplicasReplyV2;
     Unplanned StatReplicas => stat_replicas(Null) -> StatReplicasReply;
-    Planned ShareReplica => share_replica(ShareReplicaRequest) -> ShareReplicaReply;
+    Served ShareReplica => share_replica(ShareReplicaRequest) -> ShareReplicaReply;
     Planned CreateNexus => create_nexus(CreateNexusRequest) -> Nexus;
     Unplanned CreateNexusV2 => create_nexus_v2(CreateNexusV2Request) -> Nexus;
     Planned DestroyNexus => destroy_nexus(DestroyNexusRequest) -> Null;
@@ -139,19 +179,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_rpc_is_listed_once_and_the_planned_ones_are_issue_elevens_subset() {
+    fn every_rpc_is_listed_once_and_the_served_and_planned_ones_are_issue_elevens_subset() {
         let mut names: Vec<&str> = RPCS.iter().map(|r| r.name).collect();
         assert_eq!(names.len(), 36);
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), 36, "a name is listed twice");
-        let planned: Vec<&str> = RPCS
-            .iter()
-            .filter(|r| r.plan == Plan::Planned)
-            .map(|r| r.name)
-            .collect();
+        let with = |plan| -> Vec<&str> {
+            RPCS.iter()
+                .filter(|r| r.plan == plan)
+                .map(|r| r.name)
+                .collect()
+        };
         assert_eq!(
-            planned,
+            with(Plan::Served),
             [
                 "CreatePool",
                 "DestroyPool",
@@ -160,6 +201,11 @@ mod tests {
                 "DestroyReplica",
                 "ListReplicas",
                 "ShareReplica",
+            ]
+        );
+        assert_eq!(
+            with(Plan::Planned),
+            [
                 "CreateNexus",
                 "DestroyNexus",
                 "ListNexus",
@@ -180,22 +226,19 @@ mod tests {
 
     #[test]
     fn the_answer_names_the_call_and_its_plan() {
-        let planned = Rpc {
-            name: "CreatePool",
-            plan: Plan::Planned,
-        }
-        .unimplemented();
+        let served = Rpc {
+            name: "ListPools",
+            plan: Plan::Served,
+        };
+        assert!(served.refusal().is_none());
+        let planned = unimplemented("CreateNexus", true);
         assert_eq!(planned.code(), tonic::Code::Unimplemented);
         assert_eq!(
             planned.message(),
-            "Mayastor.CreatePool is not implemented by the nvmfcheck agent yet; it is planned, \
-             on LVM2, mdadm and nvmet"
+            "Mayastor.CreateNexus is not implemented by the nvmfcheck agent yet; it is planned, \
+             on mdadm and nvmet"
         );
-        let unplanned = Rpc {
-            name: "CreateSnapshot",
-            plan: Plan::Unplanned,
-        }
-        .unimplemented();
+        let unplanned = unimplemented("CreateSnapshot", false);
         assert!(unplanned
             .message()
             .starts_with("Mayastor.CreateSnapshot is not implemented by the nvmfcheck agent yet; it is not planned"));
