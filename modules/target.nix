@@ -128,11 +128,13 @@ in
 
   config = lib.mkIf cfg.enable {
     # loop: bdevs whose block size the target cannot give their file or
-    # device by itself are exported through a loop device.
+    # device by itself are exported through a loop device. dm_mod: pools
+    # and replicas are LVM2 volume groups and logical volumes.
     boot.kernelModules = [
       "nvmet"
       "nvmet-tcp"
       "loop"
+      "dm_mod"
     ];
 
     networking.firewall.allowedTCPPorts = lib.mkIf cfg.openFirewall [
@@ -144,8 +146,12 @@ in
     systemd.services.nvmfcheck-agent = {
       description = "nvmfcheck agent (NVMe-oF target, Mayastor v0 BdevRpc)";
       wantedBy = [ "multi-user.target" ];
-      # The Control service's LinkDown runs `ip link set`.
-      path = [ pkgs.iproute2 ];
+      # The Control service's LinkDown runs `ip link set`; pools and
+      # replicas run LVM2's tools.
+      path = [
+        pkgs.iproute2
+        pkgs.lvm2
+      ];
       wants = [ "network-online.target" ];
       after = [
         "network-online.target"

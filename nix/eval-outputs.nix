@@ -79,7 +79,7 @@ let
       map (name: {
         inherit name;
         value = drv name { };
-      }) (wordsOf "cargo rustc clippy rustfmt qemu fio nvme-cli iproute2 nixfmt deadnix nixfmt-tree")
+      }) (wordsOf "cargo rustc clippy rustfmt qemu fio nvme-cli iproute2 lvm2 nixfmt deadnix nixfmt-tree")
     );
 
   crane.mkLib =
