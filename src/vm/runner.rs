@@ -26,6 +26,13 @@ pub enum AccelChoice {
     Use(Accel),
 }
 
+/// Seconds every VM may take to be ready, unless told otherwise.
+pub const DEFAULT_BOOT_TIMEOUT_SECS: u64 = 60;
+/// Memory of each VM in MiB, unless told otherwise.
+pub const DEFAULT_MEMORY_MIB: u32 = 512;
+/// Seconds the checks of one boot may take, unless told otherwise.
+pub const DEFAULT_CHECKS_TIMEOUT_SECS: u64 = 1800;
+
 /// How VMs are booted: the options `vm run`, `vm up` and `vm bench` share.
 #[derive(Debug, Clone)]
 pub struct BootOptions {
@@ -43,14 +50,15 @@ pub struct BootOptions {
 
 impl BootOptions {
     /// The defaults of the command line: probe the accelerator, Debian's
-    /// kernel in the default cache, 60 s to boot, 512 MiB each.
+    /// kernel in the default cache, [`DEFAULT_BOOT_TIMEOUT_SECS`] to boot,
+    /// [`DEFAULT_MEMORY_MIB`] each.
     pub fn new() -> Self {
         Self {
             accel: AccelChoice::Auto,
             cache_dir: default_cache_dir(),
             kernel: None,
-            boot_timeout: Duration::from_secs(60),
-            memory_mib: 512,
+            boot_timeout: Duration::from_secs(DEFAULT_BOOT_TIMEOUT_SECS),
+            memory_mib: DEFAULT_MEMORY_MIB,
         }
     }
 }

@@ -9,7 +9,10 @@ use nvmfcheck::suite::AgentSetup;
 use nvmfcheck::vm::default_cache_dir;
 use nvmfcheck::vm::default_state_dir;
 use nvmfcheck::vm::run_dir::RunDir;
-use nvmfcheck::vm::runner::{AccelChoice, BootOptions, Runner};
+use nvmfcheck::vm::runner::{
+    AccelChoice, BootOptions, Runner, DEFAULT_BOOT_TIMEOUT_SECS, DEFAULT_CHECKS_TIMEOUT_SECS,
+    DEFAULT_MEMORY_MIB,
+};
 use nvmfcheck::vm::up::state_run_dir;
 use nvmfcheck::vm::Accel;
 use nvmfcheck::vm::{Progress, Role, TARGET_IP};
@@ -63,11 +66,11 @@ pub struct BootArgs {
     /// The guest kernel's modules dir (…/lib/modules/<version>).
     #[arg(long, requires = "kernel")]
     pub(super) modules: Option<PathBuf>,
-    /// Seconds both VMs may take until they are ready.
-    #[arg(long, default_value_t = 60)]
+    /// Seconds every VM may take until it is ready.
+    #[arg(long, default_value_t = DEFAULT_BOOT_TIMEOUT_SECS)]
     pub(super) boot_timeout: u64,
     /// Memory of each VM in MiB.
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = DEFAULT_MEMORY_MIB)]
     pub(super) memory: u32,
 }
 
@@ -84,7 +87,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub(super) filter: Option<String>,
     /// Seconds the checks may take.
-    #[arg(long, default_value_t = 1800)]
+    #[arg(long, default_value_t = DEFAULT_CHECKS_TIMEOUT_SECS)]
     pub(super) timeout: u64,
     /// Run the categories this many times in a row, each on freshly booted
     /// VMs (a soak); results go to `run-1`, `run-2`, ... under --out, and

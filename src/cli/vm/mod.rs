@@ -9,7 +9,7 @@ use nvmfcheck::bench::table;
 use nvmfcheck::soak::BusyCore;
 use nvmfcheck::suite::setup::DATA_DISK_MIB;
 use nvmfcheck::vm::guest::GuestConfig;
-use nvmfcheck::vm::runner::RunOptions;
+use nvmfcheck::vm::runner::{RunOptions, DEFAULT_CHECKS_TIMEOUT_SECS};
 use nvmfcheck::vm::up;
 use nvmfcheck::vm::Event;
 use nvmfcheck::vm::{AGENT_PORT, GUEST_OUT_DIR, TARGET_IP};
@@ -118,7 +118,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         categories: vec!["basic".into()],
         out: args.out.clone(),
         filter: None,
-        timeout: Duration::from_secs(1800),
+        timeout: Duration::from_secs(DEFAULT_CHECKS_TIMEOUT_SECS),
     };
     let samples = args
         .boot
