@@ -293,18 +293,10 @@ async fn three_vms_share_one_network_through_the_relay() {
         data_disk: Some(DATA_DISK_BYTES),
         forward,
     };
+    // The pair's initiator, with two nodes in place of its target.
+    let initiator = Topology::pair().initiator().cloned().unwrap();
     let topology = Topology {
-        vms: vec![
-            node("node1", 2, true),
-            node("node2", 3, false),
-            VmPlan {
-                name: "initiator",
-                role: Role::Initiator,
-                host: 1,
-                data_disk: None,
-                forward: false,
-            },
-        ],
+        vms: vec![node("node1", 2, true), node("node2", 3, false), initiator],
         networks: vec![NetPlan {
             members: vec!["node1", "node2", "initiator"],
         }],
