@@ -91,10 +91,13 @@ impl RunDir {
         let Some(bytes) = data_disk else {
             return Vec::new();
         };
-        vec![
-            (self.path.join(format!("{name}-vda.img")), FIRST_DISK_BYTES),
-            (self.path.join(format!("{name}-vdb.img")), bytes),
-        ]
+        let [vda, vdb] = self.images(name);
+        vec![(vda, FIRST_DISK_BYTES), (vdb, bytes)]
+    }
+
+    /// The paths of VM `name`'s disk images, whether it has them or not.
+    fn images(&self, name: &str) -> [PathBuf; 2] {
+        ["vda", "vdb"].map(|d| self.path.join(format!("{name}-{d}.img")))
     }
 
     /// The agent's token, where the guests find it.
@@ -169,7 +172,7 @@ impl RunDir {
             for f in [&files.qmp, &files.pidfile] {
                 let _ = std::fs::remove_file(f);
             }
-            for (image, _) in self.disks(name, Some(0)) {
+            for image in self.images(name) {
                 let _ = std::fs::remove_file(image);
             }
         }

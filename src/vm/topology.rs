@@ -245,6 +245,19 @@ mod tests {
     }
 
     #[test]
+    fn the_pairs_addresses_are_the_ones_setups_json_gives() {
+        let t = Topology::pair();
+        assert_eq!(
+            t.address_of("target", "initiator"),
+            Some(crate::suite::setup::TARGET_IP.to_string())
+        );
+        assert_eq!(
+            t.address_of("initiator", "target"),
+            Some(crate::suite::setup::INITIATOR_IP.to_string())
+        );
+    }
+
+    #[test]
     fn a_third_vm_is_data() {
         let mut t = Topology::pair();
         t.vms.insert(
