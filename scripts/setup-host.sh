@@ -12,6 +12,8 @@ declare -A need=(
   [cc]=gcc
   # pools and replicas (the guests run the host's tools over 9p)
   [lvcreate]=lvm2
+  # nexuses (md RAID1)
+  [mdadm]=mdadm
 )
 missing=()
 for prog in "${!need[@]}"; do

@@ -5,7 +5,7 @@
 //! nothing.
 
 mod common;
-use common::{fake_loops, fake_lvm};
+use common::{fake_loops, fake_lvm, fake_nexus};
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
@@ -47,7 +47,14 @@ async fn start(config: &AgentConfig) -> Running {
 }
 
 async fn start_on(config: &AgentConfig, fs: Arc<FakeConfigfs>) -> Running {
-    let agent = Agent::start(config, fs.clone(), fake_loops(config), fake_lvm(config)).unwrap();
+    let agent = Agent::start(
+        config,
+        fs.clone(),
+        fake_loops(config),
+        fake_lvm(config),
+        fake_nexus(config),
+    )
+    .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -231,6 +238,7 @@ async fn a_token_file_others_may_read_is_refused_at_start() {
         Arc::new(FakeConfigfs::new()),
         fake_loops(&c),
         fake_lvm(&c),
+        fake_nexus(&c),
     ) else {
         panic!("the agent started with a world-readable token file");
     };

@@ -4,7 +4,7 @@
 //! real link runs in the VM (`io/link-loss`); here it can only be refused.
 
 mod common;
-use common::{fake_loops, fake_lvm};
+use common::{fake_loops, fake_lvm, fake_nexus};
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -42,7 +42,14 @@ fn config(dir: &Path) -> AgentConfig {
 }
 
 async fn start(config: &AgentConfig, fs: &Arc<FakeConfigfs>) -> Running {
-    let agent = Agent::start(config, fs.clone(), fake_loops(config), fake_lvm(config)).unwrap();
+    let agent = Agent::start(
+        config,
+        fs.clone(),
+        fake_loops(config),
+        fake_lvm(config),
+        fake_nexus(config),
+    )
+    .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let (stop, stopped) = oneshot::channel::<()>();

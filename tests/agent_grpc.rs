@@ -25,7 +25,7 @@ use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 mod common;
-use common::{fake_loops, fake_lvm, share, uri};
+use common::{fake_loops, fake_lvm, fake_nexus, share, uri};
 
 struct Running {
     client: BdevRpcClient<Channel>,
@@ -61,7 +61,14 @@ async fn start_with(
     lvm: Arc<FakeLvm>,
     dir: tempfile::TempDir,
 ) -> Running {
-    let agent = Agent::start(&config, fs.clone(), fake_loops(&config), lvm).unwrap();
+    let agent = Agent::start(
+        &config,
+        fs.clone(),
+        fake_loops(&config),
+        lvm,
+        fake_nexus(&config),
+    )
+    .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -311,27 +318,39 @@ async fn startup_errors_name_the_flag() {
     let fs = Arc::new(FakeConfigfs::new());
     let mut cfg = config(&dir);
     cfg.share = vec!["m7".into()];
-    let msg = Agent::start(&cfg, fs.clone(), fake_loops(&cfg), fake_lvm(&cfg))
-        .err()
-        .unwrap()
-        .to_string();
+    let msg = Agent::start(
+        &cfg,
+        fs.clone(),
+        fake_loops(&cfg),
+        fake_lvm(&cfg),
+        fake_nexus(&cfg),
+    )
+    .err()
+    .unwrap()
+    .to_string();
     assert!(
         msg.contains("--share m7") && msg.contains("no bdev"),
         "{msg}"
     );
     cfg.share.clear();
     cfg.create = vec!["malloc:///m7".into()];
-    let msg = Agent::start(&cfg, fs.clone(), fake_loops(&cfg), fake_lvm(&cfg))
-        .err()
-        .unwrap()
-        .to_string();
+    let msg = Agent::start(
+        &cfg,
+        fs.clone(),
+        fake_loops(&cfg),
+        fake_lvm(&cfg),
+        fake_nexus(&cfg),
+    )
+    .err()
+    .unwrap()
+    .to_string();
     assert!(
         msg.contains("--create malloc:///m7") && msg.contains("size_mb"),
         "{msg}"
     );
     cfg.create.clear();
     cfg.io_port = cfg.discovery_port;
-    let msg = Agent::start(&cfg, fs, fake_loops(&cfg), fake_lvm(&cfg))
+    let msg = Agent::start(&cfg, fs, fake_loops(&cfg), fake_lvm(&cfg), fake_nexus(&cfg))
         .err()
         .unwrap()
         .to_string();
@@ -407,26 +426,19 @@ async fn oversized_input_gets_a_short_proper_status() {
     r.stop().await;
 }
 
-/// Asserts that `reply` is the agent's UNIMPLEMENTED for `Mayastor.<name>`,
-/// saying whether the call is planned.
-fn unimplemented<T: std::fmt::Debug>(name: &str, planned: bool, reply: Result<T, Status>) {
+/// Asserts that `reply` is the agent's UNIMPLEMENTED for `Mayastor.<name>`.
+fn unimplemented<T: std::fmt::Debug>(name: &str, reply: Result<T, Status>) {
     let e = reply.expect_err(name);
     assert_eq!(e.code(), Code::Unimplemented, "{name}: {e:?}");
-    let plan = if planned {
-        "; it is planned"
-    } else {
-        "; it is not planned"
-    };
     let message = e.message();
     assert!(
-        message.starts_with(&format!("Mayastor.{name} is not implemented"))
-            && message.contains(plan),
+        message.starts_with(&format!("Mayastor.{name} is not implemented")),
         "{name}: {message}"
     );
 }
 
 /// Mayastor's `Mayastor` service answers each call it does not serve
-/// UNIMPLEMENTED, naming it and whether it is planned, and changes nothing:
+/// UNIMPLEMENTED, naming it, and changes nothing:
 /// a few calls through the generated client with requests a control plane
 /// would send, then every such rpc by its path with an empty message (any
 /// request's defaults).
@@ -438,33 +450,10 @@ async fn every_unserved_mayastor_call_is_unimplemented_and_named() {
     let before = r.fs.dump();
     let mut m = MayastorClient::new(r.channel.clone());
     let uuid = "0b5f6c2e-4a7d-4a86-9b1e-2f1d7a3c9e10";
-    let nexus = CreateNexusRequest {
-        uuid: uuid.into(),
-        size: 64 << 20,
-        children: vec![format!(
-            "nvmf://192.168.1.2:8430/nqn.2019-05.io.openebs:{uuid}"
-        )],
-    };
-    unimplemented("CreateNexus", true, m.create_nexus(nexus).await);
-    let child = ChildNexusRequest {
-        uuid: uuid.into(),
-        uri: "bdev:///r1".into(),
-        action: ChildAction::Offline.into(),
-    };
-    unimplemented("ChildOperation", true, m.child_operation(child).await);
-    let rebuild = RebuildStateRequest {
-        uuid: uuid.into(),
-        uri: "bdev:///r1".into(),
-    };
-    unimplemented("GetRebuildState", true, m.get_rebuild_state(rebuild).await);
     let snapshot = CreateSnapshotRequest { uuid: uuid.into() };
-    unimplemented("CreateSnapshot", false, m.create_snapshot(snapshot).await);
+    unimplemented("CreateSnapshot", m.create_snapshot(snapshot).await);
     let devices = ListBlockDevicesRequest { all: true };
-    unimplemented(
-        "ListBlockDevices",
-        false,
-        m.list_block_devices(devices).await,
-    );
+    unimplemented("ListBlockDevices", m.list_block_devices(devices).await);
 
     let mut grpc = tonic::client::Grpc::new(r.channel.clone());
     for rpc in RPCS.iter().filter(|r| r.plan != Plan::Served) {

@@ -23,8 +23,11 @@ use nvmfcheck::client::Target;
 use nvmfcheck::proto::mayastor::bdev_rpc_client::BdevRpcClient;
 use nvmfcheck::proto::mayastor::mayastor_client::MayastorClient;
 use nvmfcheck::proto::mayastor::{
-    Bdev, BdevShareRequest, BdevUri, CreatePoolRequest, CreateReplicaRequest, CreateReply,
-    DestroyReplicaRequest, Null, ShareProtocolReplica, ShareReplicaRequest,
+    AddChildNexusRequest, Bdev, BdevShareRequest, BdevUri, ChildAction, ChildNexusRequest,
+    ChildState, CreateNexusRequest, CreatePoolRequest, CreateReplicaRequest, CreateReply,
+    DestroyReplicaRequest, NexusState, Null, PauseRebuildRequest, PublishNexusRequest,
+    RebuildProgressRequest, RebuildStateRequest, ResumeRebuildRequest, ShareProtocolNexus,
+    ShareProtocolReplica, ShareReplicaRequest, StartRebuildRequest,
 };
 use tonic::transport::Channel;
 
@@ -524,4 +527,282 @@ async fn pools_and_replicas_on_lvm2() {
         .output()
         .unwrap();
     assert!(!pvs.status.success(), "{disk} is still a PV: {pvs:?}");
+}
+
+/// The sha256 of the first `bytes` of `device`, read with O_DIRECT so that
+/// no stale page cache stands in for what md wrote.
+fn checksum(device: &str, bytes: u64) -> String {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "dd if={device} iflag=direct,count_bytes bs=1M count={bytes} status=none | sha256sum"
+        ))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .split(' ')
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The states of the children of the only nexus, in order.
+async fn child_states(m: &mut MayastorClient<Channel>) -> Vec<ChildState> {
+    let list = m.list_nexus(Null {}).await.unwrap().into_inner().nexus_list;
+    assert_eq!(list.len(), 1, "{list:?}");
+    list[0].children.iter().map(|c| c.state()).collect()
+}
+
+/// Polls until every child of the only nexus is online (60 s at most).
+async fn wait_online(m: &mut MayastorClient<Channel>) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let states = child_states(m).await;
+        if states.iter().all(|s| *s == ChildState::ChildOnline) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not all online within 60 s: {states:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// A nexus on md RAID1 over a local replica and a "remote" one (a replica
+/// of the same agent shared over NVMe/TCP, which the agent connects to as
+/// a host): made, published on its own port, written through md, both
+/// children identical; a third child added without rebuild, rebuilt with a
+/// pause, identical too; a child taken offline and back; all undone.
+#[tokio::test]
+#[ignore = "needs root, mdadm, LVM2, nvmet and nvme-tcp: run in the target VM"]
+async fn a_nexus_on_md_over_local_and_remote_replicas() {
+    let _turn = KERNEL.lock().await;
+    let disk = test_disk();
+    let empty = snapshot();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let log = dir.path().join("agent.log");
+    // A slow rebuild, so that a pause lands before it ends.
+    let extra = ["--nexus-port", "4421", "--rebuild-rate", "4096"].map(String::from);
+    let mut agent = spawn_agent(&state, &log, &extra).await;
+    let mut m = MayastorClient::connect(format!("http://{}", agent.addr))
+        .await
+        .unwrap();
+    let fail = |e: tonic::Status| -> ! {
+        panic!(
+            "{e:?}; the agent's log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        )
+    };
+    m.create_pool(CreatePoolRequest {
+        name: "nvmfcheck-test".into(),
+        disks: vec![disk.clone()],
+    })
+    .await
+    .unwrap_or_else(|e| fail(e));
+    let [local, remote, spare] = [
+        "0b5f6c2e-4a7d-4a86-9b1e-2f1d7a3c9e10",
+        "1c2d3e4f-0000-4000-8000-000000000002",
+        "2d3e4f50-0000-4000-8000-000000000003",
+    ];
+    let mut uris = Vec::new();
+    for (uuid, share) in [
+        (local, ShareProtocolReplica::ReplicaNone),
+        (remote, ShareProtocolReplica::ReplicaNvmf),
+        (spare, ShareProtocolReplica::ReplicaNone),
+    ] {
+        let r = m
+            .create_replica(CreateReplicaRequest {
+                uuid: uuid.into(),
+                pool: "nvmfcheck-test".into(),
+                size: 64 << 20,
+                thin: false,
+                share: share.into(),
+            })
+            .await
+            .unwrap_or_else(|e| fail(e))
+            .into_inner();
+        uris.push(r.uri);
+    }
+    let size: u64 = 60 << 20;
+    let nexus = "5e1f3a2b-0000-4000-8000-0000000000aa";
+    let made = m
+        .create_nexus(CreateNexusRequest {
+            uuid: nexus.into(),
+            size,
+            children: uris[..2].to_vec(),
+        })
+        .await
+        .unwrap_or_else(|e| fail(e))
+        .into_inner();
+    assert_eq!(made.state(), NexusState::NexusOnline, "{made:?}");
+    let published = m
+        .publish_nexus(PublishNexusRequest {
+            uuid: nexus.into(),
+            key: String::new(),
+            share: ShareProtocolNexus::NexusNvmf.into(),
+        })
+        .await
+        .unwrap_or_else(|e| fail(e))
+        .into_inner()
+        .device_uri;
+    assert!(
+        published.ends_with(&format!(":4421/nqn.2019-05.io.openebs:nexus-{nexus}")),
+        "{published}"
+    );
+    let sub = Path::new(NVMET)
+        .join("subsystems")
+        .join(format!("nqn.2019-05.io.openebs:nexus-{nexus}"));
+    let array = std::fs::read_to_string(sub.join("namespaces/1/device_path")).unwrap();
+    let array = array.trim_end().to_string();
+    assert!(array.starts_with("/dev/md"), "{array}");
+
+    // Data written through md lands on both children alike.
+    let wrote = Command::new("dd")
+        .args([
+            "if=/dev/urandom",
+            &format!("of={array}"),
+            "bs=1M",
+            "count=16",
+        ])
+        .args(["oflag=direct", "status=none"])
+        .status()
+        .unwrap();
+    assert!(wrote.success());
+    let volume = |uuid: &str| format!("/dev/nvmfcheck-test/{uuid}");
+    let want = checksum(&array, size);
+    assert_eq!(checksum(&volume(local), size), want);
+    assert_eq!(checksum(&volume(remote), size), want);
+
+    // A child added without rebuild waits; its rebuild pauses and resumes.
+    let child = m
+        .add_child_nexus(AddChildNexusRequest {
+            uuid: nexus.into(),
+            uri: uris[2].clone(),
+            norebuild: true,
+        })
+        .await
+        .unwrap_or_else(|e| fail(e))
+        .into_inner();
+    assert_eq!(child.state(), ChildState::ChildDegraded);
+    let rebuild = || RebuildStateRequest {
+        uuid: nexus.into(),
+        uri: uris[2].clone(),
+    };
+    let e = m.get_rebuild_state(rebuild()).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        child_states(&mut m).await,
+        [
+            ChildState::ChildOnline,
+            ChildState::ChildOnline,
+            ChildState::ChildDegraded
+        ],
+        "md rebuilt a child added without rebuild"
+    );
+    m.start_rebuild(StartRebuildRequest {
+        uuid: nexus.into(),
+        uri: uris[2].clone(),
+    })
+    .await
+    .unwrap_or_else(|e| fail(e));
+    let reply = m
+        .get_rebuild_state(rebuild())
+        .await
+        .unwrap_or_else(|e| fail(e));
+    assert_eq!(reply.into_inner().state, "running");
+    m.pause_rebuild(PauseRebuildRequest {
+        uuid: nexus.into(),
+        uri: uris[2].clone(),
+    })
+    .await
+    .unwrap_or_else(|e| fail(e));
+    let reply = m
+        .get_rebuild_state(rebuild())
+        .await
+        .unwrap_or_else(|e| fail(e));
+    assert_eq!(reply.into_inner().state, "paused");
+    let progress = |m: &mut MayastorClient<Channel>| {
+        let mut m = m.clone();
+        let uri = uris[2].clone();
+        async move {
+            m.get_rebuild_progress(RebuildProgressRequest {
+                uuid: nexus.into(),
+                uri,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .progress
+        }
+    };
+    let paused_at = progress(&mut m).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        progress(&mut m).await,
+        paused_at,
+        "a paused rebuild went on"
+    );
+    assert!(paused_at < 100, "{paused_at}");
+    m.resume_rebuild(ResumeRebuildRequest {
+        uuid: nexus.into(),
+        uri: uris[2].clone(),
+    })
+    .await
+    .unwrap_or_else(|e| fail(e));
+    wait_online(&mut m).await;
+    assert_eq!(checksum(&volume(spare), size), want);
+
+    // Offline degrades the remote child; online rebuilds it.
+    let operate = |action: ChildAction| ChildNexusRequest {
+        uuid: nexus.into(),
+        uri: uris[1].clone(),
+        action: action.into(),
+    };
+    m.child_operation(operate(ChildAction::Offline))
+        .await
+        .unwrap_or_else(|e| fail(e));
+    assert_eq!(child_states(&mut m).await[1], ChildState::ChildDegraded);
+    m.child_operation(operate(ChildAction::Online))
+        .await
+        .unwrap_or_else(|e| fail(e));
+    wait_online(&mut m).await;
+    assert_eq!(checksum(&volume(remote), size), want);
+
+    // A restarted agent stops the nexus it left; the data stays.
+    agent.stop();
+    agent = spawn_agent(&state, &log, &extra).await;
+    let mut m = MayastorClient::connect(format!("http://{}", agent.addr))
+        .await
+        .unwrap();
+    assert!(m
+        .list_nexus(Null {})
+        .await
+        .unwrap()
+        .into_inner()
+        .nexus_list
+        .is_empty());
+    assert!(!sub.exists(), "the nexus is still published");
+    let md = array.trim_start_matches("/dev/").to_string();
+    let mdstat = std::fs::read_to_string("/proc/mdstat").unwrap();
+    assert!(
+        !mdstat.lines().any(|l| l.starts_with(&format!("{md} "))),
+        "{array} still runs: {mdstat}"
+    );
+    assert_eq!(checksum(&volume(local), size), want);
+    for uuid in [local, remote, spare] {
+        m.destroy_replica(DestroyReplicaRequest { uuid: uuid.into() })
+            .await
+            .unwrap_or_else(|e| fail(e));
+    }
+    common::destroy_last_pool(&mut m, "nvmfcheck-test").await;
+    agent.stop();
+    assert_eq!(snapshot(), empty, "configfs is not as it was");
+    let connected = std::fs::read_dir("/sys/class/nvme")
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(connected, 0, "an NVMe connection is left");
 }

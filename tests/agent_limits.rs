@@ -104,7 +104,16 @@ fn agent_process(dir: OsString) -> ExitCode {
             .map(|attr| fs.block_next_write(&attr));
         let loops = Arc::new(FakeLoops::new(&config.state_dir));
         let lvm = Arc::new(FakeLvm::new(config.state_dir.join("lvm")));
-        let mut agent = Agent::start(&config, fs, loops, lvm).expect("the agent starts");
+        let mut agent = Agent::start(
+            &config,
+            fs,
+            loops,
+            lvm,
+            Arc::new(nvmfcheck::agent::fake::FakeNexusKernel::new(
+                config.state_dir.join("md"),
+            )),
+        )
+        .expect("the agent starts");
         if let Some(ms) = env_number(DEADLINE_MS) {
             agent = agent.with_request_deadline(Duration::from_millis(ms));
         }

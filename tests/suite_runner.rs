@@ -3,7 +3,7 @@
 //! reports say so.
 
 mod common;
-use common::{fake_loops, fake_lvm};
+use common::{fake_loops, fake_lvm, fake_nexus};
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -68,6 +68,7 @@ async fn env() -> (Env, tempfile::TempDir) {
         Arc::new(FakeConfigfs::new()),
         fake_loops(&config),
         fake_lvm(&config),
+        fake_nexus(&config),
     )
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -17,7 +17,10 @@ use super::aio_paths::{AioPaths, PathRefused};
 use super::device::{self, Backing, DeviceError, Geometry, MallocDir};
 use super::limits::{shown, shown_list, MAX_ARG_LEN};
 use super::loopdev::{LoopError, Loops};
-use super::nvmet::{self, Access, Export, FoundShare, HostAccess, Nvmet, NvmetError, MAX_NQN_LEN};
+use super::nexus::{NexusError, Nexuses};
+use super::nvmet::{
+    self, Access, Export, FoundShare, HostAccess, Kind, Nvmet, NvmetError, MAX_NQN_LEN,
+};
 use super::pools::{self, PoolError, Pools};
 use super::state_file::{self, BdevRecord, State, StateError};
 use super::uri::{self, Backend, BdevSpec, MallocSize, UriError, DEFAULT_BLK_SIZE, MAX_URI_LEN};
@@ -30,6 +33,7 @@ pub const UNCLAIMED: &str = "Orphaned";
 /// The only share protocol.
 pub const PROTOCOL: &str = "nvmf";
 mod host_keys;
+pub(crate) mod nexus_calls;
 mod pools_calls;
 
 /// The most hosts a Share may name in `allowed_hosts` (after duplicates
@@ -183,6 +187,9 @@ pub enum RequestError {
     /// A pool or replica call, or a bdev on a pool's disk or uuid.
     #[error(transparent)]
     Pool(#[from] PoolError),
+    /// A nexus or rebuild call.
+    #[error(transparent)]
+    Nexus(#[from] NexusError),
 }
 
 fn describe_protocol(proto: &str) -> String {
@@ -226,6 +233,7 @@ impl RequestError {
                 Code::Internal
             }
             RequestError::Pool(e) => e.code(),
+            RequestError::Nexus(e) => e.code(),
         }
     }
 }
@@ -357,6 +365,8 @@ pub struct BdevTable {
     /// The pools and replicas (Mayastor's `Mayastor` service), beside the
     /// bdevs so that neither takes the other's disk or uuid.
     pools: Pools,
+    /// The nexuses, over replicas of the pools and remote ones.
+    nexuses: Nexuses,
 }
 
 impl BdevTable {
@@ -382,6 +392,7 @@ impl BdevTable {
         aio_paths: AioPaths,
         state_path: PathBuf,
         lvm: Arc<dyn pools::lvm::Lvm>,
+        nexuses: Nexuses,
     ) -> Result<Self, RequestError> {
         let saved = state_file::load(&state_path)?;
         let all = nvmet.scan()?;
@@ -401,6 +412,7 @@ impl BdevTable {
             hosts_keyed: saved.keyed.into_iter().collect(),
             unsharing: BTreeSet::new(),
             pools,
+            nexuses,
         };
         for record in saved.bdevs {
             target.restore(record, &found);
@@ -704,6 +716,7 @@ impl BdevTable {
             })?;
         let uuid = bdev.uuid;
         let export = |device, buffered_io| Export {
+            kind: Kind::Bdev,
             uuid,
             device,
             buffered_io,
@@ -1067,6 +1080,7 @@ mod tests {
     use crate::agent::configfs::Configfs;
     use crate::agent::fake::FakeConfigfs;
     use crate::agent::loopdev::FakeLoops;
+    use crate::agent::nexus::fake::FakeNexusKernel;
     use crate::agent::nvmet::Listener;
     use crate::agent::pools::fake::FakeLvm;
     use nix::errno::Errno;
@@ -1144,9 +1158,11 @@ mod tests {
             let listener = Listener {
                 address: Ipv4Addr::new(192, 168, 1, 2),
                 io_port: 8430,
+                nexus_port: 8430,
                 discovery_port: 8420,
             };
             let nvmet = Nvmet::new(self.fs.clone(), listener);
+            let nvmet_again = nvmet.clone();
             let malloc = MallocDir::open(self.malloc_dir()).unwrap();
             // The tests' disks are in the temporary dir, the state in its
             // state/ subdir, which the policy keeps out.
@@ -1160,6 +1176,12 @@ mod tests {
                 aio_paths,
                 self.state(),
                 self.lvm.clone(),
+                Nexuses::open(
+                    Arc::new(FakeNexusKernel::new(self.dir.path().join("md"))),
+                    "nqn.2019-05.io.openebs:test-host".into(),
+                    None,
+                    &nvmet_again,
+                ),
             )
             .unwrap()
         }
@@ -1172,6 +1194,7 @@ mod tests {
             Listener {
                 address: Ipv4Addr::new(192, 168, 1, 2),
                 io_port: 8430,
+                nexus_port: 8430,
                 discovery_port: 8420,
             },
         )

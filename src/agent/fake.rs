@@ -49,6 +49,7 @@ use nix::errno::Errno;
 
 use super::configfs::Configfs;
 pub use super::loopdev::FakeLoops;
+pub use super::nexus::fake::FakeNexusKernel;
 pub use super::pools::fake::FakeLvm;
 
 /// The in-memory configfs tree. See the module documentation.

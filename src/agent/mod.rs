@@ -51,6 +51,7 @@ pub(crate) mod incoming;
 pub mod limits;
 pub(crate) mod loopdev;
 pub mod mayastor;
+pub(crate) mod nexus;
 pub(crate) mod nvmet;
 pub(crate) mod pools;
 pub(crate) mod security;
@@ -62,6 +63,7 @@ pub(crate) mod uri;
 pub use configfs::{Configfs, SysConfigfs};
 pub use incoming::Limits;
 pub use loopdev::{KernelLoops, Loops};
+pub use nexus::kernel::{KernelNexus, NexusKernel};
 pub use pools::lvm::{KernelLvm, Lvm, CONFIG as LVM_CONFIG};
 
 use std::future::Future;
@@ -128,6 +130,11 @@ pub struct AgentConfig {
     pub discovery_port: u16,
     /// TCP port serving I/O ([`DEFAULT_IO_PORT`]).
     pub io_port: u16,
+    /// TCP port serving published nexuses; `io_port` when `None`.
+    pub nexus_port: Option<u16>,
+    /// The most a nexus's rebuild may copy, in KiB/s (md's
+    /// `sync_speed_max`); the kernel's limit when `None`.
+    pub rebuild_rate: Option<u32>,
     /// Where the state file and malloc files live.
     pub state_dir: PathBuf,
     /// The configfs mount point ([`DEFAULT_CONFIGFS`]).
@@ -153,6 +160,8 @@ impl AgentConfig {
             address,
             discovery_port: DEFAULT_DISCOVERY_PORT,
             io_port: DEFAULT_IO_PORT,
+            nexus_port: None,
+            rebuild_rate: None,
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
             configfs: PathBuf::from(DEFAULT_CONFIGFS),
             create: Vec::new(),
@@ -178,6 +187,7 @@ impl AgentConfig {
         for (flag, port) in [
             ("--discovery-port", self.discovery_port),
             ("--io-port", self.io_port),
+            ("--nexus-port", self.nexus_port()),
         ] {
             if port == 0 {
                 return bad(format!(
@@ -191,6 +201,20 @@ impl AgentConfig {
                  {DEFAULT_DISCOVERY_PORT} and {DEFAULT_IO_PORT})",
                 self.io_port
             ));
+        }
+        if self.nexus_port() == self.discovery_port {
+            return bad(format!(
+                "--nexus-port {} is the discovery port; give another, or leave it out to \
+                 publish nexuses on the I/O port",
+                self.discovery_port
+            ));
+        }
+        if self.rebuild_rate == Some(0) {
+            return bad(
+                "--rebuild-rate 0 would stop every rebuild; give KiB/s, e.g. 4096, or leave it \
+                 out for the kernel's limit"
+                    .to_string(),
+            );
         }
         if self.listen.is_empty() {
             return bad("give at least one --listen address".to_string());
@@ -224,10 +248,16 @@ impl AgentConfig {
         Ok(())
     }
 
+    /// The port published nexuses are served on.
+    pub fn nexus_port(&self) -> u16 {
+        self.nexus_port.unwrap_or(self.io_port)
+    }
+
     fn listener(&self) -> Listener {
         Listener {
             address: self.address,
             io_port: self.io_port,
+            nexus_port: self.nexus_port(),
             discovery_port: self.discovery_port,
         }
     }
@@ -325,6 +355,7 @@ impl Agent {
         configfs: Arc<dyn Configfs>,
         loops: Arc<dyn Loops>,
         lvm: Arc<dyn Lvm>,
+        nexus: Arc<dyn NexusKernel>,
     ) -> Result<Agent, AgentError> {
         config.validate()?;
         let token = config
@@ -336,7 +367,13 @@ impl Agent {
         let nvmet = Nvmet::new(configfs, config.listener());
         let aio_paths = AioPaths::new(&config.allow_paths, &config.state_dir);
         let state_path = config.state_dir.join("state.json");
-        let mut target = BdevTable::open(nvmet, malloc, loops, aio_paths, state_path, lvm)
+        let nexuses = nexus::Nexuses::open(
+            nexus,
+            nexus::host_nqn(config.address),
+            config.rebuild_rate,
+            &nvmet,
+        );
+        let mut target = BdevTable::open(nvmet, malloc, loops, aio_paths, state_path, lvm, nexuses)
             .map_err(AgentError::Open)?;
         for uri in &config.create {
             target
@@ -538,6 +575,7 @@ pub async fn serve(
             configfs,
             Arc::new(KernelLoops),
             Arc::new(KernelLvm),
+            Arc::new(KernelNexus),
         )
     })
     .await

@@ -70,6 +70,36 @@ pub fn nqn(uuid: Uuid) -> String {
     format!("{NQN_PREFIX}{}", uuid.hyphenated())
 }
 
+/// What follows [`NQN_PREFIX`] in a published nexus's NQN, before its
+/// uuid: Mayastor names a nexus `nexus-<uuid>` and its subsystem after
+/// that, so that a nexus and a replica of one volume (which share the
+/// volume's uuid) have distinct NQNs.
+pub const NEXUS_PREFIX: &str = "nexus-";
+
+/// The NQN under which nexus `uuid` is published.
+pub fn nexus_nqn(uuid: Uuid) -> String {
+    format!("{NQN_PREFIX}{NEXUS_PREFIX}{}", uuid.hyphenated())
+}
+
+/// What a subsystem exports, which names it and picks its I/O port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A bdev or replica: [`nqn`], on the I/O port.
+    Bdev,
+    /// A nexus: [`nexus_nqn`], on the nexus port.
+    Nexus,
+}
+
+impl Kind {
+    /// The NQN of the subsystem of this kind for `uuid`.
+    pub fn nqn(self, uuid: Uuid) -> String {
+        match self {
+            Kind::Bdev => nqn(uuid),
+            Kind::Nexus => nexus_nqn(uuid),
+        }
+    }
+}
+
 /// Where shares are served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Listener {
@@ -77,6 +107,9 @@ pub struct Listener {
     pub address: Ipv4Addr,
     /// Port serving I/O, in share URIs.
     pub io_port: u16,
+    /// Port serving published nexuses (the I/O port unless told
+    /// otherwise).
+    pub nexus_port: u16,
     /// Port a host asks for the discovery log.
     pub discovery_port: u16,
 }
@@ -121,7 +154,9 @@ pub enum Access {
 /// What to export.
 #[derive(Debug, Clone, Copy)]
 pub struct Export<'a> {
-    /// The bdev uuid: NQN, namespace uuid and nguid.
+    /// A bdev's or a nexus's subsystem.
+    pub kind: Kind,
+    /// The uuid: NQN, namespace uuid and nguid.
     pub uuid: Uuid,
     /// Block device or file.
     pub device: &'a Path,
@@ -241,12 +276,30 @@ impl Nvmet {
 
     /// The URI a host connects to for bdev `uuid`.
     pub fn share_uri(&self, uuid: Uuid) -> String {
+        self.uri(Kind::Bdev, uuid)
+    }
+
+    /// The URI a host connects to for the subsystem of `kind` and `uuid`.
+    pub fn uri(&self, kind: Kind, uuid: Uuid) -> String {
         format!(
             "nvmf://{}:{}/{}",
             self.listener.address,
-            self.listener.io_port,
-            nqn(uuid)
+            self.io_port(kind),
+            kind.nqn(uuid)
         )
+    }
+
+    fn io_port(&self, kind: Kind) -> u16 {
+        match kind {
+            Kind::Bdev => self.listener.io_port,
+            Kind::Nexus => self.listener.nexus_port,
+        }
+    }
+
+    /// Whether nexus `uuid` has a subsystem.
+    pub fn is_nexus_shared(&self, uuid: Uuid) -> bool {
+        self.fs
+            .exists(&Path::new("subsystems").join(nexus_nqn(uuid)))
     }
 
     /// Whether bdev `uuid` has a subsystem.
@@ -275,8 +328,8 @@ impl Nvmet {
     }
 
     fn share_steps(&self, export: &Export<'_>, undo: &mut Vec<Undo>) -> Result<(), NvmetError> {
-        let nqn = nqn(export.uuid);
-        let subsys = subsystem(export.uuid);
+        let nqn = export.kind.nqn(export.uuid);
+        let subsys = Path::new("subsystems").join(&nqn);
         if !self.fs.exists(&subsys) {
             self.mkdir(&subsys)?;
             undo.push(Undo::Rmdir(subsys.clone()));
@@ -310,7 +363,7 @@ impl Nvmet {
             self.write(&ns.join("enable"), "1")?;
             undo.push(Undo::Disable(ns));
         }
-        for svc in [self.listener.io_port, self.listener.discovery_port] {
+        for svc in [self.io_port(export.kind), self.listener.discovery_port] {
             let port = self.ensure_port(svc, undo)?;
             let link = port.join("subsystems").join(&nqn);
             if !self.fs.exists(&link) {
@@ -599,7 +652,11 @@ impl Nvmet {
     /// Unshare cut short had unlinked already.
     pub fn remove_unused_ports(&self) -> Result<Vec<PathBuf>, NvmetError> {
         let mut removed = Vec::new();
-        for svc in [self.listener.io_port, self.listener.discovery_port] {
+        let mut ports = vec![self.listener.io_port, self.listener.discovery_port];
+        if !ports.contains(&self.listener.nexus_port) {
+            ports.push(self.listener.nexus_port);
+        }
+        for svc in ports {
             if let Some(port) = self.find_port(svc)? {
                 if self.remove_port_if_unused(&port)? {
                     removed.push(port);
@@ -634,15 +691,33 @@ impl Nvmet {
 
     /// Removes the share of bdev `uuid`; returns whether there was one.
     pub fn unshare(&self, uuid: Uuid) -> Result<bool, NvmetError> {
-        let nqn = nqn(uuid);
-        let subsys = subsystem(uuid);
+        self.remove_subsystem(&nqn(uuid))
+    }
+
+    /// Removes the subsystem of nexus `uuid`; returns whether there was one.
+    pub fn unpublish(&self, uuid: Uuid) -> Result<bool, NvmetError> {
+        self.remove_subsystem(&nexus_nqn(uuid))
+    }
+
+    /// The uuids of the nexuses whose subsystems configfs has.
+    pub fn nexus_shares(&self) -> Result<Vec<Uuid>, NvmetError> {
+        Ok(self
+            .list(Path::new("subsystems"))?
+            .iter()
+            .filter_map(|name| name.strip_prefix(NQN_PREFIX)?.strip_prefix(NEXUS_PREFIX))
+            .filter_map(|u| Uuid::parse_str(u).ok())
+            .collect())
+    }
+
+    fn remove_subsystem(&self, nqn: &str) -> Result<bool, NvmetError> {
+        let subsys = Path::new("subsystems").join(nqn);
         if !self.fs.exists(&subsys) {
             return Ok(false);
         }
         let mut touched = Vec::new();
         for id in self.list(Path::new("ports"))? {
             let port = Path::new("ports").join(id);
-            let link = port.join("subsystems").join(&nqn);
+            let link = port.join("subsystems").join(nqn);
             if self.fs.exists(&link) {
                 self.unlink(&link)?;
                 touched.push(port);
@@ -780,6 +855,7 @@ mod tests {
         let listener = Listener {
             address: ADDR,
             io_port: 8430,
+            nexus_port: 8430,
             discovery_port: 8420,
         };
         let nvmet = Nvmet::new(fs.clone(), listener);
@@ -793,6 +869,7 @@ mod tests {
 
     fn export(uuid: Uuid, device: &Path) -> Export<'_> {
         Export {
+            kind: Kind::Bdev,
             uuid,
             device,
             buffered_io: false,

@@ -29,6 +29,13 @@ pub struct Args {
     /// TCP port serving shared bdevs.
     #[arg(long, value_name = "PORT", default_value_t = agent::DEFAULT_IO_PORT)]
     io_port: u16,
+    /// TCP port serving published nexuses [default: --io-port].
+    #[arg(long, value_name = "PORT")]
+    nexus_port: Option<u16>,
+    /// The most a nexus rebuild may copy, in KiB/s (md's sync_speed_max)
+    /// [default: the kernel's limit].
+    #[arg(long, value_name = "KIB_PER_SEC")]
+    rebuild_rate: Option<u32>,
     /// Directory of the state file and of malloc bdevs' tmpfs.
     #[arg(long, value_name = "DIR", default_value = agent::DEFAULT_STATE_DIR)]
     state_dir: PathBuf,
@@ -69,6 +76,8 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
         address,
         discovery_port: args.discovery_port,
         io_port: args.io_port,
+        nexus_port: args.nexus_port,
+        rebuild_rate: args.rebuild_rate,
         state_dir: args.state_dir,
         configfs: args.configfs,
         create: args.create,

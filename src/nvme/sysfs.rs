@@ -128,7 +128,7 @@ impl Sysfs {
     }
 
     /// The controllers and usable namespaces of `subnqn`; `None` without controllers.
-    pub(super) fn connection(&self, subnqn: &str) -> Result<Option<Connection>, NvmeError> {
+    pub(crate) fn connection(&self, subnqn: &str) -> Result<Option<Connection>, NvmeError> {
         let controllers = self.controllers(subnqn)?;
         if controllers.is_empty() {
             return Ok(None);

@@ -34,7 +34,15 @@ pub const BASE_MODULES: &[&str] = &[
 /// Modules one role loads in addition.
 pub fn role_modules(role: Role) -> &'static [&'static str] {
     match role {
-        Role::Target => &["configfs", "nvmet", "nvmet_tcp", "loop", "dm_mod"],
+        Role::Target => &[
+            "configfs",
+            "nvmet",
+            "nvmet_tcp",
+            "loop",
+            "dm_mod",
+            "raid1",
+            "nvme_tcp",
+        ],
         Role::Initiator => &["nvme_tcp"],
     }
 }

@@ -111,3 +111,13 @@ pub fn share(name: &str, proto: &str) -> nvmfcheck::proto::mayastor::BdevShareRe
         allowed_hosts: Vec::new(),
     }
 }
+
+/// md arrays and NVMe connections modelled in the agent's state
+/// directory, for agents on a fake kernel.
+pub fn fake_nexus(
+    config: &nvmfcheck::agent::AgentConfig,
+) -> std::sync::Arc<nvmfcheck::agent::fake::FakeNexusKernel> {
+    std::sync::Arc::new(nvmfcheck::agent::fake::FakeNexusKernel::new(
+        config.state_dir.join("md"),
+    ))
+}

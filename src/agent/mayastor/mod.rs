@@ -1,10 +1,9 @@
 //! Mayastor's v0 `Mayastor` service: pools, replicas, nexuses and their
 //! rebuilds. The calls [`RPCS`] marks [`Plan::Served`] (pools and
-//! replicas, on LVM2 and nvmet) are served ([`calls`]). Every other call
-//! is answered `UNIMPLEMENTED` with a message that names it and says
-//! whether it is planned: the calls marked [`Plan::Planned`] are to be
-//! served on mdadm and nvmet. That answer does not depend on the request,
-//! and such a call changes nothing.
+//! replicas on LVM2, nexuses and rebuilds on md RAID1, shares on nvmet)
+//! are served ([`calls`]). Every other call is answered `UNIMPLEMENTED`
+//! with a message that names it. That answer does not depend on the
+//! request, and such a call changes nothing.
 
 pub mod calls;
 
@@ -32,14 +31,12 @@ use crate::proto::mayastor::{
     StopRebuildRequest, UnpublishNexusRequest,
 };
 
-/// Whether the agent is to serve an rpc.
+/// Whether the agent serves an rpc.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Plan {
     /// Served.
     Served,
-    /// To be served on mdadm (nexuses, rebuilds) and nvmet (shares).
-    Planned,
-    /// No plan covers it.
+    /// Answered `UNIMPLEMENTED`.
     Unplanned,
 }
 
@@ -58,23 +55,17 @@ impl Rpc {
     pub fn refusal(self) -> Option<Status> {
         match self.plan {
             Plan::Served => None,
-            Plan::Planned => Some(unimplemented(self.name, true)),
-            Plan::Unplanned => Some(unimplemented(self.name, false)),
+            Plan::Unplanned => Some(unimplemented(self.name)),
         }
     }
 }
 
 /// What a call of rpc `name`, which the agent does not serve, is answered:
-/// `UNIMPLEMENTED`, naming the call and whether serving it is planned.
-fn unimplemented(name: &str, planned: bool) -> Status {
-    let plan = if planned {
-        "it is planned, on mdadm and nvmet"
-    } else {
-        "it is not planned (the pool, replica, nexus and rebuild calls that are: \
-         docs/mayastor-compat.md)"
-    };
+/// `UNIMPLEMENTED`, naming the call.
+fn unimplemented(name: &str) -> Status {
     Status::unimplemented(format!(
-        "Mayastor.{name} is not implemented by the nvmfcheck agent yet; {plan}"
+        "Mayastor.{name} is not implemented by the nvmfcheck agent (the pool, replica, nexus \
+         and rebuild calls it serves: docs/mayastor-compat.md)"
     ))
 }
 
@@ -95,8 +86,8 @@ impl MayastorService {
 
 /// Refuses a call of `rpc`, logging it: a control plane that calls what
 /// the agent does not serve should show in the agent's log.
-fn refuse(name: &str, planned: bool) -> Status {
-    let status = unimplemented(name, planned);
+fn refuse(name: &str) -> Status {
+    let status = unimplemented(name);
     warn!("refused: {}", status.message());
     status
 }
@@ -109,7 +100,7 @@ macro_rules! answer {
     };
     ($plan:ident, $rpc:ident, $method:ident, $self:ident, $request:ident) => {{
         let _ = $request;
-        Err(refuse(stringify!($rpc), Plan::$plan == Plan::Planned))
+        Err(refuse(stringify!($rpc)))
     }};
 }
 
@@ -146,27 +137,27 @@ rpcs! {
     Unplanned ListReplicasV2 => list_replicas_v2(Null) -> ListReplicasReplyV2;
     Unplanned StatReplicas => stat_replicas(Null) -> StatReplicasReply;
     Served ShareReplica => share_replica(ShareReplicaRequest) -> ShareReplicaReply;
-    Planned CreateNexus => create_nexus(CreateNexusRequest) -> Nexus;
+    Served CreateNexus => create_nexus(CreateNexusRequest) -> Nexus;
     Unplanned CreateNexusV2 => create_nexus_v2(CreateNexusV2Request) -> Nexus;
-    Planned DestroyNexus => destroy_nexus(DestroyNexusRequest) -> Null;
-    Planned ListNexus => list_nexus(Null) -> ListNexusReply;
+    Served DestroyNexus => destroy_nexus(DestroyNexusRequest) -> Null;
+    Served ListNexus => list_nexus(Null) -> ListNexusReply;
     Unplanned ListNexusV2 => list_nexus_v2(Null) -> ListNexusV2Reply;
-    Planned AddChildNexus => add_child_nexus(AddChildNexusRequest) -> Child;
-    Planned RemoveChildNexus => remove_child_nexus(RemoveChildNexusRequest) -> Null;
+    Served AddChildNexus => add_child_nexus(AddChildNexusRequest) -> Child;
+    Served RemoveChildNexus => remove_child_nexus(RemoveChildNexusRequest) -> Null;
     Unplanned FaultNexusChild => fault_nexus_child(FaultNexusChildRequest) -> Null;
-    Planned PublishNexus => publish_nexus(PublishNexusRequest) -> PublishNexusReply;
-    Planned UnpublishNexus => unpublish_nexus(UnpublishNexusRequest) -> Null;
+    Served PublishNexus => publish_nexus(PublishNexusRequest) -> PublishNexusReply;
+    Served UnpublishNexus => unpublish_nexus(UnpublishNexusRequest) -> Null;
     Unplanned GetNvmeAnaState => get_nvme_ana_state(GetNvmeAnaStateRequest) -> GetNvmeAnaStateReply;
     Unplanned SetNvmeAnaState => set_nvme_ana_state(SetNvmeAnaStateRequest) -> Null;
     Unplanned GetMayastorInfo => get_mayastor_info(Null) -> MayastorInfoRequest;
-    Planned ChildOperation => child_operation(ChildNexusRequest) -> Null;
-    Planned StartRebuild => start_rebuild(StartRebuildRequest) -> Null;
-    Planned StopRebuild => stop_rebuild(StopRebuildRequest) -> Null;
-    Planned PauseRebuild => pause_rebuild(PauseRebuildRequest) -> Null;
-    Planned ResumeRebuild => resume_rebuild(ResumeRebuildRequest) -> Null;
-    Planned GetRebuildState => get_rebuild_state(RebuildStateRequest) -> RebuildStateReply;
+    Served ChildOperation => child_operation(ChildNexusRequest) -> Null;
+    Served StartRebuild => start_rebuild(StartRebuildRequest) -> Null;
+    Served StopRebuild => stop_rebuild(StopRebuildRequest) -> Null;
+    Served PauseRebuild => pause_rebuild(PauseRebuildRequest) -> Null;
+    Served ResumeRebuild => resume_rebuild(ResumeRebuildRequest) -> Null;
+    Served GetRebuildState => get_rebuild_state(RebuildStateRequest) -> RebuildStateReply;
     Unplanned GetRebuildStats => get_rebuild_stats(RebuildStatsRequest) -> RebuildStatsReply;
-    Planned GetRebuildProgress => get_rebuild_progress(RebuildProgressRequest) -> RebuildProgressReply;
+    Served GetRebuildProgress => get_rebuild_progress(RebuildProgressRequest) -> RebuildProgressReply;
     Unplanned CreateSnapshot => create_snapshot(CreateSnapshotRequest) -> CreateSnapshotReply;
     Unplanned ListBlockDevices => list_block_devices(ListBlockDevicesRequest) -> ListBlockDevicesReply;
     Unplanned GetResourceUsage => get_resource_usage(Null) -> GetResourceUsageReply;
@@ -179,20 +170,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_rpc_is_listed_once_and_the_served_and_planned_ones_are_issue_elevens_subset() {
+    fn every_rpc_is_listed_once_and_the_served_ones_are_issue_elevens_subset() {
         let mut names: Vec<&str> = RPCS.iter().map(|r| r.name).collect();
         assert_eq!(names.len(), 36);
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), 36, "a name is listed twice");
-        let with = |plan| -> Vec<&str> {
-            RPCS.iter()
-                .filter(|r| r.plan == plan)
-                .map(|r| r.name)
-                .collect()
-        };
+        let served: Vec<&str> = RPCS
+            .iter()
+            .filter(|r| r.plan == Plan::Served)
+            .map(|r| r.name)
+            .collect();
         assert_eq!(
-            with(Plan::Served),
+            served,
             [
                 "CreatePool",
                 "DestroyPool",
@@ -201,11 +191,6 @@ mod tests {
                 "DestroyReplica",
                 "ListReplicas",
                 "ShareReplica",
-            ]
-        );
-        assert_eq!(
-            with(Plan::Planned),
-            [
                 "CreateNexus",
                 "DestroyNexus",
                 "ListNexus",
@@ -225,22 +210,21 @@ mod tests {
     }
 
     #[test]
-    fn the_answer_names_the_call_and_its_plan() {
+    fn the_answer_names_the_call() {
         let served = Rpc {
             name: "ListPools",
             plan: Plan::Served,
         };
         assert!(served.refusal().is_none());
-        let planned = unimplemented("CreateNexus", true);
-        assert_eq!(planned.code(), tonic::Code::Unimplemented);
-        assert_eq!(
-            planned.message(),
-            "Mayastor.CreateNexus is not implemented by the nvmfcheck agent yet; it is planned, \
-             on mdadm and nvmet"
-        );
-        let unplanned = unimplemented("CreateSnapshot", false);
-        assert!(unplanned
+        let refused = Rpc {
+            name: "CreateSnapshot",
+            plan: Plan::Unplanned,
+        }
+        .refusal()
+        .unwrap();
+        assert_eq!(refused.code(), tonic::Code::Unimplemented);
+        assert!(refused
             .message()
-            .starts_with("Mayastor.CreateSnapshot is not implemented by the nvmfcheck agent yet; it is not planned"));
+            .starts_with("Mayastor.CreateSnapshot is not implemented by the nvmfcheck agent"));
     }
 }

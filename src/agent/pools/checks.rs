@@ -41,19 +41,24 @@ pub fn pool_name(name: &str) -> Result<(), PoolError> {
 /// Checks a replica uuid, which names its logical volume: it must be a
 /// uuid in its usual form, so that List shows it as the client gave it.
 pub fn replica_uuid(uuid: &str) -> Result<Uuid, PoolError> {
-    let bad = |problem| PoolError::BadUuid {
+    parse_uuid(uuid).map_err(|problem| PoolError::BadUuid {
         uuid: shown(uuid),
         problem,
-    };
+    })
+}
+
+/// A uuid as the `Mayastor` calls take one (lower case, with hyphens, not
+/// nil), or what is wrong with it.
+pub fn parse_uuid(uuid: &str) -> Result<Uuid, &'static str> {
     if uuid.is_empty() {
-        return Err(bad("is empty"));
+        return Err("is empty");
     }
-    let parsed = Uuid::try_parse(uuid).map_err(|_| bad("is not a uuid"))?;
+    let parsed = Uuid::try_parse(uuid).map_err(|_| "is not a uuid")?;
     if parsed.is_nil() {
-        return Err(bad("is the nil uuid"));
+        return Err("is the nil uuid");
     }
     if parsed.hyphenated().to_string() != uuid {
-        return Err(bad("is not in lower case with hyphens"));
+        return Err("is not in lower case with hyphens");
     }
     Ok(parsed)
 }

@@ -30,7 +30,7 @@ use uuid::Uuid;
 
 use super::aio_paths::AioPaths;
 use super::limits::shown;
-use super::nvmet::{Export, FoundShare, HostAccess, Nvmet};
+use super::nvmet::{Export, FoundShare, HostAccess, Kind, Nvmet};
 use crate::proto::mayastor as pb;
 pub use error::PoolError;
 use lvm::{LvRow, Lvm, VgRow, TAG};
@@ -342,6 +342,14 @@ impl Pools {
         Ok(())
     }
 
+    /// The block device of replica `uuid`, for a nexus's local child.
+    pub fn replica_path(&mut self, uuid: Uuid) -> Result<PathBuf, PoolError> {
+        let scan = self.scan()?;
+        scan.replica(uuid)
+            .map(|r| r.path.clone())
+            .ok_or_else(|| PoolError::UnknownReplica(uuid.hyphenated().to_string()))
+    }
+
     /// `ListReplicas`.
     pub fn list_replicas(&mut self, nvmet: &Nvmet) -> Result<Vec<pb::Replica>, PoolError> {
         let scan = self.scan()?;
@@ -501,6 +509,7 @@ fn export(
     hosts: HostAccess<'_>,
 ) -> Result<bool, super::nvmet::NvmetError> {
     nvmet.share(&Export {
+        kind: Kind::Bdev,
         uuid,
         device,
         buffered_io: false,

@@ -35,6 +35,7 @@ impl Setup {
         let listener = Listener {
             address: Ipv4Addr::new(192, 168, 1, 2),
             io_port: 8430,
+            nexus_port: 8430,
             discovery_port: 8420,
         };
         Self {
