@@ -25,10 +25,17 @@ struct Pair {
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct Setup {
+    /// The VMs that run an agent, in address order from the target
+    /// address up.
+    targets: Vec<String>,
     link_port: u16,
     loopback: bool,
     faults: bool,
     token: bool,
+    #[serde(default)]
+    nexus_port: Option<u16>,
+    #[serde(default)]
+    rebuild_rate: Option<u32>,
 }
 
 const SETUPS_JSON: &str = "src/suite/setups.json";
@@ -69,12 +76,14 @@ fn setups_rs(p: &Pair) -> Result<String, Box<dyn std::error::Error>> {
         "// Written by build.rs from {SETUPS_JSON}.\n\
          pub const INITIATOR_IP: &str = {:?};\n\
          pub const TARGET_IP: &str = {:?};\n\
+         pub const TARGET_OCTETS: [u8; 4] = {:?};\n\
          pub const GRPC_PORT: u16 = {};\n\
          pub const DATA_DISK_MIB: u64 = {};\n\
          pub const ALLOWED_PATHS: &[&str] = &{:?};\n\
          pub const SETUP_COUNT: usize = {};\n",
         p.initiator_address.to_string(),
         p.target_address.to_string(),
+        p.target_address.octets(),
         p.grpc_port,
         p.data_disk_mib,
         p.allow_paths,
@@ -86,14 +95,20 @@ fn setups_rs(p: &Pair) -> Result<String, Box<dyn std::error::Error>> {
                 format!("{SETUPS_JSON}: setup name `{name}` is not lowercase letters").into(),
             );
         }
+        if s.targets.is_empty() {
+            return Err(format!("{SETUPS_JSON}: setup `{name}` has no targets").into());
+        }
         writeln!(
             rs,
-            "pub const {}: Facts = Facts {{ name: {name:?}, link_port: {}, loopback: {}, faults: {}, token: {} }};",
+            "pub const {}: Facts = Facts {{ name: {name:?}, targets: &{:?}, link_port: {}, loopback: {}, faults: {}, token: {}, nexus_port: {:?}, rebuild_rate: {:?} }};",
             name.to_ascii_uppercase(),
+            s.targets,
             s.link_port,
             s.loopback,
             s.faults,
             s.token,
+            s.nexus_port,
+            s.rebuild_rate,
         )?;
     }
     Ok(rs)

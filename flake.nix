@@ -75,6 +75,7 @@
           basic = import ./checks/basic.nix { inherit pkgs nvmfcheck; };
           io = import ./checks/io.nix { inherit pkgs nvmfcheck basic; };
           security = import ./checks/security.nix { inherit pkgs nvmfcheck basic; };
+          replication = import ./checks/replication.nix { inherit pkgs nvmfcheck basic; };
 
           # `nix run .#driver-<category>`: the VMs and a Python prompt; the
           # drivers run whatever the checks' results are.
@@ -95,6 +96,7 @@
               basic
               io
               security
+              replication
               nvmfcheck
               ;
             clippy = craneLib.cargoClippy (
@@ -127,6 +129,7 @@
             driver-basic = driverApp "basic" basic;
             driver-io = driverApp "io" io;
             driver-security = driverApp "security" security;
+            driver-replication = driverApp "replication" replication;
           };
 
           devShells.default = pkgs.mkShell {
@@ -176,6 +179,7 @@
         basic = jobOf perSystem.checks "basic";
         io = jobOf perSystem.checks "io";
         security = jobOf perSystem.checks "security";
+        replication = jobOf perSystem.checks "replication";
       };
     };
 }

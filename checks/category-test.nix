@@ -1,8 +1,9 @@
-# One NixOS VM test for one category: a target VM running the agent with a
-# blank disk (/dev/vdb), an initiator VM on the same VLAN running
-# `nvmfcheck run <category>` against it. The reports land in the check's
+# One NixOS VM test for one category: the target VMs of the category's
+# setup (`target`; or `node1` and `node2`), each running the agent with a
+# blank disk (/dev/vdb), and an initiator VM on the same VLAN running
+# `nvmfcheck run <category>` against them. The reports land in the check's
 # output ($out/report.json, $out/junit.xml). The addresses, ports, disk size,
-# allowed paths and what the category's setup turns on come from
+# allowed paths, target VMs and what the category's setup turns on come from
 # src/suite/setups.json, which the binary's QEMU runner follows too.
 { pkgs, nvmfcheck }:
 {
@@ -16,19 +17,36 @@
   # Seconds `nvmfcheck run` may take.
   runTimeout,
   # The agent setup, a key of setups.json's `setups`: "faults" (Control on,
-  # gRPC on the link at the default port) or "hardened" (the module's
+  # gRPC on the link at the default port), "hardened" (the module's
   # defaults: gRPC on loopback, no Control; plus the link on another port
-  # and a token).
+  # and a token) or "replication" (two nodes as "faults", with a nexus port
+  # and a rebuild rate).
   setup ? "faults",
 }:
 let
   pair = builtins.fromJSON (builtins.readFile ../src/suite/setups.json);
   agentSetup = pair.setups.${setup};
+  inherit (agentSetup) targets linkPort;
+  inherit (pair) grpcPort;
   # Nodes on VLAN 1 get 192.168.1.<n>, n by the nodes' names in
-  # alphabetical order: initiator = .1, target = .2, the addresses
-  # setups.json gives (nix/eval-outputs.nix checks that they agree).
-  inherit (pair) targetAddress grpcPort;
-  inherit (agentSetup) linkPort;
+  # alphabetical order: initiator = .1, then the targets from .2 (target;
+  # node1, node2), the addresses setups.json gives and the runner uses
+  # (nix/eval-outputs.nix checks that they agree).
+  firstAddress = builtins.match "(.*[.])([0-9]+)" pair.targetAddress;
+  addressOf =
+    k:
+    "${builtins.elemAt firstAddress 0}${
+      toString (builtins.fromJSON (builtins.elemAt firstAddress 1) + k)
+    }";
+  # The targets' names and addresses, in order.
+  targetList = builtins.genList (k: {
+    name = builtins.elemAt targets k;
+    address = addressOf k;
+  }) (builtins.length targets);
+  targetAddress = addressOf 0;
+  # `--node2` names the second target for `replication`.
+  nodeArgs =
+    if builtins.length targets > 1 then " --node2 ${addressOf 1}:${toString linkPort}" else "";
   # The link at the default port is one of the module's listenAddresses; at
   # another port it takes a `--listen` of its own.
   linkOnGrpcPort = linkPort == grpcPort;
@@ -43,18 +61,23 @@ let
     };
   };
   runArgs =
-    "--target ${targetAddress}:${toString linkPort} --report-dir ${reportDir}"
+    "--target ${targetAddress}:${toString linkPort}${nodeArgs} --report-dir ${reportDir}"
     + (if agentSetup.token then " --token-file ${tokenFile}" else "");
+  waitForAgents = builtins.concatStringsSep "\n" (
+    map (t: ''
+      ${t.name}.wait_for_unit("nvmfcheck-agent.service")
+      ${t.name}.wait_for_open_port(${toString linkPort}, "${t.address}")'') targetList
+  );
+  first = (builtins.head targetList).name;
 
   # The run's stdout goes to stderr, which the test instrumentation sends to
   # the serial console: the driver logs each step line as it is printed.
   # The reports are copied out before a failed run fails the test.
   script = categories: extraArgs: ''
     start_all()
-    target.wait_for_unit("nvmfcheck-agent.service")
-    target.wait_for_open_port(${toString linkPort}, "${targetAddress}")
+    ${waitForAgents}
     # The file basic/mayastor-clients exports as an aio bdev (`--aio-file`).
-    target.succeed("truncate -s 64M /tmp/aio-file.img")
+    ${first}.succeed("truncate -s 64M /tmp/aio-file.img")
     initiator.wait_for_unit("network-online.target")
 
     status, _ = initiator.execute(
@@ -71,59 +94,69 @@ let
             f"nvmfcheck run ${categories} exited with {status}; its steps are above"
         )
   '';
+  # A target VM: the agent, set up as the category's setup says, on a
+  # blank disk.
+  targetNode = address: {
+    imports = [
+      ../modules/target.nix
+      (if agentSetup.token then token else { })
+    ];
+    services.nvmfcheck-agent = {
+      enable = true;
+      package = nvmfcheck;
+      # eth0 (the driver's user network) would otherwise come first.
+      inherit address;
+      inherit grpcPort;
+      openFirewall = true;
+      # The test disk, and /tmp: the aio file of basic/mayastor-clients
+      # and the paths of the bad-input rows.
+      inherit (pair) allowPaths;
+      listenAddresses =
+        (if agentSetup.loopback then [ "127.0.0.1" ] else [ ])
+        ++ (if linkOnGrpcPort then [ address ] else [ ]);
+      extraFlags =
+        if linkOnGrpcPort then
+          [ ]
+        else
+          [
+            "--listen"
+            "${address}:${toString linkPort}"
+          ];
+      enableFaults = agentSetup.faults;
+      tokenFile = if agentSetup.token then tokenFile else null;
+      nexusPort = agentSetup.nexusPort or null;
+      rebuildRate = agentSetup.rebuildRate or null;
+    };
+    networking.firewall.allowedTCPPorts = [ linkPort ];
+    virtualisation.vlans = [ 1 ];
+    virtualisation.emptyDiskImages = [ pair.dataDiskMiB ];
+  };
 in
 pkgs.testers.runNixOSTest {
   name = "nvmfcheck-${category}";
   # Boot and report copying on top of the run itself.
   globalTimeout = runTimeout + 600;
 
-  nodes = {
-    target = {
-      imports = [
-        ../modules/target.nix
-        (if agentSetup.token then token else { })
-      ];
-      services.nvmfcheck-agent = {
-        enable = true;
-        package = nvmfcheck;
-        # eth0 (the driver's user network) would otherwise come first.
-        address = targetAddress;
-        inherit grpcPort;
-        openFirewall = true;
-        # The test disk, and /tmp: the aio file of basic/mayastor-clients
-        # and the paths of the bad-input rows.
-        inherit (pair) allowPaths;
-        listenAddresses =
-          (if agentSetup.loopback then [ "127.0.0.1" ] else [ ])
-          ++ (if linkOnGrpcPort then [ targetAddress ] else [ ]);
-        extraFlags =
-          if linkOnGrpcPort then
-            [ ]
-          else
-            [
-              "--listen"
-              "${targetAddress}:${toString linkPort}"
-            ];
-        enableFaults = agentSetup.faults;
-        tokenFile = if agentSetup.token then tokenFile else null;
+  nodes =
+    builtins.listToAttrs (
+      map (t: {
+        inherit (t) name;
+        value = targetNode t.address;
+      }) targetList
+    )
+    // {
+      initiator = {
+        imports = [
+          ../modules/initiator.nix
+          (if agentSetup.token then token else { })
+        ];
+        programs.nvmfcheck-initiator = {
+          enable = true;
+          package = nvmfcheck;
+        };
+        virtualisation.vlans = [ 1 ];
       };
-      networking.firewall.allowedTCPPorts = [ linkPort ];
-      virtualisation.vlans = [ 1 ];
-      virtualisation.emptyDiskImages = [ pair.dataDiskMiB ];
     };
-
-    initiator = {
-      imports = [
-        ../modules/initiator.nix
-        (if agentSetup.token then token else { })
-      ];
-      programs.nvmfcheck-initiator = {
-        enable = true;
-        package = nvmfcheck;
-      };
-      virtualisation.vlans = [ 1 ];
-    };
-  };
 
   testScript = script category extraRunArgs;
   # The interactive driver runs whatever other checks' results are, so its

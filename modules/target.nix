@@ -63,10 +63,30 @@ in
       description = "TCP port the shared subsystems are served on.";
     };
 
+    nexusPort = mkOption {
+      type = types.nullOr types.port;
+      default = null;
+      example = 4421;
+      description = ''
+        TCP port published nexuses are served on (`--nexus-port`); `null`
+        serves them on `ioPort`, beside the replicas.
+      '';
+    };
+
+    rebuildRate = mkOption {
+      type = types.nullOr types.ints.positive;
+      default = null;
+      example = 4096;
+      description = ''
+        The most a nexus rebuild may copy, in KiB/s (`--rebuild-rate`, md's
+        `sync_speed_max`); `null` leaves the kernel's limit.
+      '';
+    };
+
     openFirewall = mkOption {
       type = types.bool;
       default = false;
-      description = "Whether to open the gRPC, discovery and I/O ports in the firewall.";
+      description = "Whether to open the gRPC, discovery, I/O and nexus ports in the firewall.";
     };
 
     enableFaults = mkOption {
@@ -129,28 +149,37 @@ in
   config = lib.mkIf cfg.enable {
     # loop: bdevs whose block size the target cannot give their file or
     # device by itself are exported through a loop device. dm_mod: pools
-    # and replicas are LVM2 volume groups and logical volumes.
+    # and replicas are LVM2 volume groups and logical volumes. raid1: a
+    # nexus is an md RAID1 array; nvme-tcp: its remote children are
+    # NVMe/TCP namespaces the agent connects to as a host.
     boot.kernelModules = [
       "nvmet"
       "nvmet-tcp"
       "loop"
       "dm_mod"
+      "raid1"
+      "nvme-tcp"
     ];
 
-    networking.firewall.allowedTCPPorts = lib.mkIf cfg.openFirewall [
-      cfg.grpcPort
-      cfg.discoveryPort
-      cfg.ioPort
-    ];
+    networking.firewall.allowedTCPPorts = lib.mkIf cfg.openFirewall (
+      [
+        cfg.grpcPort
+        cfg.discoveryPort
+        cfg.ioPort
+      ]
+      ++ lib.optionals (cfg.nexusPort != null) [ cfg.nexusPort ]
+    );
 
     systemd.services.nvmfcheck-agent = {
       description = "nvmfcheck agent (NVMe-oF target, Mayastor v0 BdevRpc)";
       wantedBy = [ "multi-user.target" ];
       # The Control service's LinkDown runs `ip link set`; pools and
-      # replicas run LVM2's tools.
+      # replicas run LVM2's tools, nexuses mdadm and nvme-cli.
       path = [
         pkgs.iproute2
         pkgs.lvm2
+        pkgs.mdadm
+        pkgs.nvme-cli
       ];
       wants = [ "network-online.target" ];
       after = [
@@ -191,6 +220,14 @@ in
             path
           ]) cfg.allowPaths
           ++ lib.optionals cfg.enableFaults [ "--faults" ]
+          ++ lib.optionals (cfg.nexusPort != null) [
+            "--nexus-port"
+            (toString cfg.nexusPort)
+          ]
+          ++ lib.optionals (cfg.rebuildRate != null) [
+            "--rebuild-rate"
+            (toString cfg.rebuildRate)
+          ]
           ++ lib.optionals (cfg.tokenFile != null) [
             "--token-file"
             cfg.tokenFile

@@ -36,7 +36,7 @@ let
 
   systems = wordsOf "aarch64-linux x86_64-linux";
   system = "x86_64-linux";
-  categories = wordsOf "basic io security";
+  categories = wordsOf "basic io security replication";
 
   # A derivation for `sys` (instantiated, never built) with `args` on top.
   fakeDrv =
@@ -76,10 +76,14 @@ let
       mkShell = drv "nix-shell";
     }
     // builtins.listToAttrs (
-      map (name: {
-        inherit name;
-        value = drv name { };
-      }) (wordsOf "cargo rustc clippy rustfmt qemu fio nvme-cli iproute2 lvm2 nixfmt deadnix nixfmt-tree")
+      map
+        (name: {
+          inherit name;
+          value = drv name { };
+        })
+        (
+          wordsOf "cargo rustc clippy rustfmt qemu fio nvme-cli iproute2 lvm2 mdadm nixfmt deadnix nixfmt-tree"
+        )
     );
 
   crane.mkLib =
@@ -143,6 +147,7 @@ let
             port = "port";
             bool = "bool";
             nullOr = t: "nullOr ${t}";
+            ints.positive = "positive int";
             listOf = t: "listOf ${t}";
           };
         };
@@ -155,7 +160,7 @@ let
     in
     module;
   execStart = set: (targetModule set).config.systemd.services.nvmfcheck-agent.serviceConfig.ExecStart;
-  agentOf = check: check.module.nodes.target.services.nvmfcheck-agent;
+  agentOf = check: node: check.module.nodes.${node}.services.nvmfcheck-agent;
   agentCommand = "${package}/bin/nvmfcheck agent --discovery-port 8420 --io-port 8430 --state-dir /var/lib/nvmfcheck";
 
   # The words after `flag` in a command line.
@@ -197,35 +202,52 @@ let
       or [ ]
     );
 
-  # Whether check `c`'s run reaches its agent: `--target` is an address the
-  # agent listens on, on the link address, the firewall opens its port, the
+  # The target nodes of check `c` (every node but the initiator), sorted.
+  targetsOf = c: filter (n: n != "initiator") (attrNames checks.${c}.module.nodes);
+  # The address VLAN 1 gives node `node` of check `c`:
+  # 192.168.1.<1 + its position in the sorted node names>.
+  vlanAddress =
+    c: node:
+    "192.168.1.${toString (1 + length (filter (n: n < node) (attrNames checks.${c}.module.nodes)))}";
+
+  # Whether check `c`'s run reaches each of its agents: the run names the
+  # first with `--target`, the second with `--node2`, each an address the
+  # agent listens on, on its link address; the firewall opens its port, the
   # script waits for it there first, and a token file the agent wants is the
-  # run's and is on both nodes.
+  # run's and is on the agent's node and the initiator.
   reachesAgent =
     c:
     let
       inherit (checks.${c}.module) nodes;
-      agent = execStart (agentOf checks.${c});
       run = runOf (scriptOf c);
-      target = valuesOf "--target" run;
-      wait = lineMatch " *target.wait_for_open_port\\(([0-9]+), \"([^\"]+)\"\\)" (scriptOf c);
-      port = builtins.fromJSON (elemAt (head wait) 0);
-      tokens = valuesOf "--token-file" agent;
+      targets = targetsOf c;
       inEtc =
         node: path:
         let
           name = match "/etc/(.+)" path;
         in
         name != null && builtins.any (m: m.environment.etc or { } ? ${head name}) node.imports;
+      reaches =
+        k:
+        let
+          node = elemAt targets k;
+          agent = execStart (agentOf checks.${c} node);
+          target = valuesOf (if k == 0 then "--target" else "--node${toString (k + 1)}") run;
+          wait = lineMatch " *${node}.wait_for_open_port\\(([0-9]+), \"([^\"]+)\"\\)" (scriptOf c);
+          port = builtins.fromJSON (elemAt (head wait) 0);
+          address = vlanAddress c node;
+          tokens = valuesOf "--token-file" agent;
+        in
+        length target == 1
+        && builtins.elem (head target) (valuesOf "--listen" agent)
+        && valuesOf "--address" agent == [ address ]
+        && head target == "${address}:${toString port}"
+        && elemAt (head wait) 1 == address
+        && builtins.elem port nodes.${node}.networking.firewall.allowedTCPPorts
+        && valuesOf "--token-file" run == tokens
+        && all (path: inEtc nodes.${node} path && inEtc nodes.initiator path) tokens;
     in
-    length target == 1
-    && builtins.elem (head target) (valuesOf "--listen" agent)
-    && valuesOf "--address" agent == [ pair.targetAddress ]
-    && head target == "${pair.targetAddress}:${toString port}"
-    && elemAt (head wait) 1 == pair.targetAddress
-    && builtins.elem port nodes.target.networking.firewall.allowedTCPPorts
-    && valuesOf "--token-file" run == tokens
-    && all (path: inEtc nodes.target path && inEtc nodes.initiator path) tokens;
+    targets != [ ] && all reaches (builtins.genList (k: k) (length targets));
 
   # [ name, holds ] pairs, checked in order.
   assertions = [
@@ -241,14 +263,14 @@ let
         && names out.nixosModules == "initiator target"
         && names out.packages.${system} == "default nvmfcheck"
         && out.packages.${system}.default == package
-        && names checks == "basic clippy fmt io nextest nvmfcheck security"
+        && names checks == "basic clippy fmt io nextest nvmfcheck replication security"
         && checks.nvmfcheck == package
       )
     ]
     [
       "apps: default runs the binary, driver-<category> that check's interactive driver"
       (
-        names out.apps.${system} == "default driver-basic driver-io driver-security"
+        names out.apps.${system} == "default driver-basic driver-io driver-replication driver-security"
         && out.apps.${system}.default.program == "${package}/bin/nvmfcheck"
         && all (
           c:
@@ -259,7 +281,7 @@ let
     [
       "hydraJobs.<job>.<system>: the categories' checks and the package"
       (
-        names out.hydraJobs == "basic io nvmfcheck security"
+        names out.hydraJobs == "basic io nvmfcheck replication security"
         && all (
           sys:
           out.hydraJobs.nvmfcheck.${sys} == out.packages.${sys}.nvmfcheck
@@ -268,7 +290,7 @@ let
       )
     ]
     [
-      "io and security need basic's output (so build after it) and their runs require its report; basic needs none"
+      "io, security and replication need basic's output (so build after it) and their runs require its report; basic needs none"
       (
         !builtins.hasContext (scriptOf "basic")
         && valuesOf "--require-passed" (runOf (scriptOf "basic")) == [ ]
@@ -283,15 +305,19 @@ let
             [
               "io"
               "security"
+              "replication"
             ]
       )
     ]
     [
-      "the interactive drivers need no check's output, and io's and security's run basic first"
+      "the interactive drivers need no check's output, and the others run basic first"
       (
         all (c: !builtins.hasContext (interactiveScriptOf c)) categories
-        && categoriesOf (interactiveScriptOf "io") == "basic io"
-        && categoriesOf (interactiveScriptOf "security") == "basic security"
+        && all (c: categoriesOf (interactiveScriptOf c) == "basic ${c}") [
+          "io"
+          "security"
+          "replication"
+        ]
       )
     ]
     [
@@ -307,7 +333,7 @@ let
       (all
         (
           c:
-          toString (execStart (agentOf checks.${c}))
+          toString (execStart (agentOf checks.${c} "target"))
           == "${agentCommand} --address 192.168.1.2 --listen 192.168.1.2:10124 --allow-path /dev/vdb --allow-path /tmp --faults"
         )
         [
@@ -319,11 +345,11 @@ let
     [
       "target module, security's settings (hardened): the module's defaults (loopback, no Control), a token, the link on its own port"
       (
-        toString (execStart (agentOf checks.security))
+        toString (execStart (agentOf checks.security "target"))
         == "${agentCommand} --address 192.168.1.2 --listen 127.0.0.1:10124 --allow-path /dev/vdb --allow-path /tmp --token-file /etc/nvmfcheck/token --listen 192.168.1.2:10125"
         &&
-          execStart (agentOf checks.security) == execStart (
-            removeAttrs (agentOf checks.security) [
+          execStart (agentOf checks.security "target") == execStart (
+            removeAttrs (agentOf checks.security "target") [
               "listenAddresses"
               "enableFaults"
             ]
@@ -331,19 +357,41 @@ let
       )
     ]
     [
+      "target module, replication's settings: node1 and node2 as faults, each on its own address, with the nexus port and rebuild rate"
+      (
+        map (node: toString (execStart (agentOf checks.replication node))) [
+          "node1"
+          "node2"
+        ] == map
+          (
+            address:
+            "${agentCommand} --address ${address} --listen ${address}:10124 --allow-path /dev/vdb --allow-path /tmp --faults --nexus-port 4421 --rebuild-rate 4096"
+          )
+          [
+            "192.168.1.2"
+            "192.168.1.3"
+          ]
+      )
+    ]
+    [
       "each check's run reaches its agent: a --listen address on the link, open, waited for, with the agent's token"
       (all reachesAgent categories)
     ]
     [
-      "setups.json's link addresses are those VLAN 1 gives the nodes (192.168.1.<position in the sorted node names>)"
+      "setups.json's link addresses are those VLAN 1 gives the nodes (192.168.1.<position in the sorted node names>): the initiator's, the first target's, then one up per target as the runner counts"
       (all (
         c:
         let
           inherit (checks.${c}.module) nodes;
-          address = node: "192.168.1.${toString (1 + length (filter (n: n < node) (attrNames nodes)))}";
+          targets = targetsOf c;
+          first = match "(.*[.])([0-9]+)" pair.targetAddress;
+          addressOf = k: "${head first}${toString (builtins.fromJSON (elemAt first 1) + k)}";
         in
-        address "target" == pair.targetAddress
-        && address "initiator" == pair.initiatorAddress
+        vlanAddress c "initiator" == pair.initiatorAddress
+        && builtins.any (setup: setup.targets == targets) (builtins.attrValues pair.setups)
+        &&
+          builtins.genList (k: vlanAddress c (elemAt targets k)) (length targets)
+          == builtins.genList addressOf (length targets)
         && all (n: n.virtualisation.vlans == [ 1 ]) (builtins.attrValues nodes)
       ) categories)
     ]
@@ -358,8 +406,10 @@ in
     basic = scriptOf "basic";
     io = scriptOf "io";
     security = scriptOf "security";
+    replication = scriptOf "replication";
     basic-interactive = interactiveScriptOf "basic";
     io-interactive = interactiveScriptOf "io";
     security-interactive = interactiveScriptOf "security";
+    replication-interactive = interactiveScriptOf "replication";
   };
 }

@@ -584,3 +584,136 @@ async fn pools_and_replicas_over_grpc_and_across_a_restart() {
     assert_eq!(fs.dump(), FakeConfigfs::new().dump());
     r.stop().await;
 }
+
+/// A nexus over gRPC on the fake kernel: made over a local replica,
+/// listed, published on `--nexus-port`, destroyed; bad input refused with
+/// its code and nothing changed.
+#[tokio::test]
+async fn a_nexus_over_grpc() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = Arc::new(FakeConfigfs::new());
+    let disk = dir.path().join("disk");
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(128 << 20)
+        .unwrap();
+    let mut cfg = config(&dir);
+    cfg.nexus_port = Some(4421);
+    let r = start(cfg, fs, dir).await;
+    let mut m = MayastorClient::new(r.channel.clone());
+    m.create_pool(CreatePoolRequest {
+        name: "pool1".into(),
+        disks: vec![disk.display().to_string()],
+    })
+    .await
+    .unwrap();
+    let replica = "0b5f6c2e-4a7d-4a86-9b1e-2f1d7a3c9e10";
+    let nexus = "5e1f3a2b-0000-4000-8000-0000000000aa";
+    m.create_replica(CreateReplicaRequest {
+        uuid: replica.into(),
+        pool: "pool1".into(),
+        size: 64 << 20,
+        thin: false,
+        share: ShareProtocolReplica::ReplicaNone.into(),
+    })
+    .await
+    .unwrap();
+    let child = format!("bdev:///{replica}");
+    let before = r.fs.dump();
+    let create = |uuid: &str, size: u64, children: Vec<String>| CreateNexusRequest {
+        uuid: uuid.into(),
+        size,
+        children,
+    };
+    for (req, code) in [
+        (
+            create("nexus", 32 << 20, vec![child.clone()]),
+            Code::InvalidArgument,
+        ),
+        (create(nexus, 0, vec![child.clone()]), Code::InvalidArgument),
+        (create(nexus, 32 << 20, vec![]), Code::InvalidArgument),
+        (
+            create(nexus, 32 << 20, vec!["aio:///dev/vdb".into()]),
+            Code::InvalidArgument,
+        ),
+        (
+            create(nexus, 1 << 30, vec![child.clone()]),
+            Code::InvalidArgument,
+        ),
+        (
+            create(nexus, 32 << 20, vec![format!("bdev:///{nexus}")]),
+            Code::NotFound,
+        ),
+    ] {
+        let e = m.create_nexus(req.clone()).await.unwrap_err();
+        assert_eq!(e.code(), code, "{req:?}: {e:?}");
+    }
+    assert_eq!(
+        r.fs.dump(),
+        before,
+        "a refused CreateNexus changed configfs"
+    );
+    assert!(m
+        .list_nexus(Null {})
+        .await
+        .unwrap()
+        .into_inner()
+        .nexus_list
+        .is_empty());
+
+    let made = m
+        .create_nexus(create(nexus, 32 << 20, vec![child.clone()]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(made.children.len(), 1);
+    let published = m
+        .publish_nexus(nvmfcheck::proto::mayastor::PublishNexusRequest {
+            uuid: nexus.into(),
+            key: String::new(),
+            share: nvmfcheck::proto::mayastor::ShareProtocolNexus::NexusNvmf.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .device_uri;
+    assert_eq!(
+        published,
+        format!("nvmf://192.168.1.2:4421/nqn.2019-05.io.openebs:nexus-{nexus}")
+    );
+    let e = m
+        .child_operation(ChildNexusRequest {
+            uuid: nexus.into(),
+            uri: child.clone(),
+            action: 7,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    let e = m
+        .child_operation(ChildNexusRequest {
+            uuid: nexus.into(),
+            uri: child.clone(),
+            action: ChildAction::Offline.into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.code(),
+        Code::FailedPrecondition,
+        "the only child in sync: {e:?}"
+    );
+    let e = m
+        .get_rebuild_state(RebuildStateRequest {
+            uuid: nexus.into(),
+            uri: child.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound, "{e:?}");
+    m.destroy_nexus(nvmfcheck::proto::mayastor::DestroyNexusRequest { uuid: nexus.into() })
+        .await
+        .unwrap();
+    assert_eq!(r.fs.dump(), before, "the nexus's subsystem is left");
+    r.stop().await;
+}

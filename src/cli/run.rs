@@ -20,6 +20,10 @@ pub struct Args {
     /// The target's gRPC address.
     #[arg(long, default_value = suite::DEFAULT_TARGET, env = "NVMFCHECK_TARGET")]
     target: String,
+    /// The second node's gRPC address, for the replication category (whose
+    /// first node is --target).
+    #[arg(long, default_value = suite::DEFAULT_NODE2, env = "NVMFCHECK_NODE2")]
+    node2: String,
     /// Where report.json and junit.xml are written.
     #[arg(long, default_value = ".")]
     report_dir: PathBuf,
@@ -78,6 +82,7 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
     let token = args.token_file.as_deref().map(Token::read).transpose()?;
     let settings = Settings {
         target: args.target,
+        node2: args.node2,
         bdev_uri: args.bdev,
         expect_size: (args.expect_size_mb > 0).then_some(args.expect_size_mb << 20),
         aio_file: args.aio_file,

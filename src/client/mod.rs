@@ -1,14 +1,17 @@
 //! Typed gRPC clients for a target, each call with a deadline: [`Target`]
-//! for `BdevRpc` (the nvmfcheck agent or a real Mayastor), [`Control`] and
+//! for `BdevRpc` and [`Mayastor`] for the `Mayastor` service (the
+//! nvmfcheck agent or a real Mayastor), [`Control`] and
 //! [`Security`] for the agent's own services. This module holds what they
 //! share: the channel, its token and the error type.
 
 mod bdev;
 mod control;
+mod mayastor;
 mod security;
 
 pub use bdev::Target;
 pub use control::Control;
+pub use mayastor::{ChildOf, Mayastor};
 pub use security::Security;
 
 use std::time::{Duration, Instant};

@@ -16,6 +16,11 @@ pub const AIO_FILE_SIZE: u64 = 64 << 20;
 /// The target's gRPC address unless told otherwise: the target VM of the
 /// QEMU runner and of the NixOS checks, on the agent's port.
 pub const DEFAULT_TARGET: &str = "192.168.1.2:10124";
+/// The second node's gRPC address unless told otherwise (the
+/// `replication` category's `node2`; `--target` is its `node1`): the next
+/// address after [`DEFAULT_TARGET`]'s, as in the QEMU runner and the
+/// NixOS check.
+pub const DEFAULT_NODE2: &str = "192.168.1.3:10124";
 /// The bdev the cases export unless told otherwise: the target VM's disk.
 pub const DEFAULT_BDEV_URI: &str = "aio:///dev/vdb";
 /// The size, in MiB, the exported namespace must have unless told
@@ -29,6 +34,8 @@ pub const DEFAULT_FIO_SIZE_MB: u64 = 32;
 pub struct Settings {
     /// The target's gRPC address, `host:port`.
     pub target: String,
+    /// The second node's gRPC address (`replication` only).
+    pub node2: String,
     /// The bdev the cases export, e.g. `aio:///dev/vdb`.
     pub bdev_uri: String,
     /// The size the exported namespace must have, in bytes, if known.
@@ -55,6 +62,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             target: DEFAULT_TARGET.into(),
+            node2: DEFAULT_NODE2.into(),
             bdev_uri: DEFAULT_BDEV_URI.into(),
             expect_size: Some(DEFAULT_EXPECT_SIZE_MB << 20),
             aio_file: AIO_FILE.into(),

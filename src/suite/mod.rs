@@ -16,6 +16,7 @@ mod env;
 mod event;
 mod fabric;
 mod io;
+mod replication;
 pub mod report;
 mod runner;
 mod security;
@@ -24,7 +25,7 @@ mod steps;
 
 pub use env::{
     Env, Settings, AIO_FILE, AIO_FILE_SIZE, DEFAULT_BDEV_URI, DEFAULT_EXPECT_SIZE_MB,
-    DEFAULT_FIO_SIZE_MB, DEFAULT_TARGET,
+    DEFAULT_FIO_SIZE_MB, DEFAULT_NODE2, DEFAULT_TARGET,
 };
 pub use event::Event;
 pub use runner::{plan, run, RunError, RunOptions};
@@ -66,5 +67,10 @@ pub struct Category {
 
 /// Every category nvmfcheck knows, in a valid dependency order.
 pub fn registry() -> Vec<Category> {
-    vec![basic::category(), io::category(), security::category()]
+    vec![
+        basic::category(),
+        io::category(),
+        security::category(),
+        replication::category(),
+    ]
 }

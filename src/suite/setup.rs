@@ -24,6 +24,9 @@ mod json {
 struct Facts {
     /// Its name in `setups.json`, on kernel command lines and in messages.
     name: &'static str,
+    /// The VMs that run an agent: the first at [`TARGET_IP`], each next
+    /// one at the next address.
+    targets: &'static [&'static str],
     /// The port the agent serves on the link.
     link_port: u16,
     /// Whether the agent also listens on loopback at its default port.
@@ -32,6 +35,11 @@ struct Facts {
     faults: bool,
     /// Whether calls must carry a token.
     token: bool,
+    /// The port nexuses are published on (`--nexus-port`), if not the
+    /// I/O port.
+    nexus_port: Option<u16>,
+    /// The most a rebuild may copy, in KiB/s (`--rebuild-rate`).
+    rebuild_rate: Option<u32>,
 }
 
 /// The initiator's address on the VM-to-VM link.
@@ -76,18 +84,43 @@ pub enum AgentSetup {
     /// on loopback at its default port and on the link at
     /// [`HARDENED_LINK_PORT`] only.
     Hardened,
+    /// Two nodes, `node1` and `node2`, each an agent as in
+    /// [`AgentSetup::Faults`], publishing nexuses on their own port with
+    /// rebuilds slowed to a rate a test can watch.
+    Replication,
 }
 
 impl AgentSetup {
     /// Every setup.
-    pub const ALL: [AgentSetup; 2] = [AgentSetup::Faults, AgentSetup::Hardened];
+    pub const ALL: [AgentSetup; 3] = [
+        AgentSetup::Faults,
+        AgentSetup::Hardened,
+        AgentSetup::Replication,
+    ];
 
     /// What it turns on.
     const fn facts(self) -> &'static Facts {
         match self {
             Self::Faults => &json::FAULTS,
             Self::Hardened => &json::HARDENED,
+            Self::Replication => &json::REPLICATION,
         }
+    }
+
+    /// The VMs that run an agent, the first at [`TARGET_IP`].
+    pub fn targets(self) -> &'static [&'static str] {
+        self.facts().targets
+    }
+
+    /// The link address of target number `k` (0 is [`TARGET_IP`]).
+    pub fn target_ip(k: u8) -> String {
+        let [a, b, c, d] = json::TARGET_OCTETS;
+        std::net::Ipv4Addr::new(a, b, c, d.saturating_add(k)).to_string()
+    }
+
+    /// The port nexuses are published on, if not the agent's I/O port.
+    pub fn nexus_port(self) -> Option<u16> {
+        self.facts().nexus_port
     }
 
     /// Its name on kernel command lines and in messages.
@@ -138,6 +171,12 @@ impl AgentSetup {
         }
         if facts.faults {
             args.push("--faults".into());
+        }
+        if let Some(port) = facts.nexus_port {
+            args.extend(["--nexus-port".into(), port.to_string()]);
+        }
+        if let Some(rate) = facts.rebuild_rate {
+            args.extend(["--rebuild-rate".into(), rate.to_string()]);
         }
         args
     }

@@ -376,7 +376,7 @@ impl Runner {
         group: &Group<'_>,
         output: OutputSink<'_>,
     ) -> Result<RunOutcome, RunnerError> {
-        let topology = Topology::pair();
+        let topology = Topology::for_setup(group.setup);
         let dir = RunDir::fresh(out.to_path_buf()).map_err(phase("boot"))?;
         let port = free_port().map_err(phase("boot"))?;
         let cfg = self.boot_config(prepared, port, Lifetime::Owned, group.setup)?;
@@ -470,6 +470,12 @@ impl Group<'_> {
             "--report-dir".into(),
             report_dir.display().to_string(),
         ]);
+        if self.setup.targets().len() > 1 {
+            argv.extend([
+                "--node2".into(),
+                self.setup.grpc_target(&AgentSetup::target_ip(1)),
+            ]);
+        }
         if self.setup.needs_token() {
             argv.extend([
                 "--token-file".into(),

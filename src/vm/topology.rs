@@ -2,6 +2,7 @@
 //! data, so that another machine or network is a new value, not new code.
 
 use super::Role;
+use crate::suite::AgentSetup;
 
 /// Size of a target's blank data disk, `/dev/vdb`: the NixOS checks' disk
 /// (`src/suite/setups.json`).
@@ -71,26 +72,35 @@ impl Topology {
     /// host, linked to an initiator: what `basic`, `io` and `security` run
     /// on, and what the NixOS checks build.
     pub fn pair() -> Self {
+        Self::for_setup(AgentSetup::Faults)
+    }
+
+    /// The VMs a setup needs (`setups.json`): its targets, each with a
+    /// blank data disk, the first one's agent reachable from the host, at
+    /// host numbers 2, 3, ...; and the initiator at 1; all on one network.
+    pub fn for_setup(setup: AgentSetup) -> Self {
+        let targets = setup.targets();
+        let mut vms: Vec<VmPlan> = (2u8..)
+            .zip(targets)
+            .map(|(host, &name)| VmPlan {
+                name,
+                role: Role::Target,
+                host,
+                data_disk: Some(DATA_DISK_BYTES),
+                forward: host == 2,
+            })
+            .collect();
+        vms.push(VmPlan {
+            name: "initiator",
+            role: Role::Initiator,
+            host: 1,
+            data_disk: None,
+            forward: false,
+        });
+        let members = vms.iter().map(|v| v.name).collect();
         Self {
-            vms: vec![
-                VmPlan {
-                    name: "target",
-                    role: Role::Target,
-                    host: 2,
-                    data_disk: Some(DATA_DISK_BYTES),
-                    forward: true,
-                },
-                VmPlan {
-                    name: "initiator",
-                    role: Role::Initiator,
-                    host: 1,
-                    data_disk: None,
-                    forward: false,
-                },
-            ],
-            networks: vec![NetPlan {
-                members: vec!["target", "initiator"],
-            }],
+            vms,
+            networks: vec![NetPlan { members }],
         }
     }
 

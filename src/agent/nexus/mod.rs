@@ -202,7 +202,7 @@ impl Nexuses {
         parts: Parts<'_>,
     ) -> Result<pb::Nexus, NexusError> {
         let uuid = nexus_uuid(&req.uuid)?;
-        if req.size == 0 || req.size % 4096 != 0 {
+        if req.size == 0 || !req.size.is_multiple_of(4096) {
             return Err(NexusError::BadSize(req.size));
         }
         if req.children.is_empty() {

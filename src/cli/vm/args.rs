@@ -20,8 +20,9 @@ use nvmfcheck::vm::{Progress, Role, TARGET_IP};
 /// Subcommands of `nvmfcheck vm`.
 #[derive(clap::Subcommand)]
 pub enum Command {
-    /// Boot both VMs, run check categories on the initiator against the
-    /// target, copy out the reports, tear everything down.
+    /// Boot the VMs each category's setup needs, run the categories on the
+    /// initiator against the targets, copy out the reports, tear everything
+    /// down.
     Run(RunArgs),
     /// Boot both VMs and leave them running (see `vm exec`, `vm down`).
     Up(UpArgs),

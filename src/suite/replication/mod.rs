@@ -1,0 +1,373 @@
+//! The `replication` category: Mayastor's pools, replicas, nexus and
+//! rebuild on two nodes, `node1` and `node2`, checked from the initiator
+//! with fio verify wherever data flows, as Mayastor's own NixOS tests
+//! (`nvmf_distributed`, `rebuild`, `child_status`, `nvmf_ports`) did.
+//!
+//! Every case makes its replicas and nexus on the pools that the first
+//! case makes (one on each node's blank disk) and its cleanup removes
+//! them, whatever a failure left; the last case destroys the pools. Node1
+//! holds the nexuses; its local replica is `bdev:///<uuid>`, node2's are
+//! reached over NVMe/TCP. `docs/replication.md` lists what each case
+//! proves.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::client::{ChildOf, Control, Mayastor};
+use crate::cmd::Cmd;
+use crate::fio::{FioJob, Rw, Verify};
+use crate::nvme::{self, ConnectOptions, ShareUri};
+use crate::proto::mayastor::{ChildState, Nexus};
+
+use super::fabric;
+use super::steps::ensure;
+use super::{AgentSetup, Case, CaseFuture, Category, CheckError, Env, Steps};
+
+mod faults;
+mod mirror;
+mod rebuild;
+
+/// The pool each node makes on its blank disk.
+const POOL: &str = "replication";
+/// The disk of each node's pool.
+const DISK: &str = "/dev/vdb";
+/// Bytes of each replica.
+const REPLICA: u64 = 32 << 20;
+/// Bytes of each nexus: what md leaves of a replica, rounded down.
+const NEXUS: u64 = 28 << 20;
+/// Bytes each fio job writes.
+const DATA: u64 = 8 << 20;
+/// How long a rebuild of [`NEXUS`] bytes may take at the setup's rate.
+const REBUILT: Duration = Duration::from_secs(90);
+/// How often a wait asks again.
+const POLL: Duration = Duration::from_millis(250);
+
+pub(super) fn category() -> Category {
+    Category {
+        name: "replication",
+        about: "Mayastor's pools, replicas, nexus and rebuild on two nodes (LVM2, md RAID1, \
+                NVMe/TCP): mirrored data identical on both replicas through rebuilds, pauses, \
+                offline children and a lost link",
+        depends_on: &["basic"],
+        setup: AgentSetup::Replication,
+        cases: vec![
+            pools(),
+            mirror::remote(),
+            mirror::local_and_remote(),
+            rebuild::added_later(),
+            rebuild::offline_online(),
+            faults::link_down(),
+            teardown(),
+        ],
+    }
+}
+
+/// The nodes' `Mayastor` services: node1 is `--target`, node2 `--node2`.
+#[derive(Clone)]
+struct Nodes {
+    node1: Mayastor,
+    node2: Mayastor,
+}
+
+impl Nodes {
+    async fn connect(env: &Env) -> Result<Self, CheckError> {
+        let s = &env.settings;
+        Ok(Self {
+            node1: Mayastor::connect(&s.target, s.rpc_timeout, s.token.clone()).await?,
+            node2: Mayastor::connect(&s.node2, s.rpc_timeout, s.token.clone()).await?,
+        })
+    }
+}
+
+/// A uuid for replica or nexus `n` of case `case`, so that every object a
+/// case makes is told by its name.
+fn uuid(case: u16, n: u16) -> String {
+    format!("00000000-0000-4000-8000-0000{case:04x}{n:04x}")
+}
+
+/// `ChildOf` in short.
+fn child<'a>(nexus: &'a str, uri: &'a str) -> ChildOf<'a> {
+    ChildOf { nexus, uri }
+}
+
+fn pools() -> Case {
+    Case {
+        name: "pools",
+        about: "a pool on each node's blank disk (CreatePool, ListPools)",
+        run: |env, steps| {
+            Box::pin(async move {
+                let nodes = Nodes::connect(env).await?;
+                for (name, node) in [("node1", &nodes.node1), ("node2", &nodes.node2)] {
+                    steps
+                        .run(
+                            &format!("should make pool {POOL} on {name}'s {DISK}"),
+                            async {
+                                let pool = node.create_pool(POOL, DISK).await?;
+                                ensure(pool.capacity >= 4 * REPLICA, || {
+                                    format!("pool {POOL} on {name} is too small: {pool:?}")
+                                })
+                            },
+                        )
+                        .await?;
+                }
+                Ok(())
+            })
+        },
+        cleanup: None,
+    }
+}
+
+fn teardown() -> Case {
+    Case {
+        name: "teardown",
+        about: "the pools go, and no nexus, replica or connection is left",
+        run: |env, steps| {
+            Box::pin(async move {
+                let nodes = Nodes::connect(env).await?;
+                for (name, node) in [("node1", &nodes.node1), ("node2", &nodes.node2)] {
+                    steps
+                        .run(&format!("should destroy pool {POOL} on {name}"), async {
+                            Ok(node.destroy_pool(POOL).await?)
+                        })
+                        .await?;
+                    steps
+                        .run(
+                            &format!("should leave no replica or nexus on {name}"),
+                            async {
+                                let replicas = node.list_replicas().await?;
+                                let nexuses = node.list_nexus().await?;
+                                ensure(replicas.is_empty() && nexuses.is_empty(), || {
+                                    format!("{name} has {replicas:?} and {nexuses:?}")
+                                })
+                            },
+                        )
+                        .await?;
+                }
+                Ok(())
+            })
+        },
+        cleanup: None,
+    }
+}
+
+/// The cleanup of every case: node2's link back (a case may have taken it
+/// down), then nothing connected, no nexus, no replica.
+fn cleanup<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
+    Box::pin(async move {
+        let nodes = Nodes::connect(env).await?;
+        steps
+            .run("should reach node2 again", async {
+                let deadline = Instant::now() + faults::LINK_BACK;
+                crate::client::retry(deadline, POLL, || nodes.node2.list_replicas()).await?;
+                Ok(())
+            })
+            .await?;
+        let nexuses = nodes.node1.list_nexus().await?;
+        let mut nqns: Vec<String> = nexuses
+            .iter()
+            .map(|n| format!("{}nexus-{}", crate::agent::nvmet::NQN_PREFIX, n.uuid))
+            .collect();
+        for node in [&nodes.node1, &nodes.node2] {
+            for r in node.list_replicas().await? {
+                nqns.push(format!("{}{}", crate::agent::nvmet::NQN_PREFIX, r.uuid));
+            }
+        }
+        steps
+            .run("should disconnect the initiator", async {
+                for nqn in &nqns {
+                    if nvme::connection(nqn, env.settings.nvme_timeout)
+                        .await?
+                        .is_some()
+                    {
+                        nvme::disconnect(nqn, env.settings.nvme_timeout).await?;
+                    }
+                }
+                Ok(())
+            })
+            .await?;
+        steps
+            .run("should destroy the nexuses and replicas", async {
+                for n in &nexuses {
+                    nodes.node1.destroy_nexus(&n.uuid).await?;
+                }
+                for node in [&nodes.node1, &nodes.node2] {
+                    for r in node.list_replicas().await? {
+                        node.destroy_replica(&r.uuid).await?;
+                    }
+                }
+                Ok(())
+            })
+            .await
+    })
+}
+
+/// A namespace the initiator connected to, and its subsystem.
+struct Attached {
+    nqn: String,
+    device: PathBuf,
+}
+
+/// Connects the initiator to `uri` (`what` names it in the step).
+async fn attach(
+    env: &Env,
+    steps: &mut Steps,
+    uri: &str,
+    what: &str,
+) -> Result<Attached, CheckError> {
+    let share = ShareUri::parse(uri)?;
+    let opts = ConnectOptions {
+        // Longer than any fault a case makes: the host rides them out.
+        ctrl_loss_tmo: Some(60),
+        reconnect_delay: Some(1),
+        ..fabric::connect_options(env)
+    };
+    let t = &share.transport;
+    let conn = steps
+        .run(
+            &format!("should connect to {what} at port {}", t.trsvcid),
+            async { Ok(nvme::connect(t, &share.nqn, &opts).await?) },
+        )
+        .await?;
+    let device = conn
+        .namespaces
+        .first()
+        .map(|ns| ns.device.clone())
+        .ok_or_else(|| CheckError::Failed(format!("{} shows no namespace", share.nqn)))?;
+    Ok(Attached {
+        nqn: share.nqn,
+        device,
+    })
+}
+
+/// Disconnects the initiator from `a`.
+async fn detach(env: &Env, steps: &mut Steps, a: Attached) -> Result<(), CheckError> {
+    fabric::disconnect(env, steps, &a.nqn).await
+}
+
+/// The fio job that writes the case's data set through `device` and
+/// verifies it; `verify_only` replays it to check.
+fn data_set(device: &std::path::Path) -> FioJob {
+    FioJob::new(device, Rw::RandWrite, DATA)
+        .name("dataset")
+        .bs(4096)
+        .iodepth(8)
+        .verify(Verify::Crc32c)
+}
+
+/// The sha256 of the first [`NEXUS`] bytes of `device`, read with
+/// O_DIRECT so that no page cache stands in for the disk.
+async fn checksum(env: &Env, device: &std::path::Path) -> Result<String, CheckError> {
+    let script = format!(
+        "dd if={} iflag=direct,count_bytes bs=1M count={NEXUS} status=none | sha256sum",
+        device.display()
+    );
+    let out = Cmd::new("sh")
+        .args(["-c", &script])
+        .timeout(env.settings.fio_timeout)
+        .run()
+        .await?;
+    let sum = out.stdout.split_whitespace().next().unwrap_or_default();
+    ensure(sum.len() == 64, || {
+        format!("sha256sum printed {:?}", out.stdout)
+    })?;
+    Ok(sum.to_string())
+}
+
+/// Shares both replicas of a mirror over NVMe/TCP, reads each from the
+/// initiator and checks they hold the same bytes.
+async fn same_data(
+    env: &Env,
+    steps: &mut Steps,
+    nodes: &Nodes,
+    local: &str,
+    remote_uri: &str,
+) -> Result<(), CheckError> {
+    let local_uri = steps
+        .run("should share node1's replica to read it", async {
+            Ok(nodes.node1.share_replica(local, true).await?)
+        })
+        .await?;
+    let mut sums = Vec::new();
+    for (uri, what) in [
+        (local_uri.as_str(), "node1's replica"),
+        (remote_uri, "node2's replica"),
+    ] {
+        let a = attach(env, steps, uri, what).await?;
+        let sum = steps
+            .run(&format!("should read {what}"), checksum(env, &a.device))
+            .await?;
+        detach(env, steps, a).await?;
+        sums.push(sum);
+    }
+    steps
+        .run("should find the same data on both replicas", async {
+            ensure(sums[0] == sums[1], || {
+                format!(
+                    "the replicas differ: sha256 {} on node1, {} on node2",
+                    sums[0], sums[1]
+                )
+            })
+        })
+        .await
+}
+
+/// Polls node1 until nexus `uuid`'s children are in `want` states, for
+/// at most `within`.
+async fn wait_children(
+    nodes: &Nodes,
+    uuid: &str,
+    want: &[ChildState],
+    within: Duration,
+) -> Result<Nexus, CheckError> {
+    let deadline = Instant::now() + within;
+    loop {
+        let nexus = nexus(nodes, uuid).await?;
+        let states: Vec<ChildState> = nexus.children.iter().map(|c| c.state()).collect();
+        if states == want {
+            return Ok(nexus);
+        }
+        if Instant::now() >= deadline {
+            return Err(CheckError::Failed(format!(
+                "nexus {uuid}'s children are {states:?} after {}s, not {want:?}: {nexus:?}",
+                within.as_secs()
+            )));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Nexus `uuid` as node1 lists it.
+async fn nexus(nodes: &Nodes, uuid: &str) -> Result<Nexus, CheckError> {
+    let list = nodes.node1.list_nexus().await?;
+    list.into_iter()
+        .find(|n| n.uuid == uuid)
+        .ok_or_else(|| CheckError::Failed(format!("node1 does not list nexus {uuid}")))
+}
+
+/// Node2's `Control` service, for its link.
+async fn node2_control(env: &Env) -> Result<Control, CheckError> {
+    let s = &env.settings;
+    Ok(Control::connect(&s.node2, s.rpc_timeout, s.token.clone()).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_case_but_the_first_and_last_cleans_up() {
+        let cat = category();
+        let n = cat.cases.len();
+        assert_eq!(cat.cases[0].name, "pools");
+        assert_eq!(cat.cases[n - 1].name, "teardown");
+        assert!(cat.cases[1..n - 1].iter().all(|c| c.cleanup.is_some()));
+        assert_eq!(cat.depends_on, ["basic"]);
+    }
+
+    #[test]
+    fn uuids_are_uuids_and_distinct() {
+        let a = uuid(1, 2);
+        assert!(uuid::Uuid::parse_str(&a).is_ok(), "{a}");
+        assert_ne!(a, uuid(2, 1));
+    }
+}

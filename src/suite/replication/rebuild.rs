@@ -1,0 +1,238 @@
+//! Cases `rebuild` and `offline-online`: a child that joins later is
+//! rebuilt only when asked, pauses and resumes; a child taken offline is
+//! degraded and rebuilt when it comes back. Data stays verified and both
+//! replicas end identical.
+
+use std::time::Duration;
+
+use crate::proto::mayastor::{ChildAction, ChildState, NexusState};
+use crate::suite::steps::ensure;
+use crate::suite::{Case, CaseFuture, CheckError, Env, Steps};
+
+use super::{
+    attach, child, cleanup, data_set, detach, nexus, same_data, uuid, wait_children, Nodes, NEXUS,
+    REBUILT, REPLICA,
+};
+
+use ChildState::{ChildDegraded as Degraded, ChildOnline as Online};
+
+pub(super) fn added_later() -> Case {
+    Case {
+        name: "rebuild",
+        about: "a child added with norebuild stays degraded until StartRebuild; the rebuild \
+                runs, pauses (no progress), resumes and completes; data verified and identical",
+        run: run_added_later,
+        cleanup: Some(cleanup),
+    }
+}
+
+pub(super) fn offline_online() -> Case {
+    Case {
+        name: "offline-online",
+        about: "ChildOperation offline degrades a child while I/O goes on; online rebuilds it; \
+                data verified and identical",
+        run: run_offline_online,
+        cleanup: Some(cleanup),
+    }
+}
+
+/// A local replica on node1 and a shared one on node2; their URIs.
+async fn replicas(
+    steps: &mut Steps,
+    nodes: &Nodes,
+    local: &str,
+    remote: &str,
+) -> Result<(String, String), CheckError> {
+    steps
+        .run(
+            "should make a local replica on node1 and a shared one on node2",
+            async {
+                let l = nodes
+                    .node1
+                    .create_replica(local, super::POOL, super::REPLICA, false)
+                    .await?;
+                let r = nodes
+                    .node2
+                    .create_replica(remote, super::POOL, REPLICA, true)
+                    .await?;
+                Ok((l.uri, r.uri))
+            },
+        )
+        .await
+}
+
+fn run_added_later<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
+    Box::pin(async move {
+        let nodes = Nodes::connect(env).await?;
+        let (local, remote, nexus_id) = (uuid(3, 1), uuid(3, 2), uuid(3, 100));
+        let (l, r) = replicas(steps, &nodes, &local, &remote).await?;
+        steps
+            .run("should make a nexus over node1's replica alone", async {
+                Ok(nodes.node1.create_nexus(&nexus_id, NEXUS, &[l]).await?)
+            })
+            .await?;
+        let uri = steps
+            .run("should publish the nexus", async {
+                Ok(nodes.node1.publish_nexus(&nexus_id).await?)
+            })
+            .await?;
+        let a = attach(env, steps, &uri, "the nexus").await?;
+        steps
+            .fio(
+                "should write 8 MiB through the nexus and verify it",
+                &[data_set(&a.device)],
+                env.settings.fio_timeout,
+            )
+            .await?;
+        let c = child(&nexus_id, &r);
+        steps
+            .run(
+                "should add node2's replica with norebuild: degraded, no rebuild",
+                async {
+                    let added = nodes.node1.add_child(c, true).await?;
+                    ensure(
+                        added.state() == Degraded && added.rebuild_progress == -1,
+                        || format!("{added:?}"),
+                    )?;
+                    let e = nodes.node1.rebuild_state(c).await;
+                    ensure(
+                        e.as_ref().err().and_then(|e| e.code()) == Some(tonic::Code::NotFound),
+                        || format!("GetRebuildState of a child never rebuilt: {e:?}"),
+                    )
+                },
+            )
+            .await?;
+        steps
+            .run(
+                "should keep it degraded while no rebuild is asked for",
+                async {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    wait_children(&nodes, &nexus_id, &[Online, Degraded], Duration::ZERO).await?;
+                    Ok(())
+                },
+            )
+            .await?;
+        steps
+            .run("should start its rebuild: running", async {
+                nodes.node1.start_rebuild(c).await?;
+                let state = nodes.node1.rebuild_state(c).await?;
+                ensure(state == "running", || format!("state {state:?}"))
+            })
+            .await?;
+        steps
+            .run("should pause it: paused, and no progress for 2 s", async {
+                nodes.node1.pause_rebuild(c).await?;
+                let state = nodes.node1.rebuild_state(c).await?;
+                ensure(state == "paused", || format!("state {state:?}"))?;
+                let before = nodes.node1.rebuild_progress(c).await?;
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                let after = nodes.node1.rebuild_progress(c).await?;
+                ensure(before == after && after < 100, || {
+                    format!("progress went from {before}% to {after}% while paused")
+                })
+            })
+            .await?;
+        steps
+            .run(
+                "should resume it: running, then completed, both children online",
+                async {
+                    nodes.node1.resume_rebuild(c).await?;
+                    let state = nodes.node1.rebuild_state(c).await;
+                    ensure(
+                        matches!(state.as_deref(), Ok("running"))
+                            || state.as_ref().err().and_then(|e| e.code())
+                                == Some(tonic::Code::NotFound),
+                        || format!("after resume: {state:?}"),
+                    )?;
+                    let n = wait_children(&nodes, &nexus_id, &[Online, Online], REBUILT).await?;
+                    ensure(
+                        n.state() == NexusState::NexusOnline && n.rebuilds == 0,
+                        || format!("{n:?}"),
+                    )
+                },
+            )
+            .await?;
+        steps
+            .fio(
+                "should read the data set back intact (verify only)",
+                &[data_set(&a.device).verify_only(true)],
+                env.settings.fio_timeout,
+            )
+            .await?;
+        detach(env, steps, a).await?;
+        steps
+            .run("should destroy the nexus", async {
+                Ok(nodes.node1.destroy_nexus(&nexus_id).await?)
+            })
+            .await?;
+        same_data(env, steps, &nodes, &local, &r).await
+    })
+}
+
+fn run_offline_online<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
+    Box::pin(async move {
+        let nodes = Nodes::connect(env).await?;
+        let (local, remote, nexus_id) = (uuid(4, 1), uuid(4, 2), uuid(4, 100));
+        let (l, r) = replicas(steps, &nodes, &local, &remote).await?;
+        steps
+            .run("should make a nexus over both replicas", async {
+                Ok(nodes
+                    .node1
+                    .create_nexus(&nexus_id, NEXUS, &[l, r.clone()])
+                    .await?)
+            })
+            .await?;
+        let uri = steps
+            .run("should publish the nexus", async {
+                Ok(nodes.node1.publish_nexus(&nexus_id).await?)
+            })
+            .await?;
+        let a = attach(env, steps, &uri, "the nexus").await?;
+        let c = child(&nexus_id, &r);
+        steps
+            .run(
+                "should take node2's child offline: degraded, the nexus degraded",
+                async {
+                    nodes.node1.child_operation(c, ChildAction::Offline).await?;
+                    let n = nexus(&nodes, &nexus_id).await?;
+                    let states: Vec<_> = n.children.iter().map(|c| c.state()).collect();
+                    ensure(
+                        states == [Online, Degraded] && n.state() == NexusState::NexusDegraded,
+                        || format!("{n:?}"),
+                    )
+                },
+            )
+            .await?;
+        steps
+            .fio(
+                "should write 8 MiB through the degraded nexus and verify it",
+                &[data_set(&a.device)],
+                env.settings.fio_timeout,
+            )
+            .await?;
+        steps
+            .run(
+                "should bring it online: rebuilt, both children online",
+                async {
+                    nodes.node1.child_operation(c, ChildAction::Online).await?;
+                    wait_children(&nodes, &nexus_id, &[Online, Online], REBUILT).await?;
+                    Ok(())
+                },
+            )
+            .await?;
+        steps
+            .fio(
+                "should read the data set back intact (verify only)",
+                &[data_set(&a.device).verify_only(true)],
+                env.settings.fio_timeout,
+            )
+            .await?;
+        detach(env, steps, a).await?;
+        steps
+            .run("should destroy the nexus", async {
+                Ok(nodes.node1.destroy_nexus(&nexus_id).await?)
+            })
+            .await?;
+        same_data(env, steps, &nodes, &local, &r).await
+    })
+}
