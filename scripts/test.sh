@@ -3,8 +3,9 @@
 # lacks, then lint, unit and integration tests, the same tests again in just
 # the flake's source set as its `nextest` check runs them, the Nix layer's
 # checks, the QEMU runner's smoke test (which also calls the target's gRPC
-# from the host) and the end-to-end run of the `basic`, `io` and `security` categories
-# in two QEMU VMs with the release binary, the one users run.
+# from the host) and the end-to-end run of the `basic`, `io`, `security` and
+# `replication` categories in QEMU VMs (two; three for `replication`) with the
+# release binary, the one users run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
@@ -24,6 +25,6 @@ echo "== Nix layer (static)"
 bash tests/nix.sh
 echo "== QEMU runner: vm up / exec / down, a killed vm run leaves no QEMU"
 cargo test --locked --test vm_smoke -- --ignored --test-threads=1
-echo "== basic and io (faults setup) and security (hardened setup) in QEMU VMs, with the release binary (what users run)"
+echo "== basic and io (faults setup), security (hardened setup) and replication (node1, node2 and the initiator) in QEMU VMs, with the release binary (what users run)"
 cargo build --release --locked
-target/release/nvmfcheck vm run basic io security --out target/nvmfcheck-out
+target/release/nvmfcheck vm run basic io security replication --out target/nvmfcheck-out

@@ -316,45 +316,48 @@ async fn startup_flags_create_and_share_and_a_restart_keeps_them() {
 async fn startup_errors_name_the_flag() {
     let dir = tempfile::tempdir().unwrap();
     let fs = Arc::new(FakeConfigfs::new());
+    let refused = |cfg: &AgentConfig| {
+        let started = Agent::start(
+            cfg,
+            fs.clone(),
+            fake_loops(cfg),
+            fake_lvm(cfg),
+            fake_nexus(cfg),
+        );
+        started
+            .err()
+            .expect("the agent refuses to start")
+            .to_string()
+    };
     let mut cfg = config(&dir);
     cfg.share = vec!["m7".into()];
-    let msg = Agent::start(
-        &cfg,
-        fs.clone(),
-        fake_loops(&cfg),
-        fake_lvm(&cfg),
-        fake_nexus(&cfg),
-    )
-    .err()
-    .unwrap()
-    .to_string();
+    let msg = refused(&cfg);
     assert!(
         msg.contains("--share m7") && msg.contains("no bdev"),
         "{msg}"
     );
     cfg.share.clear();
     cfg.create = vec!["malloc:///m7".into()];
-    let msg = Agent::start(
-        &cfg,
-        fs.clone(),
-        fake_loops(&cfg),
-        fake_lvm(&cfg),
-        fake_nexus(&cfg),
-    )
-    .err()
-    .unwrap()
-    .to_string();
+    let msg = refused(&cfg);
     assert!(
         msg.contains("--create malloc:///m7") && msg.contains("size_mb"),
         "{msg}"
     );
     cfg.create.clear();
     cfg.io_port = cfg.discovery_port;
-    let msg = Agent::start(&cfg, fs, fake_loops(&cfg), fake_lvm(&cfg), fake_nexus(&cfg))
-        .err()
-        .unwrap()
-        .to_string();
+    let msg = refused(&cfg);
     assert!(msg.contains("must differ"), "{msg}");
+    cfg.io_port = nvmfcheck::agent::DEFAULT_IO_PORT;
+    cfg.nexus_port = Some(cfg.discovery_port);
+    let msg = refused(&cfg);
+    assert!(
+        msg.contains("--nexus-port") && msg.contains("discovery"),
+        "{msg}"
+    );
+    cfg.nexus_port = None;
+    cfg.rebuild_rate = Some(0);
+    let msg = refused(&cfg);
+    assert!(msg.contains("--rebuild-rate 0"), "{msg}");
 }
 
 /// Oversized input gets a proper status with a short message, from a stock

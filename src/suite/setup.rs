@@ -264,4 +264,26 @@ mod tests {
             "--listen 192.168.1.2:10124 --allow-path /dev/vdb --allow-path /tmp --faults"
         );
     }
+
+    #[test]
+    fn the_run_defaults_name_the_setups_targets() {
+        let faults = AgentSetup::Faults;
+        assert_eq!(faults.targets(), ["target"]);
+        assert_eq!(AgentSetup::target_ip(0), TARGET_IP);
+        assert_eq!(
+            faults.grpc_target(&AgentSetup::target_ip(0)),
+            super::super::DEFAULT_TARGET
+        );
+        let replication = AgentSetup::Replication;
+        assert_eq!(replication.targets(), ["node1", "node2"]);
+        assert_eq!(
+            replication.grpc_target(&AgentSetup::target_ip(1)),
+            super::super::DEFAULT_NODE2
+        );
+        let args = replication.agent_args("192.168.1.3", "/t").join(" ");
+        assert!(
+            args.ends_with("--faults --nexus-port 4421 --rebuild-rate 4096"),
+            "{args}"
+        );
+    }
 }

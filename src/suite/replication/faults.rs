@@ -11,8 +11,8 @@ use crate::suite::steps::ensure;
 use crate::suite::{Case, CaseFuture, Env, Steps};
 
 use super::{
-    attach, child, cleanup, data_set, detach, node2_control, uuid, wait_children, Nodes, NEXUS,
-    REPLICA,
+    attach, child, cleanup, data_set, detach, node2_control, read_back, replicas, uuid,
+    wait_children, write_data, Nodes, NEXUS,
 };
 
 /// How long node2's link stays down.
@@ -41,22 +41,7 @@ fn run<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
     Box::pin(async move {
         let nodes = Nodes::connect(env).await?;
         let (local, remote, nexus_id) = (uuid(5, 1), uuid(5, 2), uuid(5, 100));
-        let (l, r) = steps
-            .run(
-                "should make a local replica on node1 and a shared one on node2",
-                async {
-                    let l = nodes
-                        .node1
-                        .create_replica(&local, super::POOL, REPLICA, false)
-                        .await?;
-                    let r = nodes
-                        .node2
-                        .create_replica(&remote, super::POOL, REPLICA, true)
-                        .await?;
-                    Ok((l.uri, r.uri))
-                },
-            )
-            .await?;
+        let (l, r) = replicas(steps, &nodes, &local, &remote).await?;
         let uri = steps
             .run(
                 "should make and publish a nexus over node1's replica",
@@ -67,13 +52,7 @@ fn run<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
             )
             .await?;
         let a = attach(env, steps, &uri, "the nexus").await?;
-        steps
-            .fio(
-                "should write 8 MiB through the nexus and verify it",
-                &[data_set(&a.device)],
-                env.settings.fio_timeout,
-            )
-            .await?;
+        write_data(env, steps, &a, "the nexus").await?;
         let c = child(&nexus_id, &r);
         let control = node2_control(env).await?;
         steps
@@ -115,13 +94,7 @@ fn run<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
                 )
             })
             .await?;
-        steps
-            .fio(
-                "should read the first data set back intact (verify only)",
-                &[data_set(&a.device).verify_only(true)],
-                env.settings.fio_timeout,
-            )
-            .await?;
+        read_back(env, steps, &a).await?;
         detach(env, steps, a).await
     })
 }

@@ -7,7 +7,8 @@ use crate::suite::steps::ensure;
 use crate::suite::{Case, CaseFuture, Env, Steps};
 
 use super::{
-    attach, cleanup, data_set, detach, same_data, uuid, AgentSetup, Nodes, NEXUS, REPLICA,
+    attach, cleanup, destroy_and_compare, detach, publish, replicas, uuid, write_data, AgentSetup,
+    Nodes, NEXUS, REPLICA,
 };
 
 pub(super) fn remote() -> Case {
@@ -89,13 +90,7 @@ fn run_remote<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
             )
             .await?;
         let a = attach(env, steps, &uri, "the nexus").await?;
-        steps
-            .fio(
-                "should write 8 MiB through the nexus and verify it",
-                &[data_set(&a.device)],
-                env.settings.fio_timeout,
-            )
-            .await?;
+        write_data(env, steps, &a, "the nexus").await?;
         detach(env, steps, a).await
     })
 }
@@ -104,28 +99,13 @@ fn run_mirror<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
     Box::pin(async move {
         let nodes = Nodes::connect(env).await?;
         let (local, remote, nexus) = (uuid(2, 1), uuid(2, 2), uuid(2, 100));
-        let (l, r) = steps
-            .run(
-                "should make a local replica on node1 and a shared one on node2",
-                async {
-                    let l = nodes
-                        .node1
-                        .create_replica(&local, super::POOL, REPLICA, false)
-                        .await?;
-                    let r = nodes
-                        .node2
-                        .create_replica(&remote, super::POOL, REPLICA, true)
-                        .await?;
-                    Ok((l, r))
-                },
-            )
-            .await?;
+        let (l, r) = replicas(steps, &nodes, &local, &remote).await?;
         steps
             .run("should give node1's replica a bdev:/// URI", async {
-                ensure(l.uri == format!("bdev:///{local}"), || l.uri.clone())
+                ensure(l == format!("bdev:///{local}"), || l.clone())
             })
             .await?;
-        let children = [l.uri.clone(), r.uri.clone()];
+        let children = [l.clone(), r.clone()];
         steps
             .run(
                 "should make a nexus over both, both children online",
@@ -136,25 +116,8 @@ fn run_mirror<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
                 },
             )
             .await?;
-        let uri = steps
-            .run("should publish the nexus", async {
-                Ok(nodes.node1.publish_nexus(&nexus).await?)
-            })
-            .await?;
-        let a = attach(env, steps, &uri, "the nexus").await?;
-        steps
-            .fio(
-                "should write 8 MiB through the nexus and verify it",
-                &[data_set(&a.device)],
-                env.settings.fio_timeout,
-            )
-            .await?;
-        detach(env, steps, a).await?;
-        steps
-            .run("should destroy the nexus", async {
-                Ok(nodes.node1.destroy_nexus(&nexus).await?)
-            })
-            .await?;
-        same_data(env, steps, &nodes, &local, &r.uri).await
+        let a = publish(env, steps, &nodes, &nexus).await?;
+        write_data(env, steps, &a, "the nexus").await?;
+        destroy_and_compare(env, steps, &nodes, a, &nexus, (&local, &r)).await
     })
 }

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use crate::proto::mayastor::{ChildAction, ChildState, NexusState};
 use crate::suite::steps::ensure;
-use crate::suite::{Case, CaseFuture, CheckError, Env, Steps};
+use crate::suite::{Case, CaseFuture, Env, Steps};
 
 use super::{
-    attach, child, cleanup, data_set, detach, nexus, same_data, uuid, wait_children, Nodes, NEXUS,
-    REBUILT, REPLICA,
+    child, cleanup, destroy_and_compare, nexus, publish, read_back, replicas, uuid, wait_children,
+    write_data, Nodes, NEXUS, REBUILT,
 };
 
 use ChildState::{ChildDegraded as Degraded, ChildOnline as Online};
@@ -36,31 +36,6 @@ pub(super) fn offline_online() -> Case {
     }
 }
 
-/// A local replica on node1 and a shared one on node2; their URIs.
-async fn replicas(
-    steps: &mut Steps,
-    nodes: &Nodes,
-    local: &str,
-    remote: &str,
-) -> Result<(String, String), CheckError> {
-    steps
-        .run(
-            "should make a local replica on node1 and a shared one on node2",
-            async {
-                let l = nodes
-                    .node1
-                    .create_replica(local, super::POOL, super::REPLICA, false)
-                    .await?;
-                let r = nodes
-                    .node2
-                    .create_replica(remote, super::POOL, REPLICA, true)
-                    .await?;
-                Ok((l.uri, r.uri))
-            },
-        )
-        .await
-}
-
 fn run_added_later<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
     Box::pin(async move {
         let nodes = Nodes::connect(env).await?;
@@ -71,19 +46,8 @@ fn run_added_later<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
                 Ok(nodes.node1.create_nexus(&nexus_id, NEXUS, &[l]).await?)
             })
             .await?;
-        let uri = steps
-            .run("should publish the nexus", async {
-                Ok(nodes.node1.publish_nexus(&nexus_id).await?)
-            })
-            .await?;
-        let a = attach(env, steps, &uri, "the nexus").await?;
-        steps
-            .fio(
-                "should write 8 MiB through the nexus and verify it",
-                &[data_set(&a.device)],
-                env.settings.fio_timeout,
-            )
-            .await?;
+        let a = publish(env, steps, &nodes, &nexus_id).await?;
+        write_data(env, steps, &a, "the nexus").await?;
         let c = child(&nexus_id, &r);
         steps
             .run(
@@ -152,20 +116,8 @@ fn run_added_later<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
                 },
             )
             .await?;
-        steps
-            .fio(
-                "should read the data set back intact (verify only)",
-                &[data_set(&a.device).verify_only(true)],
-                env.settings.fio_timeout,
-            )
-            .await?;
-        detach(env, steps, a).await?;
-        steps
-            .run("should destroy the nexus", async {
-                Ok(nodes.node1.destroy_nexus(&nexus_id).await?)
-            })
-            .await?;
-        same_data(env, steps, &nodes, &local, &r).await
+        read_back(env, steps, &a).await?;
+        destroy_and_compare(env, steps, &nodes, a, &nexus_id, (&local, &r)).await
     })
 }
 
@@ -182,12 +134,7 @@ fn run_offline_online<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> 
                     .await?)
             })
             .await?;
-        let uri = steps
-            .run("should publish the nexus", async {
-                Ok(nodes.node1.publish_nexus(&nexus_id).await?)
-            })
-            .await?;
-        let a = attach(env, steps, &uri, "the nexus").await?;
+        let a = publish(env, steps, &nodes, &nexus_id).await?;
         let c = child(&nexus_id, &r);
         steps
             .run(
@@ -203,13 +150,7 @@ fn run_offline_online<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> 
                 },
             )
             .await?;
-        steps
-            .fio(
-                "should write 8 MiB through the degraded nexus and verify it",
-                &[data_set(&a.device)],
-                env.settings.fio_timeout,
-            )
-            .await?;
+        write_data(env, steps, &a, "the degraded nexus").await?;
         steps
             .run(
                 "should bring it online: rebuilt, both children online",
@@ -220,19 +161,7 @@ fn run_offline_online<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> 
                 },
             )
             .await?;
-        steps
-            .fio(
-                "should read the data set back intact (verify only)",
-                &[data_set(&a.device).verify_only(true)],
-                env.settings.fio_timeout,
-            )
-            .await?;
-        detach(env, steps, a).await?;
-        steps
-            .run("should destroy the nexus", async {
-                Ok(nodes.node1.destroy_nexus(&nexus_id).await?)
-            })
-            .await?;
-        same_data(env, steps, &nodes, &local, &r).await
+        read_back(env, steps, &a).await?;
+        destroy_and_compare(env, steps, &nodes, a, &nexus_id, (&local, &r)).await
     })
 }
