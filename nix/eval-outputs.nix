@@ -6,7 +6,7 @@
 # context, which is how one check comes to need another's output, is real
 # too. It checks what the flake does, not how its files spell it:
 #   - the attribute tree `nix flake check`, `nix run` and Hydra read;
-#   - io and security name basic's output, so neither can build until basic
+#   - io, security and replication name basic's output, so none can build until basic
 #     has, and their runs refuse to start unless basic's report says its
 #     cases passed; their interactive drivers need no output and run basic
 #     themselves;
