@@ -24,7 +24,7 @@ pub enum Command {
     /// initiator against the targets, copy out the reports, tear everything
     /// down.
     Run(RunArgs),
-    /// Boot both VMs and leave them running (see `vm exec`, `vm down`).
+    /// Boot the pair and leave it running (see `vm exec`, `vm down`).
     Up(UpArgs),
     /// Run a command in a VM started by `vm up`, streaming its output.
     Exec(ExecArgs),
@@ -182,7 +182,8 @@ pub struct GuestArgs {
     /// The VM has the host's forward NIC: its agent serves gRPC there too.
     #[arg(long)]
     pub(super) forward: bool,
-    /// How the target runs its agent: faults or hardened.
+    /// How the target runs its agent: a setup of src/suite/setups.json
+    /// (faults, hardened, replication).
     #[arg(long, default_value = "faults", value_parser = parse_setup)]
     pub(super) setup: AgentSetup,
 }
