@@ -19,15 +19,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nvmfcheck::client::Target;
+use nvmfcheck::client::{ChildOf, ClientError, Mayastor, Target};
 use nvmfcheck::proto::mayastor::bdev_rpc_client::BdevRpcClient;
 use nvmfcheck::proto::mayastor::mayastor_client::MayastorClient;
 use nvmfcheck::proto::mayastor::{
-    AddChildNexusRequest, Bdev, BdevShareRequest, BdevUri, ChildAction, ChildNexusRequest,
-    ChildState, CreateNexusRequest, CreatePoolRequest, CreateReplicaRequest, CreateReply,
-    DestroyReplicaRequest, NexusState, Null, PauseRebuildRequest, PublishNexusRequest,
-    RebuildProgressRequest, RebuildStateRequest, ResumeRebuildRequest, ShareProtocolNexus,
-    ShareProtocolReplica, ShareReplicaRequest, StartRebuildRequest,
+    Bdev, BdevShareRequest, BdevUri, ChildAction, ChildState, CreatePoolRequest,
+    CreateReplicaRequest, CreateReply, DestroyReplicaRequest, NexusState, Null,
+    ShareProtocolReplica, ShareReplicaRequest,
 };
 use tonic::transport::Channel;
 
@@ -548,14 +546,14 @@ fn checksum(device: &str, bytes: u64) -> String {
 }
 
 /// The states of the children of the only nexus, in order.
-async fn child_states(m: &mut MayastorClient<Channel>) -> Vec<ChildState> {
-    let list = m.list_nexus(Null {}).await.unwrap().into_inner().nexus_list;
+async fn child_states(m: &Mayastor) -> Vec<ChildState> {
+    let list = m.list_nexus().await.unwrap();
     assert_eq!(list.len(), 1, "{list:?}");
     list[0].children.iter().map(|c| c.state()).collect()
 }
 
 /// Polls until every child of the only nexus is online (60 s at most).
-async fn wait_online(m: &mut MayastorClient<Channel>) {
+async fn wait_online(m: &Mayastor) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let states = child_states(m).await;
@@ -587,67 +585,41 @@ async fn a_nexus_on_md_over_local_and_remote_replicas() {
     // A slow rebuild, so that a pause lands before it ends.
     let extra = ["--nexus-port", "4421", "--rebuild-rate", "4096"].map(String::from);
     let mut agent = spawn_agent(&state, &log, &extra).await;
-    let mut m = MayastorClient::connect(format!("http://{}", agent.addr))
-        .await
-        .unwrap();
-    let fail = |e: tonic::Status| -> ! {
+    let connect = |addr: String| async move {
+        Mayastor::connect(&addr, Duration::from_secs(30), None)
+            .await
+            .unwrap()
+    };
+    let m = connect(agent.addr.clone()).await;
+    let fail = |e: ClientError| -> ! {
         panic!(
-            "{e:?}; the agent's log:\n{}",
+            "{e}; the agent's log:\n{}",
             std::fs::read_to_string(&log).unwrap_or_default()
         )
     };
-    m.create_pool(CreatePoolRequest {
-        name: "nvmfcheck-test".into(),
-        disks: vec![disk.clone()],
-    })
-    .await
-    .unwrap_or_else(|e| fail(e));
+    let pool = "nvmfcheck-test";
+    m.create_pool(pool, &disk).await.unwrap_or_else(|e| fail(e));
     let [local, remote, spare] = [
         "0b5f6c2e-4a7d-4a86-9b1e-2f1d7a3c9e10",
         "1c2d3e4f-0000-4000-8000-000000000002",
         "2d3e4f50-0000-4000-8000-000000000003",
     ];
     let mut uris = Vec::new();
-    for (uuid, share) in [
-        (local, ShareProtocolReplica::ReplicaNone),
-        (remote, ShareProtocolReplica::ReplicaNvmf),
-        (spare, ShareProtocolReplica::ReplicaNone),
-    ] {
+    for (uuid, nvmf) in [(local, false), (remote, true), (spare, false)] {
         let r = m
-            .create_replica(CreateReplicaRequest {
-                uuid: uuid.into(),
-                pool: "nvmfcheck-test".into(),
-                size: 64 << 20,
-                thin: false,
-                share: share.into(),
-            })
+            .create_replica(uuid, pool, 64 << 20, nvmf)
             .await
-            .unwrap_or_else(|e| fail(e))
-            .into_inner();
+            .unwrap_or_else(|e| fail(e));
         uris.push(r.uri);
     }
     let size: u64 = 60 << 20;
     let nexus = "5e1f3a2b-0000-4000-8000-0000000000aa";
     let made = m
-        .create_nexus(CreateNexusRequest {
-            uuid: nexus.into(),
-            size,
-            children: uris[..2].to_vec(),
-        })
+        .create_nexus(nexus, size, &uris[..2])
         .await
-        .unwrap_or_else(|e| fail(e))
-        .into_inner();
+        .unwrap_or_else(|e| fail(e));
     assert_eq!(made.state(), NexusState::NexusOnline, "{made:?}");
-    let published = m
-        .publish_nexus(PublishNexusRequest {
-            uuid: nexus.into(),
-            key: String::new(),
-            share: ShareProtocolNexus::NexusNvmf.into(),
-        })
-        .await
-        .unwrap_or_else(|e| fail(e))
-        .into_inner()
-        .device_uri;
+    let published = m.publish_nexus(nexus).await.unwrap_or_else(|e| fail(e));
     assert!(
         published.ends_with(&format!(":4421/nqn.2019-05.io.openebs:nexus-{nexus}")),
         "{published}"
@@ -671,31 +643,23 @@ async fn a_nexus_on_md_over_local_and_remote_replicas() {
         .status()
         .unwrap();
     assert!(wrote.success());
-    let volume = |uuid: &str| format!("/dev/nvmfcheck-test/{uuid}");
+    let volume = |uuid: &str| format!("/dev/{pool}/{uuid}");
     let want = checksum(&array, size);
     assert_eq!(checksum(&volume(local), size), want);
     assert_eq!(checksum(&volume(remote), size), want);
 
     // A child added without rebuild waits; its rebuild pauses and resumes.
-    let child = m
-        .add_child_nexus(AddChildNexusRequest {
-            uuid: nexus.into(),
-            uri: uris[2].clone(),
-            norebuild: true,
-        })
-        .await
-        .unwrap_or_else(|e| fail(e))
-        .into_inner();
-    assert_eq!(child.state(), ChildState::ChildDegraded);
-    let rebuild = || RebuildStateRequest {
-        uuid: nexus.into(),
-        uri: uris[2].clone(),
+    let third = ChildOf {
+        nexus,
+        uri: &uris[2],
     };
-    let e = m.get_rebuild_state(rebuild()).await.unwrap_err();
-    assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
+    let child = m.add_child(third, true).await.unwrap_or_else(|e| fail(e));
+    assert_eq!(child.state(), ChildState::ChildDegraded);
+    let e = m.rebuild_state(third).await.unwrap_err();
+    assert_eq!(e.code(), Some(tonic::Code::NotFound), "{e}");
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
-        child_states(&mut m).await,
+        child_states(&m).await,
         [
             ChildState::ChildOnline,
             ChildState::ChildOnline,
@@ -703,88 +667,44 @@ async fn a_nexus_on_md_over_local_and_remote_replicas() {
         ],
         "md rebuilt a child added without rebuild"
     );
-    m.start_rebuild(StartRebuildRequest {
-        uuid: nexus.into(),
-        uri: uris[2].clone(),
-    })
-    .await
-    .unwrap_or_else(|e| fail(e));
-    let reply = m
-        .get_rebuild_state(rebuild())
-        .await
-        .unwrap_or_else(|e| fail(e));
-    assert_eq!(reply.into_inner().state, "running");
-    m.pause_rebuild(PauseRebuildRequest {
-        uuid: nexus.into(),
-        uri: uris[2].clone(),
-    })
-    .await
-    .unwrap_or_else(|e| fail(e));
-    let reply = m
-        .get_rebuild_state(rebuild())
-        .await
-        .unwrap_or_else(|e| fail(e));
-    assert_eq!(reply.into_inner().state, "paused");
-    let progress = |m: &mut MayastorClient<Channel>| {
-        let mut m = m.clone();
-        let uri = uris[2].clone();
-        async move {
-            m.get_rebuild_progress(RebuildProgressRequest {
-                uuid: nexus.into(),
-                uri,
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .progress
-        }
-    };
-    let paused_at = progress(&mut m).await;
+    m.start_rebuild(third).await.unwrap_or_else(|e| fail(e));
+    let rebuild = m.rebuild_state(third).await.unwrap_or_else(|e| fail(e));
+    assert_eq!(rebuild, "running");
+    m.pause_rebuild(third).await.unwrap_or_else(|e| fail(e));
+    let rebuild = m.rebuild_state(third).await.unwrap_or_else(|e| fail(e));
+    assert_eq!(rebuild, "paused");
+    let paused_at = m.rebuild_progress(third).await.unwrap_or_else(|e| fail(e));
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
-        progress(&mut m).await,
+        m.rebuild_progress(third).await.unwrap_or_else(|e| fail(e)),
         paused_at,
         "a paused rebuild went on"
     );
     assert!(paused_at < 100, "{paused_at}");
-    m.resume_rebuild(ResumeRebuildRequest {
-        uuid: nexus.into(),
-        uri: uris[2].clone(),
-    })
-    .await
-    .unwrap_or_else(|e| fail(e));
-    wait_online(&mut m).await;
+    m.resume_rebuild(third).await.unwrap_or_else(|e| fail(e));
+    wait_online(&m).await;
     assert_eq!(checksum(&volume(spare), size), want);
 
     // Offline degrades the remote child; online rebuilds it.
-    let operate = |action: ChildAction| ChildNexusRequest {
-        uuid: nexus.into(),
-        uri: uris[1].clone(),
-        action: action.into(),
+    let second = ChildOf {
+        nexus,
+        uri: &uris[1],
     };
-    m.child_operation(operate(ChildAction::Offline))
+    m.child_operation(second, ChildAction::Offline)
         .await
         .unwrap_or_else(|e| fail(e));
-    assert_eq!(child_states(&mut m).await[1], ChildState::ChildDegraded);
-    m.child_operation(operate(ChildAction::Online))
+    assert_eq!(child_states(&m).await[1], ChildState::ChildDegraded);
+    m.child_operation(second, ChildAction::Online)
         .await
         .unwrap_or_else(|e| fail(e));
-    wait_online(&mut m).await;
+    wait_online(&m).await;
     assert_eq!(checksum(&volume(remote), size), want);
 
     // A restarted agent stops the nexus it left; the data stays.
     agent.stop();
     agent = spawn_agent(&state, &log, &extra).await;
-    let mut m = MayastorClient::connect(format!("http://{}", agent.addr))
-        .await
-        .unwrap();
-    assert!(m
-        .list_nexus(Null {})
-        .await
-        .unwrap()
-        .into_inner()
-        .nexus_list
-        .is_empty());
+    let m = connect(agent.addr.clone()).await;
+    assert!(m.list_nexus().await.unwrap().is_empty());
     assert!(!sub.exists(), "the nexus is still published");
     let md = array.trim_start_matches("/dev/").to_string();
     let mdstat = std::fs::read_to_string("/proc/mdstat").unwrap();
@@ -794,11 +714,12 @@ async fn a_nexus_on_md_over_local_and_remote_replicas() {
     );
     assert_eq!(checksum(&volume(local), size), want);
     for uuid in [local, remote, spare] {
-        m.destroy_replica(DestroyReplicaRequest { uuid: uuid.into() })
-            .await
-            .unwrap_or_else(|e| fail(e));
+        m.destroy_replica(uuid).await.unwrap_or_else(|e| fail(e));
     }
-    common::destroy_last_pool(&mut m, "nvmfcheck-test").await;
+    let mut generated = MayastorClient::connect(format!("http://{}", agent.addr))
+        .await
+        .unwrap();
+    common::destroy_last_pool(&mut generated, pool).await;
     agent.stop();
     assert_eq!(snapshot(), empty, "configfs is not as it was");
     let connected = std::fs::read_dir("/sys/class/nvme")

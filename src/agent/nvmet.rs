@@ -298,8 +298,7 @@ impl Nvmet {
 
     /// Whether nexus `uuid` has a subsystem.
     pub fn is_nexus_shared(&self, uuid: Uuid) -> bool {
-        self.fs
-            .exists(&Path::new("subsystems").join(nexus_nqn(uuid)))
+        self.fs.exists(&subsystem_dir(&nexus_nqn(uuid)))
     }
 
     /// Whether bdev `uuid` has a subsystem.
@@ -329,7 +328,7 @@ impl Nvmet {
 
     fn share_steps(&self, export: &Export<'_>, undo: &mut Vec<Undo>) -> Result<(), NvmetError> {
         let nqn = export.kind.nqn(export.uuid);
-        let subsys = Path::new("subsystems").join(&nqn);
+        let subsys = subsystem_dir(&nqn);
         if !self.fs.exists(&subsys) {
             self.mkdir(&subsys)?;
             undo.push(Undo::Rmdir(subsys.clone()));
@@ -530,7 +529,7 @@ impl Nvmet {
     /// Whether a subsystem (any, not only ours) admits `host`.
     pub fn host_in_use(&self, host: &str) -> Result<bool, NvmetError> {
         for name in self.list(Path::new("subsystems"))? {
-            let subsys = Path::new("subsystems").join(name);
+            let subsys = subsystem_dir(&name);
             if self.host_links(&subsys)?.iter().any(|l| l.host == host) {
                 return Ok(true);
             }
@@ -622,7 +621,7 @@ impl Nvmet {
     /// Links subsystem `nqn` to `port` unless it is linked; returns false
     /// when the subsystem no longer exists.
     pub fn link_subsystem(&self, port: &Path, nqn: &str) -> Result<bool, NvmetError> {
-        let subsys = Path::new("subsystems").join(nqn);
+        let subsys = subsystem_dir(nqn);
         if !self.fs.exists(&subsys) {
             return Ok(false);
         }
@@ -710,7 +709,7 @@ impl Nvmet {
     }
 
     fn remove_subsystem(&self, nqn: &str) -> Result<bool, NvmetError> {
-        let subsys = Path::new("subsystems").join(nqn);
+        let subsys = subsystem_dir(nqn);
         if !self.fs.exists(&subsys) {
             return Ok(false);
         }
@@ -820,7 +819,12 @@ fn failed(op: &str, path: &Path, cause: io::Error) -> NvmetError {
 }
 
 fn subsystem(uuid: Uuid) -> PathBuf {
-    Path::new("subsystems").join(nqn(uuid))
+    subsystem_dir(&nqn(uuid))
+}
+
+/// The configfs directory of subsystem `nqn`.
+fn subsystem_dir(nqn: &str) -> PathBuf {
+    Path::new("subsystems").join(nqn)
 }
 
 fn host_dir(host: &str) -> PathBuf {
