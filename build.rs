@@ -36,6 +36,8 @@ struct Setup {
     nexus_port: Option<u16>,
     #[serde(default)]
     rebuild_rate: Option<u32>,
+    #[serde(default)]
+    power_cycle: bool,
 }
 
 const SETUPS_JSON: &str = "src/suite/setups.json";
@@ -98,9 +100,15 @@ fn setups_rs(p: &Pair) -> Result<String, Box<dyn std::error::Error>> {
         if s.targets.is_empty() {
             return Err(format!("{SETUPS_JSON}: setup `{name}` has no targets").into());
         }
+        if s.power_cycle && !s.faults {
+            return Err(format!(
+                "{SETUPS_JSON}: setup `{name}` has powerCycle without faults; PowerCycle is a Control call"
+            )
+            .into());
+        }
         writeln!(
             rs,
-            "pub const {}: Facts = Facts {{ name: {name:?}, targets: &{:?}, link_port: {}, loopback: {}, faults: {}, token: {}, nexus_port: {:?}, rebuild_rate: {:?} }};",
+            "pub const {}: Facts = Facts {{ name: {name:?}, targets: &{:?}, link_port: {}, loopback: {}, faults: {}, token: {}, nexus_port: {:?}, rebuild_rate: {:?}, power_cycle: {} }};",
             name.to_ascii_uppercase(),
             s.targets,
             s.link_port,
@@ -109,6 +117,7 @@ fn setups_rs(p: &Pair) -> Result<String, Box<dyn std::error::Error>> {
             s.token,
             s.nexus_port,
             s.rebuild_rate,
+            s.power_cycle,
         )?;
     }
     Ok(rs)

@@ -69,11 +69,21 @@ let
       ${t.name}.wait_for_open_port(${toString linkPort}, "${t.address}")'') targetList
   );
   first = (builtins.head targetList).name;
+  # A target that may reset itself (Control.PowerCycle) must boot again in
+  # the same QEMU: the driver passes -no-reboot unless a machine is started
+  # with allow_reboot=True. Nothing later in the script talks to such a
+  # target over the driver's shell, which a reset it did not cause breaks.
+  startTargets = builtins.concatStringsSep "\n" (
+    map (t: "${t.name}.start(allow_reboot=True)") (
+      if agentSetup.powerCycle or false then targetList else [ ]
+    )
+  );
 
   # The run's stdout goes to stderr, which the test instrumentation sends to
   # the serial console: the driver logs each step line as it is printed.
   # The reports are copied out before a failed run fails the test.
   script = categories: extraArgs: ''
+    ${startTargets}
     start_all()
     ${waitForAgents}
     # The file basic/mayastor-clients exports as an aio bdev (`--aio-file`).
@@ -126,6 +136,7 @@ let
       tokenFile = if agentSetup.token then tokenFile else null;
       nexusPort = agentSetup.nexusPort or null;
       rebuildRate = agentSetup.rebuildRate or null;
+      allowPowerCycle = agentSetup.powerCycle or false;
     };
     networking.firewall.allowedTCPPorts = [ linkPort ];
     virtualisation.vlans = [ 1 ];

@@ -83,6 +83,16 @@ in
       '';
     };
 
+    allowPowerCycle = mkOption {
+      type = types.bool;
+      default = false;
+      description = ''
+        Whether `Control.PowerCycle` may reset this machine at once, without
+        sync or shutdown (`--allow-power-cycle`, SysRq `b`), as a power cut
+        would. Only for throwaway test VMs; needs `enableFaults`.
+      '';
+    };
+
     openFirewall = mkOption {
       type = types.bool;
       default = false;
@@ -228,6 +238,7 @@ in
             "--rebuild-rate"
             (toString cfg.rebuildRate)
           ]
+          ++ lib.optionals cfg.allowPowerCycle [ "--allow-power-cycle" ]
           ++ lib.optionals (cfg.tokenFile != null) [
             "--token-file"
             cfg.tokenFile

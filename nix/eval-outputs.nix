@@ -357,7 +357,7 @@ let
       )
     ]
     [
-      "target module, replication's settings: node1 and node2 as faults, each on its own address, with the nexus port and rebuild rate"
+      "target module, replication's settings: node1 and node2 as faults, each on its own address, with the nexus port, rebuild rate and power cycle"
       (
         map (node: toString (execStart (agentOf checks.replication node))) [
           "node1"
@@ -365,12 +365,34 @@ let
         ] == map
           (
             address:
-            "${agentCommand} --address ${address} --listen ${address}:10124 --allow-path /dev/vdb --allow-path /tmp --faults --nexus-port 4421 --rebuild-rate 4096"
+            "${agentCommand} --address ${address} --listen ${address}:10124 --allow-path /dev/vdb --allow-path /tmp --faults --nexus-port 4421 --rebuild-rate 4096 --allow-power-cycle"
           )
           [
             "192.168.1.2"
             "192.168.1.3"
           ]
+      )
+    ]
+    [
+      "the targets that may reset themselves (replication's) are started with allow_reboot=True before start_all(), in the check and the interactive driver; the others are not"
+      (
+        let
+          allowed =
+            script: node:
+            builtins.match ".*${node}[.]start[(]allow_reboot=True[)]\n.*start_all[(][)].*" script != null;
+          both = c: [
+            (scriptOf c)
+            (interactiveScriptOf c)
+          ];
+        in
+        all (script: allowed script "node1" && allowed script "node2") (both "replication")
+        && all (script: builtins.match ".*allow_reboot.*" script == null) (
+          builtins.concatMap both [
+            "basic"
+            "io"
+            "security"
+          ]
+        )
       )
     ]
     [

@@ -10,21 +10,27 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 
+# Each phase is headed with the seconds since the start, so a log shows
+# where CI's minutes go.
+phase() { echo "== [${SECONDS}s] $*"; }
+trap 'echo "== [${SECONDS}s] scripts/test.sh ended (status $?)"' EXIT
+
+phase "host packages, the guest kernel, Nix tools"
 bash scripts/setup-host.sh
 bash nix/install-tools.sh
 
-echo "== cargo fmt --check"
+phase "cargo fmt --check"
 cargo fmt --check
-echo "== cargo clippy"
+phase "cargo clippy"
 cargo clippy --locked --all-targets -- -D warnings
-echo "== cargo test"
+phase "cargo test"
 cargo test --locked
-echo "== cargo tests in the flake's src only, release profile, unprivileged, no network"
+phase "cargo tests in the flake's src only, release profile, unprivileged, no network"
 bash tests/flake-src.sh
-echo "== Nix layer (static)"
+phase "Nix layer (static)"
 bash tests/nix.sh
-echo "== QEMU runner: vm up / exec / down, a killed vm run leaves no QEMU"
+phase "QEMU runner: vm up / exec / down, a killed vm run leaves no QEMU"
 cargo test --locked --test vm_smoke -- --ignored --test-threads=1
-echo "== basic and io (faults setup), security (hardened setup) and replication (node1, node2 and the initiator) in QEMU VMs, with the release binary (what users run)"
+phase "basic and io (faults setup), security (hardened setup) and replication (node1, node2 and the initiator) in QEMU VMs, with the release binary (what users run)"
 cargo build --release --locked
 target/release/nvmfcheck vm run basic io security replication --out target/nvmfcheck-out

@@ -57,6 +57,11 @@ fn bad_flags_are_refused_with_the_fix() {
             1,
             "--share needs a bdev name",
         ),
+        (
+            &["--address", "10.0.0.1", "--allow-power-cycle"],
+            1,
+            "--allow-power-cycle needs --faults",
+        ),
     ];
     for (args, code, says) in cases {
         let (got, stderr) = agent(args);

@@ -124,6 +124,7 @@ async fn bad_input_is_refused_with_its_code_and_changes_nothing() {
     assert_eq!(info.pid, std::process::id());
     assert!(info.instance.parse::<uuid::Uuid>().is_ok(), "{info:?}");
     assert!(info.faults.is_empty());
+    assert_eq!(info.boot_id.len(), 36, "{info:?}");
 
     let mut raw = ControlClient::connect(format!("http://{}", r.addr))
         .await
@@ -162,8 +163,34 @@ async fn bad_input_is_refused_with_its_code_and_changes_nothing() {
         assert_eq!(e.code(), code, "{seconds}: {e:?}");
         assert!(e.message().contains(says), "{seconds}: {}", e.message());
     }
+    let e = r.control.power_cycle().await.unwrap_err();
+    assert_eq!(e.code(), Some(Code::FailedPrecondition), "{e:?}");
+    assert!(e.to_string().contains("--allow-power-cycle"), "{e}");
     assert_eq!(fs.dump(), before);
     assert!(r.control.info().await.unwrap().faults.is_empty());
+    assert_eq!(r.stop().await, Stopped::Shutdown);
+}
+
+/// PowerCycle writes SysRq `b` to its trigger (here a file standing in for
+/// /proc/sysrq-trigger) after replying; the replication category's
+/// `power-cycle` case resets a real VM with it.
+#[tokio::test]
+async fn power_cycle_replies_then_writes_b_to_the_trigger() {
+    let dir = tempfile::tempdir().unwrap();
+    let trigger = dir.path().join("sysrq-trigger");
+    std::fs::write(&trigger, "").unwrap();
+    let mut c = config(dir.path());
+    c.power_cycle = Some(trigger.clone());
+    let fs = Arc::new(FakeConfigfs::new());
+    let r = start(&c, &fs).await;
+    let boot = r.control.info().await.unwrap().boot_id;
+    let reply = r.control.power_cycle().await.unwrap();
+    assert_eq!(reply.boot_id, boot);
+    assert_eq!(reply.reset_in_ms, 250);
+    wait_until("b written to the trigger", Duration::from_secs(5), || {
+        std::fs::read_to_string(&trigger).unwrap() == "b"
+    })
+    .await;
     assert_eq!(r.stop().await, Stopped::Shutdown);
 }
 

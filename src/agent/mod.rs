@@ -61,6 +61,7 @@ pub(crate) mod state_file;
 pub(crate) mod uri;
 
 pub use configfs::{Configfs, SysConfigfs};
+pub use control::power::SYSRQ_TRIGGER;
 pub use incoming::Limits;
 pub use loopdev::{KernelLoops, Loops};
 pub use nexus::kernel::{KernelNexus, NexusKernel};
@@ -146,6 +147,10 @@ pub struct AgentConfig {
     pub share: Vec<String>,
     /// Whether the `Control` service (faults, restart) answers.
     pub faults: bool,
+    /// Where `Control.PowerCycle` writes SysRq `b` to reset the machine
+    /// ([`SYSRQ_TRIGGER`] with `--allow-power-cycle`);
+    /// `None` refuses the call.
+    pub power_cycle: Option<PathBuf>,
     /// Prefixes under which aio bdevs may be made (none by default).
     pub allow_paths: Vec<PathBuf>,
     /// A file whose token every call must carry.
@@ -167,6 +172,7 @@ impl AgentConfig {
             create: Vec::new(),
             share: Vec::new(),
             faults: false,
+            power_cycle: None,
             allow_paths: Vec::new(),
             token_file: None,
         }
@@ -201,6 +207,13 @@ impl AgentConfig {
                  {DEFAULT_DISCOVERY_PORT} and {DEFAULT_IO_PORT})",
                 self.io_port
             ));
+        }
+        if self.power_cycle.is_some() && !self.faults {
+            return bad(
+                "--allow-power-cycle needs --faults: PowerCycle is a call of the Control \
+                 service, which only --faults serves"
+                    .into(),
+            );
         }
         if self.nexus_port() == self.discovery_port {
             return bad(format!(
@@ -324,6 +337,7 @@ pub struct Agent {
     /// What `Security.Exposure` answers; its `faults` is also what decides
     /// whether `Control` answers.
     exposure: ExposureReply,
+    power_cycle: Option<PathBuf>,
     faults: Arc<Faults>,
     token: Option<Token>,
     instance: Uuid,
@@ -396,6 +410,7 @@ impl Agent {
             listen: config.listen.iter().map(|a| a.to_string()).collect(),
             faults: config.faults,
             token_required: token.is_some(),
+            power_cycle: config.power_cycle.is_some(),
             allowed_paths: config
                 .allow_paths
                 .iter()
@@ -405,6 +420,7 @@ impl Agent {
         Ok(Agent {
             target,
             exposure,
+            power_cycle: config.power_cycle.clone(),
             connections: incoming::Limits::default(),
             faults: Arc::new(faults),
             token,
@@ -463,6 +479,7 @@ impl Agent {
             self.instance,
             self.started,
             Arc::clone(&self.restart),
+            self.power_cycle.clone(),
         ))
         .max_decoding_message_size(limits::MAX_REQUEST_LEN);
         InterceptedService::new(

@@ -54,6 +54,11 @@ pub struct Args {
     /// for tests. Without it every Control call is refused.
     #[arg(long)]
     faults: bool,
+    /// Let Control.PowerCycle reset this machine at once, without sync or
+    /// shutdown (SysRq b), as a power cut would: only for throwaway test
+    /// VMs. Needs --faults.
+    #[arg(long)]
+    allow_power_cycle: bool,
     /// Allow aio bdevs on files and devices under this path (repeatable),
     /// e.g. /dev/vdb; without it no aio bdev can be made. The state
     /// directory is never allowed.
@@ -83,6 +88,7 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
         create: args.create,
         share: args.share,
         faults: args.faults,
+        power_cycle: args.allow_power_cycle.then(|| agent::SYSRQ_TRIGGER.into()),
         allow_paths: args.allow_paths,
         token_file: args.token_file,
     };

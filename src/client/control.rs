@@ -7,7 +7,8 @@ use std::time::Duration;
 use super::{AuthChannel, ClientError, Service};
 use crate::proto::control::control_client::ControlClient;
 use crate::proto::control::{
-    Fault, InfoReply, InfoRequest, LinkDownRequest, PortDownRequest, RestartRequest,
+    Fault, InfoReply, InfoRequest, LinkDownRequest, PortDownRequest, PowerCycleReply,
+    PowerCycleRequest, RestartRequest,
 };
 use crate::token::Token;
 
@@ -68,7 +69,17 @@ impl Control {
             .instance)
     }
 
-    /// `Control.Info`: instance, pid, uptime and faults in force.
+    /// `Control.PowerCycle`: the target's machine resets at once, without
+    /// a sync, shortly after the reply, which names the boot that ends.
+    /// Refused (`FailedPrecondition`) unless the agent allows it.
+    pub async fn power_cycle(&self) -> Result<PowerCycleReply, ClientError> {
+        let reply = self.0.rpc().power_cycle(PowerCycleRequest {}).await;
+        Ok(reply
+            .map_err(self.0.error("Control.PowerCycle"))?
+            .into_inner())
+    }
+
+    /// `Control.Info`: instance, pid, uptime, boot id and faults in force.
     pub async fn info(&self) -> Result<InfoReply, ClientError> {
         let reply = self.0.rpc().info(InfoRequest {}).await;
         Ok(reply.map_err(self.0.error("Control.Info"))?.into_inner())

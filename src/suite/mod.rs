@@ -12,6 +12,7 @@ use std::pin::Pin;
 pub mod bad_input;
 mod basic;
 mod collector;
+mod during;
 mod env;
 mod event;
 mod fabric;
@@ -22,6 +23,7 @@ mod runner;
 mod security;
 pub mod setup;
 mod steps;
+mod watch;
 
 pub use env::{
     Env, Settings, AIO_FILE, AIO_FILE_SIZE, DEFAULT_BDEV_URI, DEFAULT_EXPECT_SIZE_MB,

@@ -40,6 +40,9 @@ struct Facts {
     nexus_port: Option<u16>,
     /// The most a rebuild may copy, in KiB/s (`--rebuild-rate`).
     rebuild_rate: Option<u32>,
+    /// Whether `Control.PowerCycle` may reset a target
+    /// (`--allow-power-cycle`): its VM then boots again in place.
+    power_cycle: bool,
 }
 
 /// The initiator's address on the VM-to-VM link.
@@ -86,7 +89,8 @@ pub enum AgentSetup {
     Hardened,
     /// Two nodes, `node1` and `node2`, each an agent as in
     /// [`AgentSetup::Faults`], publishing nexuses on their own port with
-    /// rebuilds slowed to a rate a test can watch.
+    /// rebuilds slowed to a rate a test can watch, and allowed to reset
+    /// their VM (`Control.PowerCycle`).
     Replication,
 }
 
@@ -123,6 +127,12 @@ impl AgentSetup {
         self.facts().nexus_port
     }
 
+    /// Whether a target may reset its VM (`Control.PowerCycle`), which the
+    /// harness must then let boot again rather than stop.
+    pub fn power_cycle(self) -> bool {
+        self.facts().power_cycle
+    }
+
     /// Its name on kernel command lines and in messages.
     pub fn name(self) -> &'static str {
         self.facts().name
@@ -150,7 +160,8 @@ impl AgentSetup {
     }
 
     /// The agent's access flags on a target whose link address is `link`
-    /// (`--listen`, `--faults`, `--allow-path`, `--token-file token_file`);
+    /// (`--listen`, `--faults`, `--allow-path`, `--token-file token_file`,
+    /// and the replication flags);
     /// a harness adds `--address`, and `--listen` for a forward of its own.
     pub fn agent_args(self, link: &str, token_file: &str) -> Vec<String> {
         let facts = self.facts();
@@ -177,6 +188,9 @@ impl AgentSetup {
         }
         if let Some(rate) = facts.rebuild_rate {
             args.extend(["--rebuild-rate".into(), rate.to_string()]);
+        }
+        if facts.power_cycle {
+            args.push("--allow-power-cycle".into());
         }
         args
     }
@@ -282,8 +296,14 @@ mod tests {
         );
         let args = replication.agent_args("192.168.1.3", "/t").join(" ");
         assert!(
-            args.ends_with("--faults --nexus-port 4421 --rebuild-rate 4096"),
+            args.ends_with("--faults --nexus-port 4421 --rebuild-rate 4096 --allow-power-cycle"),
             "{args}"
         );
+        assert!(replication.power_cycle());
+        assert!(!faults.power_cycle() && !AgentSetup::Hardened.power_cycle());
+        let hardened = AgentSetup::Hardened
+            .agent_args("192.168.1.2", "/t")
+            .join(" ");
+        assert!(!hardened.contains("--allow-power-cycle"), "{hardened}");
     }
 }

@@ -83,11 +83,21 @@ impl Vm {
             .ok_or_else(|| VmError::Channel(format!("{} VM: no control channel", self.name)))
     }
 
+    /// Whether its kernel panicked, as its console says: a VM that boots
+    /// again in place would otherwise hide it.
+    pub fn panicked(&self) -> bool {
+        std::fs::read(&self.files.console)
+            .is_ok_and(|log| log.windows(PANIC.len()).any(|w| w == PANIC.as_bytes()))
+    }
+
     /// QEMU's peak RSS in MiB, if it can be read.
     pub fn peak_rss_mib(&self) -> Option<u64> {
         super::qemu::peak_rss_kib(self.qemu.pid).map(|kib| kib / 1024)
     }
 }
+
+/// What the kernel prints when it panics.
+const PANIC: &str = "Kernel panic - not syncing";
 
 /// The VMs of a topology, booted and ready.
 #[derive(Debug)]
@@ -147,6 +157,7 @@ fn spec(cfg: &BootConfig, topology: &Topology, dir: &RunDir, vm: &VmPlan) -> VmS
             .map(|(path, _)| path)
             .collect(),
         append,
+        reboots: vm.role == Role::Target && cfg.setup.power_cycle(),
     }
 }
 
@@ -308,6 +319,15 @@ impl Cluster {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// The first VM whose kernel panicked, as an error showing its console.
+    pub fn panic(&self) -> Option<VmError> {
+        let vm = self.vms.iter().find(|vm| vm.panicked())?;
+        Some(VmError::Panicked {
+            name: vm.name.clone(),
+            log: vm.log_tail(&[]),
+        })
     }
 
     /// What `vm up` writes down about these VMs.
@@ -492,5 +512,43 @@ pub async fn stop(qemu: &mut Qemu, files: &VmFiles, grace: Duration) {
     if tokio::time::timeout(grace, qemu.wait()).await.is_err() {
         qemu.signal(nix::sys::signal::Signal::SIGKILL);
         let _ = tokio::time::timeout(Duration::from_secs(5), qemu.wait()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_in_a_console_is_found_and_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let vm = |name: &str, console: &str| {
+            let files = VmFiles::new(name, dir.path(), dir.path());
+            std::fs::write(&files.console, console).unwrap();
+            Vm {
+                name: name.into(),
+                role: Role::Target,
+                qemu: Qemu::adopt(name, u32::MAX - 1),
+                files,
+                channel: None,
+            }
+        };
+        let quiet = vm("node1", "sysrq: Resetting\n[    0.000000] Linux version 6.1\n");
+        let panicked = vm(
+            "node2",
+            "[   12.3] Kernel panic - not syncing: Attempted to kill init!\n",
+        );
+        assert!(!quiet.panicked() && panicked.panicked());
+        let cluster = |vms| Cluster {
+            vms,
+            grpc_port: None,
+            ready_after: Vec::new(),
+            token_file: None,
+            relays: Vec::new(),
+        };
+        assert!(cluster(vec![vm("node1", "fine\n")]).panic().is_none());
+        let e = cluster(vec![quiet, panicked]).panic().unwrap().to_string();
+        assert!(e.starts_with("node2 VM: its kernel panicked"), "{e}");
+        assert!(e.contains("Attempted to kill init"), "{e}");
     }
 }

@@ -155,6 +155,15 @@ pub enum VmError {
         /// Its console and QEMU logs.
         log: Option<LogTail>,
     },
+    /// A guest kernel panicked in a VM that boots again in place (see
+    /// [`spec::VmSpec::reboots`]), so QEMU did not exit to say so.
+    #[error("{name} VM: its kernel panicked and it booted again; the checks may have passed on a fresh {name}{}", tail_text(&Some(.log.clone())))]
+    Panicked {
+        /// Which VM.
+        name: String,
+        /// Its console log around the panic.
+        log: LogTail,
+    },
     /// The target's agent exited while the pair was booting.
     #[error("target VM: the agent exited{}", tail_text(&Some(.log.clone())))]
     AgentExited {

@@ -403,6 +403,14 @@ impl Runner {
             }),
         };
         let checks = started.elapsed();
+        // A target that resets in place (PowerCycle) would hide a panic.
+        let result = match (result, cluster.panic()) {
+            (Ok(_), Some(e)) => Err(RunnerError::Phase {
+                phase: "checks",
+                source: e,
+            }),
+            (result, _) => result,
+        };
         let rss_mib: Vec<(String, u64)> = cluster
             .vms
             .iter()

@@ -112,6 +112,10 @@ pub struct VmSpec {
     pub disks: Vec<PathBuf>,
     /// Extra kernel command line words.
     pub append: Vec<String>,
+    /// Whether a reboot of the guest boots it again in the same QEMU
+    /// (a target that may `Control.PowerCycle` itself) rather than ending
+    /// QEMU, which the runner then takes as the VM dying.
+    pub reboots: bool,
 }
 
 /// Escapes a value for QEMU's `key=value,…` option syntax.
@@ -151,7 +155,8 @@ pub fn kernel_cmdline(spec: &VmSpec) -> Result<String, VmError> {
     let mut words = vec![
         "console=ttyS0".to_string(),
         "quiet".into(),
-        // Reboot at once on a panic; with -no-reboot QEMU then exits.
+        // Reboot at once on a panic: with -no-reboot QEMU then exits; a VM
+        // that reboots in place shows it in its console (`panicked`).
         "panic=-1".into(),
         // Each of these saves boot time under TCG (measured with
         // initcall_debug): ACPI IRQ-link routing took ~110 ms per PCI
@@ -226,15 +231,12 @@ pub fn argv(spec: &VmSpec) -> Result<Vec<OsString>, VmError> {
         "1".into(),
         "-m".into(),
         spec.memory_mib.to_string(),
-        "-bios".into(),
-        QBOOT.into(),
         "-kernel".into(),
         plain(&spec.kernel)?,
         "-initrd".into(),
         plain(&spec.initrd)?,
         "-append".into(),
         kernel_cmdline(spec)?,
-        "-no-reboot".into(),
         "-pidfile".into(),
         plain(&f.pidfile)?,
         "-chardev".into(),
@@ -246,6 +248,15 @@ pub fn argv(spec: &VmSpec) -> Result<Vec<OsString>, VmError> {
         "-mon".into(),
         "chardev=qmp,mode=control".into(),
     ];
+    if spec.reboots {
+        // SeaBIOS (QEMU's default firmware) rather than qboot: a replication
+        // node reset by SysRq b under load once hung in qboot's second boot
+        // of the kernel (the CPU spun in 32-bit code with the kernel's PVH
+        // entry in ECX but not its code at that address), while SeaBIOS
+        // loads the kernel afresh through its option ROM at every boot.
+    } else {
+        a.extend(["-bios".into(), QBOOT.into(), "-no-reboot".into()]);
+    }
     for (i, link) in spec.links.iter().enumerate() {
         let (server, path) = match link {
             Link::Server(p) => ("on", p),
@@ -385,6 +396,7 @@ mod tests {
                 vec![]
             },
             append: vec![],
+            reboots: false,
         }
     }
 
@@ -413,14 +425,21 @@ mod tests {
         assert!(a.contains("id=disk0,format=raw,cache=writeback,aio=threads,file=/run/x/vda"));
         assert!(a.contains("id=disk1,format=raw,cache=writeback,aio=threads,file=/run/x/vdb"));
         assert!(a.contains(
-            "-accel tcg,tb-size=64 -cpu max -smp 1 -m 512 -bios /usr/share/qemu/qboot.rom"
+            "-accel tcg,tb-size=64 -cpu max -smp 1 -m 512 -kernel /c/vmlinux"
         ));
+        assert!(a.contains(" -bios /usr/share/qemu/qboot.rom -no-reboot "));
         assert_eq!(a.matches("virtserialport,").count(), CTL_PORTS);
         // The root is shared read-only, the output dir with the guest's
         // owners, modes and file types kept in xattrs, never made real.
         assert!(a.contains("local,id=hostroot,path=/,security_model=none,readonly=on,"));
         assert!(a.contains("local,id=out,path=/out,security_model=mapped-xattr,"));
         assert!(a.contains("socket,id=ctl1,path=/run/x/target.ctl.1,server=on,wait=off"));
+        // A reboot ends QEMU unless the VM may reset itself.
+        assert!(a.contains(" -no-reboot "));
+        let mut resets = spec(Role::Target);
+        resets.reboots = true;
+        let a: Vec<_> = argv(&resets).unwrap();
+        assert!(!a.iter().any(|w| w == "-no-reboot" || w == "-bios"), "{a:?}");
     }
 
     #[test]

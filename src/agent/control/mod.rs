@@ -10,8 +10,11 @@
 //!   when it stops (see [`faults`]).
 //! - `Restart{}` replies, then the agent stops serving and re-executes
 //!   itself ([`super::reexec`]), rebuilding its view from configfs.
-//! - `Info{}` gives a uuid drawn at each start, the pid, the uptime and
-//!   the faults in force.
+//! - `PowerCycle{}` replies, then resets the machine without a sync
+//!   ([`power`]); only with `--allow-power-cycle`, else
+//!   `FAILED_PRECONDITION`.
+//! - `Info{}` gives a uuid drawn at each start, the pid, the uptime, the
+//!   kernel's boot id and the faults in force.
 //!
 //! Input is validated before anything changes: `seconds` outside 1 to
 //! [`faults::MAX_SECONDS`] and ports outside 1 to 65535 are
@@ -21,6 +24,7 @@
 
 pub mod faults;
 mod link;
+pub mod power;
 mod record;
 
 use std::net::Ipv4Addr;
@@ -39,6 +43,7 @@ use crate::cmd::CmdError;
 use crate::proto::control as pb;
 use crate::proto::control::control_server::Control;
 use faults::{Faults, MAX_SECONDS};
+use record::duration_ms;
 
 /// How long after replying to `Restart` the agent stops serving, so that
 /// the reply gets out first.
@@ -103,6 +108,12 @@ pub enum ControlError {
         /// The OS error.
         cause: std::io::Error,
     },
+    /// PowerCycle on an agent started without `--allow-power-cycle`.
+    #[error(
+        "this agent may not reset its machine: start it with --allow-power-cycle (on a \
+         throwaway VM only) to serve PowerCycle"
+    )]
+    PowerCycleOff,
     /// The request crashed, did not finish in time, or could not start
     /// because the agent was busy (see [`Stuck`]).
     #[error("the request {0}")]
@@ -115,9 +126,10 @@ impl ControlError {
         match self {
             Self::Seconds(_) | Self::PortRange(_) => Code::InvalidArgument,
             Self::UnknownPort { .. } => Code::NotFound,
-            Self::PortIdle { .. } | Self::AlreadyDown { .. } | Self::NoInterface { .. } => {
-                Code::FailedPrecondition
-            }
+            Self::PortIdle { .. }
+            | Self::AlreadyDown { .. }
+            | Self::NoInterface { .. }
+            | Self::PowerCycleOff => Code::FailedPrecondition,
             Self::Stuck(e) => e.code(),
             Self::Nvmet(_) | Self::Cmd(_) | Self::Persist { .. } => Code::Internal,
         }
@@ -136,21 +148,25 @@ pub struct ControlService {
     instance: Uuid,
     started: Instant,
     restart: Arc<Notify>,
+    power_cycle: Option<PathBuf>,
 }
 
 impl ControlService {
-    /// Serves `faults`; `Restart` notifies `restart`.
+    /// Serves `faults`; `Restart` notifies `restart`; `PowerCycle` writes
+    /// to `power_cycle`, if given (see [`power`]).
     pub fn new(
         faults: Arc<Faults>,
         instance: Uuid,
         started: Instant,
         restart: Arc<Notify>,
+        power_cycle: Option<PathBuf>,
     ) -> Self {
         Self {
             faults,
             instance,
             started,
             restart,
+            power_cycle,
         }
     }
 }
@@ -206,6 +222,21 @@ impl Control for ControlService {
         }))
     }
 
+    async fn power_cycle(
+        &self,
+        _request: Request<pb::PowerCycleRequest>,
+    ) -> Result<Response<pb::PowerCycleReply>, Status> {
+        let trigger = self
+            .power_cycle
+            .clone()
+            .ok_or_else(|| refused("PowerCycle", ControlError::PowerCycleOff))?;
+        power::reset_soon(trigger);
+        Ok(Response::new(pb::PowerCycleReply {
+            boot_id: power::boot_id(),
+            reset_in_ms: duration_ms(power::RESET_DELAY),
+        }))
+    }
+
     async fn info(
         &self,
         _request: Request<pb::InfoRequest>,
@@ -215,6 +246,7 @@ impl Control for ControlService {
             pid: std::process::id(),
             uptime_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
             faults: self.faults.list(),
+            boot_id: power::boot_id(),
         }))
     }
 }

@@ -13,8 +13,8 @@ use std::time::Duration;
 use crate::fio::{FioJob, Rw, Verify};
 use crate::nvme::{self, ConnectOptions};
 
-use super::during::{fio_during, Expect, WARM_UP, WARM_UP_IOS};
 use super::{cleanup, control, fabric, resilient, Session, AGENT_BACK};
+use crate::suite::during::{fio_during, Expect, WARM_UP, WARM_UP_IOS};
 use crate::suite::steps::ensure;
 use crate::suite::{Case, CaseFuture, Env, Steps};
 

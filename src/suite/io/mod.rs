@@ -22,7 +22,6 @@ use super::{AgentSetup, CaseFuture, Category, CheckError, Env, Steps};
 
 mod block;
 mod discard;
-mod during;
 mod link;
 mod matrix;
 mod multipath;
@@ -31,7 +30,6 @@ mod reset;
 mod restart;
 mod subsystems;
 mod teardown;
-mod watch;
 mod whole;
 
 /// How long a restarted agent or a restored link may take to answer again.

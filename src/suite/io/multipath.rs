@@ -8,8 +8,8 @@ use std::time::Duration;
 use crate::fio::{FioJob, Rw, Verify};
 use crate::nvme;
 
-use super::during::{fio_during, Expect, WARM_UP, WARM_UP_IOS};
 use super::{cleanup, control, fabric, only_controller, resilient, Session};
+use crate::suite::during::{fio_during, Expect, WARM_UP, WARM_UP_IOS};
 use crate::suite::steps::ensure;
 use crate::suite::{Case, CaseFuture, CheckError, Env, Steps};
 

@@ -8,8 +8,8 @@ use crate::fio::{FioJob, Rw, Verify};
 use crate::proto::control::InfoReply;
 use crate::proto::mayastor::Bdev;
 
-use super::during::{fio_during, Expect, WARM_UP, WARM_UP_IOS};
 use super::{cleanup, control, fabric, only_controller, resilient, Session, AGENT_BACK};
+use crate::suite::during::{fio_during, Expect, WARM_UP, WARM_UP_IOS};
 use crate::suite::steps::ensure;
 use crate::suite::{Case, CaseFuture, CheckError, Env, Steps};
 

@@ -1,18 +1,22 @@
-//! Case `link-down`: node2's link goes down while it is being rebuilt
-//! (`Control.LinkDown` on node2). Node1 gives the lost controller up after
-//! the nexus's controller-loss timeout, md stops using the child: the
-//! rebuild ends, the child is faulted, and the nexus's I/O goes on with
-//! no verify error.
+//! Node2 lost, two ways. Case `link-down`: its link goes down while it is
+//! being rebuilt (`Control.LinkDown` on node2). Case `power-cycle`: its VM
+//! resets without a sync during nexus I/O (`Control.PowerCycle`), then
+//! boots again. Either way node1 gives the lost controller up after the
+//! nexus's controller-loss timeout and md stops using the child: a rebuild
+//! ends, the child is faulted, and the nexus's I/O goes on with no verify
+//! error. A node that booted again still has its replica, which is shared
+//! and added back.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::proto::mayastor::{ChildState, NexusState};
+use crate::proto::mayastor::{ChildState, NexusState, ShareProtocolReplica};
+use crate::suite::during::{fio_during, Expect, WARM_UP, WARM_UP_IOS};
 use crate::suite::steps::ensure;
-use crate::suite::{Case, CaseFuture, Env, Steps};
+use crate::suite::{Case, CaseFuture, CheckError, Env, Steps};
 
 use super::{
-    attach, child, cleanup, data_set, detach, node2_control, read_back, replicas, uuid,
-    wait_children, write_data, Nodes, NEXUS,
+    attach, child, cleanup, data_set, destroy_and_compare, detach, node2_control, publish,
+    read_back, replicas, uuid, wait_children, write_data, Nodes, NEXUS, POLL, REBUILT,
 };
 
 /// How long node2's link stays down.
@@ -96,5 +100,122 @@ fn run<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
             .await?;
         read_back(env, steps, &a).await?;
         detach(env, steps, a).await
+    })
+}
+
+pub(super) fn power_cycle() -> Case {
+    Case {
+        name: "power-cycle",
+        about: "node2's VM reset without a sync during nexus I/O: the child is faulted and the \
+                I/O goes on with 0 verify errors; node2 boots again with its replica, which is \
+                added back and rebuilt; data verified and identical",
+        run: run_power_cycle,
+        cleanup: Some(cleanup),
+    }
+}
+
+/// How long node2 may take to boot again and answer after the reset.
+const BOOTED: Duration = Duration::from_secs(120);
+
+/// The most writes per second fio makes while node2 resets, so that the
+/// reset strikes its workload on any machine: 2048 writes take 10 s or
+/// more, and the reset comes after [`WARM_UP_IOS`].
+const WRITE_IOPS: u32 = 200;
+
+fn run_power_cycle<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
+    Box::pin(async move {
+        let nodes = Nodes::connect(env).await?;
+        let (local, remote, nexus_id) = (uuid(6, 1), uuid(6, 2), uuid(6, 100));
+        let (l, r) = replicas(steps, &nodes, &local, &remote).await?;
+        steps
+            .run("should make a nexus over both replicas", async {
+                Ok(nodes
+                    .node1
+                    .create_nexus(&nexus_id, NEXUS, &[l, r.clone()])
+                    .await?)
+            })
+            .await?;
+        let a = publish(env, steps, &nodes, &nexus_id).await?;
+        let control = node2_control(env).await?;
+        let first_boot = steps
+            .run("should read node2's boot id", async {
+                Ok(control.info().await?.boot_id)
+            })
+            .await?;
+        let job = data_set(&a.device).extra("rate_iops", format!(",{WRITE_IOPS}"));
+        fio_during(
+            steps,
+            "should write and verify through the nexus while node2's VM resets",
+            &a.nqn,
+            &[job],
+            env.settings.fio_timeout,
+            Expect::Pass,
+            |w| async move {
+                w.wait_for_io(WARM_UP_IOS, WARM_UP).await?;
+                control.power_cycle().await?;
+                Ok(())
+            },
+        )
+        .await?;
+        steps
+            .run("should fault node2's child", async {
+                let n = wait_children(
+                    &nodes,
+                    &nexus_id,
+                    &[ChildState::ChildOnline, ChildState::ChildFaulted],
+                    FAULTED,
+                )
+                .await?;
+                ensure(n.state() == NexusState::NexusDegraded, || format!("{n:?}"))
+            })
+            .await?;
+        let nodes = steps
+            .run(
+                "should find node2 booted again, with its replica, unshared",
+                async {
+                    let deadline = Instant::now() + BOOTED;
+                    let (nodes, boot, replicas) = crate::client::retry(deadline, POLL, || async {
+                        let nodes = Nodes::connect(env).await?;
+                        let boot = node2_control(env).await?.info().await?.boot_id;
+                        let replicas = nodes.node2.list_replicas().await?;
+                        Ok::<_, CheckError>((nodes, boot, replicas))
+                    })
+                    .await?;
+                    ensure(boot != first_boot, || {
+                        format!("node2 answers, but still from boot {boot}: it did not reset")
+                    })?;
+                    let found = replicas.iter().find(|x| x.uuid == remote);
+                    ensure(
+                        found.is_some_and(|x| x.share() == ShareProtocolReplica::ReplicaNone),
+                        || format!("node2 lists {replicas:?}, not replica {remote} unshared"),
+                    )?;
+                    Ok(nodes)
+                },
+            )
+            .await?;
+        let c = child(&nexus_id, &r);
+        steps
+            .run(
+                "should share node2's replica again, and add it back: rebuilt, both online",
+                async {
+                    let uri = nodes.node2.share_replica(&remote, true).await?;
+                    ensure(uri == r, || {
+                        format!("the share is {uri}, not {r} as before")
+                    })?;
+                    nodes.node1.remove_child(c).await?;
+                    nodes.node1.add_child(c, false).await?;
+                    wait_children(
+                        &nodes,
+                        &nexus_id,
+                        &[ChildState::ChildOnline, ChildState::ChildOnline],
+                        REBUILT,
+                    )
+                    .await
+                    .map(drop)
+                },
+            )
+            .await?;
+        read_back(env, steps, &a).await?;
+        destroy_and_compare(env, steps, &nodes, a, &nexus_id, (&local, &r)).await
     })
 }

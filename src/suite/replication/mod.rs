@@ -65,6 +65,7 @@ pub(super) fn category() -> Category {
             rebuild::added_later(),
             rebuild::offline_online(),
             faults::link_down(),
+            faults::power_cycle(),
             teardown(),
         ],
     }

@@ -91,11 +91,11 @@ fn exposure<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
         let e = steps
             .run("should tell what it exposes (Security.Exposure)", async {
                 let e = security(env).await?.exposure().await?;
-                ensure(e.token_required && !e.faults, || {
+                ensure(e.token_required && !e.faults && !e.power_cycle, || {
                     format!(
-                        "the agent has token_required={} faults={}; a hardened agent requires a \
-                         token and has no faults",
-                        e.token_required, e.faults
+                        "the agent has token_required={} faults={} power_cycle={}; a hardened \
+                         agent requires a token and has no faults or power cycle",
+                        e.token_required, e.faults, e.power_cycle
                     )
                 })?;
                 Ok(e)

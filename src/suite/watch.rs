@@ -20,7 +20,7 @@ const SAMPLE: Duration = Duration::from_millis(100);
 
 /// What the watch saw.
 #[derive(Debug, Clone)]
-pub(super) struct Seen {
+pub(crate) struct Seen {
     /// I/Os completed since the watch started.
     pub completed: u64,
     /// The longest time between two samples that saw I/O complete.
@@ -106,7 +106,7 @@ impl Seen {
 
 /// A running watch, cheap to clone; it stops when the last clone is dropped.
 #[derive(Clone)]
-pub(super) struct IoWatch {
+pub(crate) struct IoWatch {
     seen: Arc<Mutex<Seen>>,
     _task: Arc<Sampler>,
 }

@@ -14,14 +14,14 @@ use super::watch::{IoWatch, Seen};
 
 /// I/Os fio completes before a fault strikes, so that it strikes the
 /// workload rather than fio's start-up.
-pub(super) const WARM_UP_IOS: u64 = 300;
+pub(crate) const WARM_UP_IOS: u64 = 300;
 
 /// How long fio may take to complete [`WARM_UP_IOS`].
-pub(super) const WARM_UP: Duration = Duration::from_secs(30);
+pub(crate) const WARM_UP: Duration = Duration::from_secs(30);
 
 /// What fio must do while the fault strikes.
 #[derive(Clone, Copy, PartialEq)]
-pub(super) enum Expect {
+pub(crate) enum Expect {
     /// Pass: exit 0, no verify error.
     Pass,
     /// Fail with I/O errors within its deadline.
@@ -33,7 +33,7 @@ pub(super) enum Expect {
 /// `expect` says: passes (0 verify errors, exit 0), or fails with I/O
 /// errors (not verify errors) within `timeout` rather than hang. Returns
 /// what `fault` returned and what the watch saw.
-pub(super) async fn fio_during<T, F, Fut>(
+pub(crate) async fn fio_during<T, F, Fut>(
     steps: &mut Steps,
     name: &str,
     nqn: &str,
