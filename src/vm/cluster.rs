@@ -533,7 +533,10 @@ mod tests {
                 channel: None,
             }
         };
-        let quiet = vm("node1", "sysrq: Resetting\n[    0.000000] Linux version 6.1\n");
+        let quiet = vm(
+            "node1",
+            "sysrq: Resetting\n[    0.000000] Linux version 6.1\n",
+        );
         let panicked = vm(
             "node2",
             "[   12.3] Kernel panic - not syncing: Attempted to kill init!\n",

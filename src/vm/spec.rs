@@ -424,9 +424,7 @@ mod tests {
         // vda first, so the blank disk is vdb.
         assert!(a.contains("id=disk0,format=raw,cache=writeback,aio=threads,file=/run/x/vda"));
         assert!(a.contains("id=disk1,format=raw,cache=writeback,aio=threads,file=/run/x/vdb"));
-        assert!(a.contains(
-            "-accel tcg,tb-size=64 -cpu max -smp 1 -m 512 -kernel /c/vmlinux"
-        ));
+        assert!(a.contains("-accel tcg,tb-size=64 -cpu max -smp 1 -m 512 -kernel /c/vmlinux"));
         assert!(a.contains(" -bios /usr/share/qemu/qboot.rom -no-reboot "));
         assert_eq!(a.matches("virtserialport,").count(), CTL_PORTS);
         // The root is shared read-only, the output dir with the guest's
@@ -439,7 +437,10 @@ mod tests {
         let mut resets = spec(Role::Target);
         resets.reboots = true;
         let a: Vec<_> = argv(&resets).unwrap();
-        assert!(!a.iter().any(|w| w == "-no-reboot" || w == "-bios"), "{a:?}");
+        assert!(
+            !a.iter().any(|w| w == "-no-reboot" || w == "-bios"),
+            "{a:?}"
+        );
     }
 
     #[test]
