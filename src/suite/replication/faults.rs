@@ -9,14 +9,15 @@
 
 use std::time::{Duration, Instant};
 
-use crate::proto::mayastor::{ChildState, NexusState, ShareProtocolReplica};
+use crate::proto::mayastor::{ChildState, ShareProtocolReplica};
 use crate::suite::during::{fio_during, Expect, WARM_UP, WARM_UP_IOS};
 use crate::suite::steps::ensure;
 use crate::suite::{Case, CaseFuture, CheckError, Env, Steps};
 
 use super::{
-    attach, child, cleanup, data_set, destroy_and_compare, detach, node2_control, publish,
-    read_back, replicas, uuid, wait_children, write_data, Nodes, NEXUS, POLL, REBUILT,
+    attach, child, cleanup, data_set, destroy_and_compare, detach, faulted, make_mirror,
+    node2_control, read_back, replicas, uuid, wait_children, write_data, Mirror, Nodes, NEXUS,
+    POLL, REBUILT,
 };
 
 /// How long node2's link stays down.
@@ -29,7 +30,7 @@ pub(super) const LINK_BACK: Duration = Duration::from_secs(LINK_DOWN_SECS as u64
 /// How long node1 may take to fault the child: noticing the dead link
 /// (keep-alive), the controller-loss timeout (`nexus::kernel::CTRL_LOSS_TMO`),
 /// and md failing the member.
-const FAULTED: Duration = Duration::from_secs(LINK_DOWN_SECS as u64);
+pub(super) const FAULTED: Duration = Duration::from_secs(LINK_DOWN_SECS as u64);
 
 pub(super) fn link_down() -> Case {
     Case {
@@ -80,17 +81,8 @@ fn run<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
             .await?;
         steps
             .run("should fault the child and end its rebuild", async {
-                let n = wait_children(
-                    &nodes,
-                    &nexus_id,
-                    &[ChildState::ChildOnline, ChildState::ChildFaulted],
-                    FAULTED,
-                )
-                .await?;
-                ensure(
-                    n.state() == NexusState::NexusDegraded && n.rebuilds == 0,
-                    || format!("{n:?}"),
-                )?;
+                let n = faulted(&nodes, &nexus_id).await?;
+                ensure(n.rebuilds == 0, || format!("{n:?}"))?;
                 let e = nodes.node1.rebuild_state(c).await;
                 ensure(
                     e.as_ref().err().and_then(|e| e.code()) == Some(tonic::Code::NotFound),
@@ -125,17 +117,13 @@ const WRITE_IOPS: u32 = 200;
 fn run_power_cycle<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
     Box::pin(async move {
         let nodes = Nodes::connect(env).await?;
-        let (local, remote, nexus_id) = (uuid(6, 1), uuid(6, 2), uuid(6, 100));
-        let (l, r) = replicas(steps, &nodes, &local, &remote).await?;
-        steps
-            .run("should make a nexus over both replicas", async {
-                Ok(nodes
-                    .node1
-                    .create_nexus(&nexus_id, NEXUS, &[l, r.clone()])
-                    .await?)
-            })
-            .await?;
-        let a = publish(env, steps, &nodes, &nexus_id).await?;
+        let Mirror {
+            local,
+            remote,
+            remote_uri: r,
+            nexus: nexus_id,
+            attached: a,
+        } = make_mirror(env, steps, &nodes, 6).await?;
         let control = node2_control(env).await?;
         let first_boot = steps
             .run("should read node2's boot id", async {
@@ -159,14 +147,7 @@ fn run_power_cycle<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
         .await?;
         steps
             .run("should fault node2's child", async {
-                let n = wait_children(
-                    &nodes,
-                    &nexus_id,
-                    &[ChildState::ChildOnline, ChildState::ChildFaulted],
-                    FAULTED,
-                )
-                .await?;
-                ensure(n.state() == NexusState::NexusDegraded, || format!("{n:?}"))
+                faulted(&nodes, &nexus_id).await.map(drop)
             })
             .await?;
         let nodes = steps

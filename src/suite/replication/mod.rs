@@ -17,7 +17,7 @@ use crate::client::{ChildOf, Control, Mayastor};
 use crate::cmd::Cmd;
 use crate::fio::{FioJob, Rw, Verify};
 use crate::nvme::{self, ConnectOptions, ShareUri};
-use crate::proto::mayastor::{ChildState, Nexus};
+use crate::proto::mayastor::{ChildState, Nexus, NexusState};
 
 use super::fabric;
 use super::steps::ensure;
@@ -243,6 +243,62 @@ async fn replicas(
             },
         )
         .await
+}
+
+/// A case's mirror: node1's local replica, node2's shared one, a nexus over
+/// both on node1, published and connected to from the initiator.
+struct Mirror {
+    /// Node1's replica's uuid.
+    local: String,
+    /// Node2's replica's uuid.
+    remote: String,
+    /// Node2's replica's URI: the nexus's second child.
+    remote_uri: String,
+    /// The nexus's uuid.
+    nexus: String,
+    /// The initiator's connection to the nexus.
+    attached: Attached,
+}
+
+/// Makes case `case`'s [`Mirror`].
+async fn make_mirror(
+    env: &Env,
+    steps: &mut Steps,
+    nodes: &Nodes,
+    case: u16,
+) -> Result<Mirror, CheckError> {
+    let (local, remote, nexus) = (uuid(case, 1), uuid(case, 2), uuid(case, 100));
+    let (l, remote_uri) = replicas(steps, nodes, &local, &remote).await?;
+    steps
+        .run("should make a nexus over both replicas", async {
+            Ok(nodes
+                .node1
+                .create_nexus(&nexus, NEXUS, &[l, remote_uri.clone()])
+                .await?)
+        })
+        .await?;
+    let attached = publish(env, steps, nodes, &nexus).await?;
+    Ok(Mirror {
+        local,
+        remote,
+        remote_uri,
+        nexus,
+        attached,
+    })
+}
+
+/// Waits until node1 has faulted nexus `uuid`'s second child (node2's) and
+/// the nexus is degraded; returns the nexus.
+async fn faulted(nodes: &Nodes, uuid: &str) -> Result<Nexus, CheckError> {
+    let n = wait_children(
+        nodes,
+        uuid,
+        &[ChildState::ChildOnline, ChildState::ChildFaulted],
+        faults::FAULTED,
+    )
+    .await?;
+    ensure(n.state() == NexusState::NexusDegraded, || format!("{n:?}"))?;
+    Ok(n)
 }
 
 /// A namespace the initiator connected to, and its subsystem.

@@ -10,8 +10,8 @@ use crate::suite::steps::ensure;
 use crate::suite::{Case, CaseFuture, Env, Steps};
 
 use super::{
-    child, cleanup, destroy_and_compare, nexus, publish, read_back, replicas, uuid, wait_children,
-    write_data, Nodes, NEXUS, REBUILT,
+    child, cleanup, destroy_and_compare, make_mirror, nexus, publish, read_back, replicas, uuid,
+    wait_children, write_data, Mirror, Nodes, NEXUS, REBUILT,
 };
 
 use ChildState::{ChildDegraded as Degraded, ChildOnline as Online};
@@ -124,17 +124,13 @@ fn run_added_later<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
 fn run_offline_online<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
     Box::pin(async move {
         let nodes = Nodes::connect(env).await?;
-        let (local, remote, nexus_id) = (uuid(4, 1), uuid(4, 2), uuid(4, 100));
-        let (l, r) = replicas(steps, &nodes, &local, &remote).await?;
-        steps
-            .run("should make a nexus over both replicas", async {
-                Ok(nodes
-                    .node1
-                    .create_nexus(&nexus_id, NEXUS, &[l, r.clone()])
-                    .await?)
-            })
-            .await?;
-        let a = publish(env, steps, &nodes, &nexus_id).await?;
+        let Mirror {
+            local,
+            remote_uri: r,
+            nexus: nexus_id,
+            attached: a,
+            ..
+        } = make_mirror(env, steps, &nodes, 4).await?;
         let c = child(&nexus_id, &r);
         steps
             .run(
