@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's tests, as CI runs them: installs what a fresh Debian 12 host
-# lacks, then lint, unit and integration tests, the same tests again in just
-# the flake's source set as its `nextest` check runs them, the Nix layer's
+# lacks, then lint, the unit and integration tests in just the flake's
+# source set as its `nextest` check runs them (and again as root), the Nix layer's
 # checks, the QEMU runner's smoke test (which also calls the target's gRPC
 # from the host) and the end-to-end run of the `basic`, `io`, `security` and
 # `replication` categories in QEMU VMs (two; three for `replication`) with the
@@ -23,14 +23,19 @@ phase "cargo fmt --check"
 cargo fmt --check
 phase "cargo clippy"
 cargo clippy --locked --all-targets -- -D warnings
-phase "cargo test"
-cargo test --locked
-phase "cargo tests in the flake's src only, release profile, unprivileged, no network"
+# The cargo tests are built once, in the release profile and in exactly the
+# flake's source set, and run twice from that build: unprivileged with no
+# network, as the flake's nextest check runs them, then as root (tests that
+# need root, such as opening block devices, run rather than skip). A debug
+# build of the same tests as well took 5 of CI's 30 minutes.
+phase "cargo tests in the flake's src only, release profile: unprivileged and no network, then as root"
 bash tests/flake-src.sh
 phase "Nix layer (static)"
 bash tests/nix.sh
 phase "QEMU runner: vm up / exec / down, a killed vm run leaves no QEMU"
-cargo test --locked --test vm_smoke -- --ignored --test-threads=1
+# Release, like the run below: this builds the release binary, which the
+# run's `cargo build --release` then finds up to date.
+cargo test --release --locked --test vm_smoke -- --ignored --test-threads=1
 phase "basic and io (faults setup), security (hardened setup) and replication (node1, node2 and the initiator) in QEMU VMs, with the release binary (what users run)"
 cargo build --release --locked
 target/release/nvmfcheck vm run basic io security replication --out target/nvmfcheck-out

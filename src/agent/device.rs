@@ -371,7 +371,8 @@ mod tests {
     /// ones (unattached loop devices) go through the ioctls too. Where
     /// there is no block device it may open (not root, or a build sandbox
     /// without /sys, as in the flake's `nextest` check) it says so and
-    /// skips; run as root, as CI's `cargo test` is, it must probe one.
+    /// skips; run as root, as CI's second run of those tests is, it must
+    /// probe one.
     #[test]
     fn block_devices_are_sized_with_ioctls() {
         let skip = |why: &str| eprintln!("SKIPPED block_devices_are_sized_with_ioctls: {why}");
