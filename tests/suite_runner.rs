@@ -49,6 +49,7 @@ fn category(
         about: "test",
         depends_on,
         setup: suite::AgentSetup::Faults,
+        leaves_state: false,
         cases: vec![Case {
             name: "only",
             about: "test",
@@ -81,7 +82,7 @@ async fn env() -> (Env, tempfile::TempDir) {
         target: addr,
         ..Settings::default()
     };
-    (Env { settings, target }, dir)
+    (Env::new(settings, target), dir)
 }
 
 async fn run(registry: &[Category], names: &[&str]) -> Report {

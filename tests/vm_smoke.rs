@@ -285,6 +285,7 @@ async fn three_vms_share_one_network_through_the_relay() {
         lifetime: Lifetime::Owned,
         setup: AgentSetup::Faults,
         grpc_port: free_port().unwrap(),
+        data_from: None,
     };
     let node = |name, host, forward| VmPlan {
         name,

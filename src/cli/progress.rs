@@ -69,6 +69,11 @@ fn human(event: &Event, out: &mut impl Write) -> io::Result<()> {
             Ok(())
         }
         Event::StepNote { text } => writeln!(out, "      {text}"),
+        Event::StateLeft { state } => writeln!(
+            out,
+            "      left for the next category: {} bytes at {} of {}, sha256 {}",
+            state.size, state.offset, state.disk, state.sha256
+        ),
         Event::CaseEnded {
             name,
             status,

@@ -103,7 +103,7 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
             settings.target
         )
     })?;
-    let env = Env { settings, target };
+    let env = Env::new(settings, target);
     let format = args.progress;
     let mut stdout = std::io::stdout();
     // A reader that went away must not stop the run: the report is still

@@ -22,6 +22,7 @@ impl Default for Collector {
                 duration_secs: 0.0,
                 versions: Versions::default(),
                 categories: Vec::new(),
+                state: None,
             },
         }
     }
@@ -42,6 +43,8 @@ impl Collector {
                 });
             }
             Event::CategoryStarted { name, .. } => {
+                // Its cases may write over what an earlier one left.
+                self.report.state = None;
                 self.report.categories.push(CategoryReport {
                     name,
                     status: Status::Failed,
@@ -88,6 +91,7 @@ impl Collector {
                     });
                 }
             }
+            Event::StateLeft { state } => self.report.state = Some(state),
             Event::CaseEnded {
                 status,
                 duration_secs,
@@ -179,5 +183,39 @@ mod tests {
         assert_eq!(case.status, Status::Failed);
         assert_eq!(report.categories[0].status, Status::Failed);
         assert_eq!(report.status, Status::Failed);
+    }
+
+    #[test]
+    fn the_report_keeps_the_data_set_only_until_another_category_starts() {
+        let state = crate::suite::state::DataSet {
+            disk: "aio:///dev/vdb".into(),
+            offset: 0,
+            size: 4096,
+            job: crate::suite::state::JobParams::data_set(),
+            sha256: "0".repeat(64),
+        };
+        let started = |name: &str| Event::CategoryStarted {
+            name: name.into(),
+            about: String::new(),
+            cases: 1,
+        };
+        let mut collector = Collector::default();
+        collector.record(started("basic"));
+        collector.record(Event::StateLeft {
+            state: state.clone(),
+        });
+        let mut io = Collector::default();
+        for e in [
+            started("basic"),
+            Event::StateLeft {
+                state: state.clone(),
+            },
+            started("io"),
+        ] {
+            io.record(e);
+        }
+        assert_eq!(collector.into_report().state, Some(state));
+        // io's cases write over what basic left.
+        assert_eq!(io.into_report().state, None);
     }
 }

@@ -7,6 +7,8 @@ use crate::agent;
 use crate::client::Target;
 use crate::token::Token;
 
+use super::state::Carried;
+
 /// The file [`Settings::aio_file`] names unless told otherwise, and its
 /// size as the harnesses make it.
 pub const AIO_FILE: &str = "/tmp/aio-file.img";
@@ -82,4 +84,17 @@ pub struct Env {
     pub settings: Settings,
     /// The target's bdev API.
     pub target: Target,
+    /// The data set the target's disk holds, as far as the run knows.
+    pub carried: Carried,
+}
+
+impl Env {
+    /// An environment that knows of no data set on the disk yet.
+    pub fn new(settings: Settings, target: Target) -> Self {
+        Self {
+            settings,
+            target,
+            carried: Carried::default(),
+        }
+    }
 }

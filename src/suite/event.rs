@@ -8,6 +8,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use crate::fio::FioSummary;
 
 use super::report::{Status, Versions};
+use super::state::DataSet;
 
 /// One thing that happened in a run, in the order it happened. Step
 /// events belong to the case last started, cases to the category last
@@ -63,6 +64,12 @@ pub enum Event {
     StepNote {
         /// The observation.
         text: String,
+    },
+    /// The case running left a data set on the target's disk for a later
+    /// category to read (see [`crate::suite::state`]).
+    StateLeft {
+        /// What it left.
+        state: DataSet,
     },
     /// A case ended, its cleanup included.
     CaseEnded {

@@ -2,6 +2,7 @@
 //! the target, its share, the host's connection to it, and taking them
 //! down again (also as a cleanup that undoes whatever a failed case left).
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::fio::{FioJob, Verify};
@@ -154,6 +155,16 @@ pub(super) fn namespace_of(conn: &Connection, bdev: &Bdev) -> Result<Namespace, 
         )
     })?;
     Ok(ns.clone())
+}
+
+/// Flushes `device` (nvme flush): what was written is on the target's
+/// disk, not only in a cache.
+pub(super) async fn flush(env: &Env, steps: &mut Steps, device: &Path) -> Result<(), CheckError> {
+    steps
+        .run("should flush the namespace (nvme flush)", async {
+            Ok(nvme::flush(device, env.settings.nvme_timeout).await?)
+        })
+        .await
 }
 
 /// Disconnects every controller of `nqn` and checks none is left.

@@ -11,6 +11,7 @@ use std::pin::Pin;
 
 pub mod bad_input;
 mod basic;
+mod block;
 mod collector;
 mod during;
 mod env;
@@ -22,6 +23,7 @@ pub mod report;
 mod runner;
 mod security;
 pub mod setup;
+pub mod state;
 mod steps;
 mod watch;
 
@@ -63,6 +65,9 @@ pub struct Category {
     pub depends_on: &'static [&'static str],
     /// How the target's agent must be started for it.
     pub setup: AgentSetup,
+    /// Whether its last case leaves a data set on the target's disk for
+    /// the next category (see [`state`]).
+    pub leaves_state: bool,
     /// Its cases, run in order.
     pub cases: Vec<Case>,
 }

@@ -15,7 +15,20 @@
 //!                     "cases": [ { "name", "status", "duration_secs", "error",
 //!                                  "steps": [ { "name", "status", "duration_secs",
 //!                                               "error", "fio": FioSummary|null,
-//!                                               "note": string|null } ] } ] } ] }
+//!                                               "note": string|null } ] } ] } ],
+//!   "state": DataSet | null }          // absent in older reports: null
+//! ```
+//!
+//! `DataSet` (`nvmfcheck::suite::state::DataSet`) is what the run's last
+//! category left on the target's disk for the next (basic's `data-set`
+//! case; io's `state-from-basic` reads it back):
+//!
+//! ```text
+//! { "disk": "aio:///dev/vdb",           // the bdev that holds it
+//!   "offset": u64, "size": u64,         // the range, in bytes
+//!   "job": { "name": "dataset", "rw": "randwrite", "bs": 4096,
+//!            "iodepth": 8, "verify": "crc32c" },  // the fio job that wrote it
+//!   "sha256": string }                  // of the range, read with O_DIRECT
 //! ```
 //!
 //! `FioSummary` is `nvmfcheck::fio::FioSummary` serialized: per job, IOPS,
@@ -28,6 +41,8 @@ use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus, TestSuite};
 use serde::{Deserialize, Serialize};
 
 use crate::fio::{FioSummary, IoStats, EILSEQ};
+
+use super::state::DataSet;
 
 /// The schema version written into `report.json`.
 pub const SCHEMA: u32 = 1;
@@ -63,6 +78,10 @@ pub struct Report {
     pub versions: Versions,
     /// The categories, in the order they ran.
     pub categories: Vec<CategoryReport>,
+    /// The data set the target's disk holds at the end of the run: the one
+    /// a case of the last category that ran left, if it left one.
+    #[serde(default)]
+    pub state: Option<DataSet>,
 }
 
 /// Versions of the software a run used, as each program reports it.
@@ -187,6 +206,7 @@ impl Report {
             }
             all.duration_secs += part.duration_secs;
             all.categories.extend(part.categories);
+            all.state = part.state.or(all.state);
         }
         Some(all)
     }
@@ -437,6 +457,7 @@ mod tests {
                     steps,
                 }],
             }],
+            state: None,
         }
     }
 

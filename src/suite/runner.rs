@@ -53,7 +53,8 @@ pub struct RunOptions {
     pub categories: Vec<String>,
     /// Only cases whose `category/case` name contains this.
     pub filter: Option<String>,
-    /// An earlier report that vouches for dependencies not run now.
+    /// An earlier report that vouches for dependencies not run now, and
+    /// says what data set it left on the disk.
     pub prior: Option<Report>,
 }
 
@@ -111,13 +112,17 @@ pub fn plan<'r>(
 /// Runs the planned categories against `env`, giving each event to
 /// `progress` as it happens, and returns the report collected from the
 /// events. Dependants of a category that did not pass are skipped, not
-/// passed.
+/// passed. The data set the prior report says was left (its `state`) is
+/// what the run's cases find on the disk until one of them leaves another.
 pub async fn run(
     plan: &[&Category],
     env: &Env,
     opts: &RunOptions,
     progress: &mut dyn FnMut(&Event),
 ) -> Report {
+    if let Some(state) = opts.prior.as_ref().and_then(|r| r.state.clone()) {
+        env.carried.set(Some(state));
+    }
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut collector = Collector::default();
     // Both in this task: the events are read while the run waits on a
@@ -318,6 +323,7 @@ mod tests {
             about: "",
             depends_on,
             setup: crate::suite::AgentSetup::Faults,
+            leaves_state: false,
             cases: vec![Case {
                 name: "c",
                 about: "",
@@ -347,6 +353,7 @@ mod tests {
                     duration_secs: 0.0,
                     cases: vec![],
                 }],
+                state: None,
             }),
         }
     }
@@ -367,7 +374,7 @@ mod tests {
             target: addr,
             ..Default::default()
         };
-        (Env { settings, target }, listener)
+        (Env::new(settings, target), listener)
     }
 
     #[tokio::test]
@@ -383,6 +390,7 @@ mod tests {
             about: "",
             depends_on,
             setup: crate::suite::AgentSetup::Faults,
+            leaves_state: false,
             cases,
         };
         let registry = vec![

@@ -226,6 +226,7 @@ mod tests {
             about: "",
             depends_on: &[],
             setup,
+            leaves_state: false,
             cases: Vec::new(),
         };
         let all = [

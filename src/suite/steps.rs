@@ -16,6 +16,8 @@ use crate::nvme::NvmeError;
 
 use super::event::{Event, Events};
 use super::report::Status;
+use super::state::DataSet;
+use super::Env;
 
 /// Why a step failed.
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +111,13 @@ impl Steps {
     /// report.
     pub fn note(&mut self, text: impl Into<String>) {
         self.events.send(Event::StepNote { text: text.into() });
+    }
+
+    /// Records that the target's disk now holds `state`: the run's later
+    /// cases and the report (`state`) know of it.
+    pub(super) fn leave_state(&mut self, env: &Env, state: DataSet) {
+        env.carried.set(Some(state.clone()));
+        self.events.send(Event::StateLeft { state });
     }
 
     /// Says the step `name` starts (its name shows while a long step runs)

@@ -43,6 +43,8 @@ pub struct BootConfig {
     pub setup: AgentSetup,
     /// Loopback port forwarded to the agent of the topology's forwarded VM.
     pub grpc_port: u16,
+    /// The image the first target's data disk is a copy of; blank without.
+    pub data_from: Option<PathBuf>,
 }
 
 /// One booted VM.
@@ -201,7 +203,7 @@ impl Cluster {
         topology.check().map_err(VmError::Invalid)?;
         let start = Instant::now();
         let deadline = start + cfg.boot_timeout;
-        dir.prepare(topology)?;
+        dir.prepare(topology, cfg.data_from.as_deref())?;
         let token = if cfg.setup.needs_token() {
             Some(write_token(dir.token())?)
         } else {

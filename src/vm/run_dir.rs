@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::spec::VmFiles;
 use super::topology::Topology;
-use super::{hostfs, io_error, VmError, TOKEN_FILE};
+use super::{hostfs, io_error, sparse, VmError, TOKEN_FILE};
 use crate::vm::protocol::CTL_PORTS;
 
 /// The name of VM `name`'s agent log in the output dir, where its guest
@@ -95,6 +95,12 @@ impl RunDir {
         vec![(vda, FIRST_DISK_BYTES), (vdb, bytes)]
     }
 
+    /// VM `name`'s data disk (`vdb`), whether it has one or not.
+    pub fn data_image(&self, name: &str) -> PathBuf {
+        let [_, vdb] = self.images(name);
+        vdb
+    }
+
     /// The paths of VM `name`'s disk images, whether it has them or not.
     fn images(&self, name: &str) -> [PathBuf; 2] {
         ["vda", "vdb"].map(|d| self.path.join(format!("{name}-{d}.img")))
@@ -118,8 +124,10 @@ impl RunDir {
     /// Makes the dirs ready for booting `topology`: both exist, the output
     /// dir keeps the guests' file modes in xattrs, every socket path fits,
     /// the files of an earlier boot are gone, the console logs and disk
-    /// images are new files (not through a symlink: QEMU follows one).
-    pub fn prepare(&self, topology: &Topology) -> Result<(), VmError> {
+    /// images are new files (not through a symlink: QEMU follows one). The
+    /// first target's data disk is a copy of `data_from` if given (an
+    /// image of the same size), else blank.
+    pub fn prepare(&self, topology: &Topology, data_from: Option<&Path>) -> Result<(), VmError> {
         for dir in [&self.path, &self.out] {
             std::fs::create_dir_all(dir)
                 .map_err(io_error(format!("cannot create {}", dir.display())))?;
@@ -155,6 +163,27 @@ impl RunDir {
                 let _ = std::fs::remove_file(&image);
                 sparse_file(&image, bytes)?;
             }
+        }
+        if let Some(from) = data_from {
+            let first = topology.vms.iter().find(|v| v.data_disk.is_some());
+            let Some((name, bytes)) = first.and_then(|v| Some((v.name, v.data_disk?))) else {
+                return Err(VmError::Invalid(
+                    "no VM of the topology has a data disk to boot from a copy".into(),
+                ));
+            };
+            let size = std::fs::metadata(from)
+                .map_err(io_error(format!("cannot read {}", from.display())))?
+                .len();
+            if size != bytes {
+                return Err(VmError::Invalid(format!(
+                    "{} has {size} bytes, but {name}'s data disk has {bytes}: it is not a data \
+                     disk that `vm run --keep-state` kept",
+                    from.display()
+                )));
+            }
+            let image = self.data_image(name);
+            let _ = std::fs::remove_file(&image);
+            sparse::copy(from, &image)?;
         }
         Ok(())
     }
@@ -246,9 +275,20 @@ mod tests {
             eprintln!("skipped: {} has no user xattrs", tmp.path().display());
             return;
         }
-        dir.prepare(&topology).unwrap();
+        dir.prepare(&topology, None).unwrap();
         let vdb = tmp.path().join("run/target-vdb.img");
         assert_eq!(std::fs::metadata(&vdb).unwrap().len(), DATA_DISK_BYTES);
+        assert_eq!(dir.data_image("target"), vdb);
+        // Booting from a kept disk: a copy of it, which must be of the size.
+        let kept = tmp.path().join("kept.img");
+        let f = std::fs::File::create(&kept).unwrap();
+        f.set_len(DATA_DISK_BYTES).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&f, b"basic", 4096).unwrap();
+        dir.prepare(&topology, Some(&kept)).unwrap();
+        assert_eq!(std::fs::read(&vdb).unwrap()[4096..4101], *b"basic");
+        f.set_len(1 << 20).unwrap();
+        let err = dir.prepare(&topology, Some(&kept)).unwrap_err().to_string();
+        assert!(err.contains("not a data disk"), "{err}");
         assert!(tmp.path().join("out/initiator.console.log").exists());
         assert!(dir.disks("initiator", None).is_empty());
         std::fs::write(dir.link_socket(0), "").unwrap();

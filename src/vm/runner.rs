@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use super::channel::{Channel, Event};
 use super::cluster::{free_port, BootConfig, Cluster};
 use super::guest_kernel::{default_cache_dir, GuestKernel, KernelSource};
+use super::kept::KeptState;
 use super::qemu::Lifetime;
 use super::run_dir::RunDir;
 use super::spec::{self, Accel};
@@ -125,6 +126,15 @@ pub struct RunOptions {
     pub filter: Option<String>,
     /// Deadline of the checks in each boot.
     pub timeout: Duration,
+    /// Keep the data disk and report of the boot that leaves a data set
+    /// (basic's) in this state dir.
+    pub keep_state: Option<PathBuf>,
+    /// Boot the first target on a copy of this state dir's disk, with its
+    /// report vouching for the categories it passed.
+    pub from_state: Option<PathBuf>,
+    /// A report vouching for the categories it passed, for a run on blank
+    /// disks.
+    pub require_passed: Option<PathBuf>,
 }
 
 /// What one `vm run` measured besides its report.
@@ -141,6 +151,8 @@ pub struct RunOutcome {
     pub checks: Duration,
     /// Each boot's warning that the guest's clock ran fast.
     pub clock_warnings: Vec<String>,
+    /// Whether a boot's data disk was kept (`--keep-state`).
+    pub kept: bool,
 }
 
 impl RunOutcome {
@@ -170,6 +182,7 @@ impl RunOutcome {
             rss_mib: rss,
             checks: self.checks + later.checks,
             clock_warnings: [self.clock_warnings, later.clock_warnings].concat(),
+            kept: self.kept || later.kept,
         }
     }
 }
@@ -258,6 +271,7 @@ impl Runner {
             lifetime,
             setup,
             grpc_port,
+            data_from: None,
         })
     }
 
@@ -304,15 +318,35 @@ impl Runner {
         for stale in ["report.json", "junit.xml"] {
             let _ = std::fs::remove_file(out.join(stale));
         }
+        let _ = std::fs::remove_dir_all(out.join(PRIOR_DIR));
+        // The disk to boot on, and the report that vouches for the
+        // dependencies not run now.
+        let kept = opts
+            .from_state
+            .as_deref()
+            .map(KeptState::load)
+            .transpose()?;
+        let given = match (&kept, &opts.require_passed) {
+            (Some(kept), _) => Some(kept.report.clone()),
+            (None, Some(path)) => Some(Report::load(path)?),
+            (None, None) => None,
+        };
         // The plan is checked before anything boots.
         let registry = suite::registry();
         let plan_opts = suite::RunOptions {
             categories: opts.categories.clone(),
             filter: opts.filter.clone(),
-            prior: None,
+            prior: given.clone(),
         };
         let plan = suite::plan(&registry, &plan_opts)?;
         let groups = suite::setup::by_setup(&plan);
+        if opts.keep_state.is_some() && !groups.iter().any(|(_, cats)| leaves_state(cats)) {
+            return Err(RunnerError::Invalid(format!(
+                "--keep-state keeps the disk of a boot whose last category leaves a data set \
+                 (basic); {} leaves none: run `nvmfcheck vm run basic --keep-state DIR`",
+                opts.categories.join(" ")
+            )));
+        }
         let prepared = tokio::select! {
             r = self.prepare() => r?,
             why = interrupted() => return Err(RunnerError::Interrupted {
@@ -342,20 +376,25 @@ impl Runner {
                     names.join(" ")
                 ));
             }
+            // The given report and the earlier boots' vouch for this
+            // boot's dependencies.
+            let vouching = Report::merge(given.iter().chain(&parts).cloned().collect());
+            if let Some(report) = &vouching {
+                report.write(&out.join(PRIOR_DIR))?;
+            }
             let group = Group {
                 setup: *setup,
                 categories: &names,
                 part: part.as_deref(),
-                prior: !parts.is_empty(),
+                prior: vouching.is_some(),
+                data_from: kept.as_ref().filter(|_| k == 0).map(|k| k.disk.as_path()),
+                keep: opts.keep_state.as_deref().filter(|_| leaves_state(cats)),
             };
             let this = self
                 .run_group(opts, &out, &prepared, &group, output)
                 .await?;
             if let Some(part) = &part {
-                let report = Report::load(&out.join(part).join("report.json"))?;
-                parts.push(report);
-                // Later boots' dependencies are checked against what
-                // passed so far.
+                parts.push(Report::load(&out.join(part).join("report.json"))?);
                 if let Some(merged) = Report::merge(parts.clone()) {
                     merged.write(&out)?;
                 }
@@ -365,7 +404,17 @@ impl Runner {
                 Some(o) => o.merge(this),
             });
         }
-        outcome.ok_or_else(|| RunnerError::Invalid("no category to run".into()))
+        let outcome = outcome.ok_or_else(|| RunnerError::Invalid("no category to run".into()))?;
+        if let Some(dir) = opts.keep_state.as_deref().filter(|_| outcome.code == 0) {
+            if !outcome.kept {
+                return Err(RunnerError::Invalid(format!(
+                    "nothing kept in {}: the run passed but no case left a data set (did \
+                     --filter leave out basic/data-set?)",
+                    dir.display()
+                )));
+            }
+        }
+        Ok(outcome)
     }
 
     async fn run_group(
@@ -379,7 +428,14 @@ impl Runner {
         let topology = Topology::for_setup(group.setup);
         let dir = RunDir::fresh(out.to_path_buf()).map_err(phase("boot"))?;
         let port = free_port().map_err(phase("boot"))?;
-        let cfg = self.boot_config(prepared, port, Lifetime::Owned, group.setup)?;
+        let mut cfg = self.boot_config(prepared, port, Lifetime::Owned, group.setup)?;
+        cfg.data_from = group.data_from.map(Path::to_path_buf);
+        if let Some(from) = group.data_from {
+            self.progress.say(format!(
+                "the target's data disk is a copy of {}",
+                from.display()
+            ));
+        }
         let cluster = self.boot(&cfg, &topology, &dir).await?;
         let argv = group.argv(&cfg.exe, opts.filter.as_deref());
         self.progress.say(format!(
@@ -433,20 +489,39 @@ impl Runner {
             .part
             .map_or(out.to_path_buf(), |p| out.join(p))
             .join("report.json");
-        let clock_warnings = Report::load(&report_path)
-            .ok()
+        let report = Report::load(&report_path).ok();
+        let clock_warnings: Vec<String> = report
+            .as_ref()
             .and_then(|r| clock_check(r.duration_secs, checks))
             .into_iter()
             .collect();
         for w in &clock_warnings {
             self.progress.say(format!("warning: {w}"));
         }
+        // The disk as the powered-off target left it, with the report that
+        // says what is on it.
+        let keep = group
+            .keep
+            .zip(report.filter(|r| code == 0 && r.state.is_some()));
+        let kept = match (keep, group.setup.targets().first()) {
+            (Some((state_dir, report)), Some(target)) => {
+                let bytes = KeptState::save(state_dir, &dir.data_image(target), &report)?;
+                self.progress.say(format!(
+                    "kept {target}'s data disk ({:.1} MiB of data) and the report in {}",
+                    bytes as f64 / f64::from(1 << 20),
+                    state_dir.display()
+                ));
+                true
+            }
+            _ => false,
+        };
         Ok(RunOutcome {
             code,
             ready,
             rss_mib,
             checks,
             clock_warnings,
+            kept,
         })
     }
 }
@@ -458,9 +533,23 @@ struct Group<'a> {
     /// The subdir of the output dir its report goes to, when the run has
     /// several boots.
     part: Option<&'a str>,
-    /// Whether the output dir holds the report of earlier boots to depend
-    /// on.
+    /// Whether the output dir holds a report that vouches for
+    /// dependencies ([`PRIOR_DIR`]).
     prior: bool,
+    /// The image the target's data disk is a copy of.
+    data_from: Option<&'a Path>,
+    /// The state dir to keep the target's data disk in, if this boot
+    /// leaves a data set.
+    keep: Option<&'a Path>,
+}
+
+/// Where a run puts the report that vouches for a boot's dependencies (the
+/// given one and the earlier boots'), under the output dir.
+const PRIOR_DIR: &str = "prior";
+
+/// Whether a boot of `cats` ends with a category that leaves a data set.
+fn leaves_state(cats: &[&suite::Category]) -> bool {
+    cats.last().is_some_and(|c| c.leaves_state)
 }
 
 impl Group<'_> {
@@ -493,7 +582,11 @@ impl Group<'_> {
         if self.prior {
             argv.extend([
                 "--require-passed".into(),
-                guest_out.join("report.json").display().to_string(),
+                guest_out
+                    .join(PRIOR_DIR)
+                    .join("report.json")
+                    .display()
+                    .to_string(),
             ]);
         }
         if let Some(f) = filter {
@@ -562,6 +655,8 @@ mod tests {
             categories: cats,
             part,
             prior: part.is_some(),
+            data_from: None,
+            keep: None,
         }
     }
 
@@ -574,7 +669,7 @@ mod tests {
         assert!(line.starts_with("/bin/nvmfcheck run security --target 192.168.1.2:10125"));
         assert!(line.contains("--report-dir /run/nvmfcheck/out/2-hardened"));
         assert!(line.contains("--token-file /run/nvmfcheck/out/agent.token"));
-        assert!(line.contains("--require-passed /run/nvmfcheck/out/report.json"));
+        assert!(line.contains("--require-passed /run/nvmfcheck/out/prior/report.json"));
         assert!(line.ends_with("--filter dh"));
         let cats = vec!["basic".to_string(), "io".to_string()];
         let line = group(AgentSetup::Faults, &cats, None)
@@ -594,6 +689,7 @@ mod tests {
             rss_mib: vec![("target".into(), 300), ("initiator".into(), 200)],
             checks: Duration::from_secs(10),
             clock_warnings: vec![],
+            kept: true,
         };
         let b = RunOutcome {
             code: 1,
@@ -601,6 +697,7 @@ mod tests {
             rss_mib: vec![("target".into(), 250), ("initiator".into(), 260)],
             checks: Duration::from_secs(5),
             clock_warnings: vec!["fast".into()],
+            kept: false,
         };
         let m = a.merge(b);
         assert_eq!(m.code, 1);
@@ -608,6 +705,7 @@ mod tests {
         assert_eq!((m.rss_of("target"), m.rss_of("initiator")), (300, 260));
         assert_eq!(m.checks, Duration::from_secs(15));
         assert_eq!(m.clock_warnings, ["fast"]);
+        assert!(m.kept);
     }
 
     #[test]

@@ -2,11 +2,12 @@
 //! their state into a [`RunDir`]; [`exec`], [`status`] and [`down`] find
 //! them there.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::channel::Channel;
 use super::cluster::{agent_ready, free_port, stop};
+use super::kept::KeptState;
 use super::qemu::{peak_rss_kib, Lifetime, Qemu};
 use super::run_dir::RunDir;
 use super::runner::{interrupted, stream, OutputSink, Runner, RunnerError};
@@ -14,6 +15,7 @@ use super::spec::Accel;
 use super::topology::Topology;
 use super::up_state::{is_our_qemu, stray_qemus, UpState};
 use super::{hostfs, VmError};
+use crate::suite::state::DataSet;
 use crate::suite::AgentSetup;
 
 /// What `vm up` started.
@@ -29,6 +31,8 @@ pub struct Up {
     pub rss_mib: Vec<(String, Option<u64>)>,
     /// QEMUs an interrupted `vm up` had left, killed first.
     pub strays_killed: Vec<u32>,
+    /// The data set the target's disk holds, when it booted on a kept one.
+    pub data_set: Option<DataSet>,
 }
 
 /// One VM as `vm status` sees it.
@@ -109,14 +113,18 @@ fn kill_strays(dir: &RunDir, topology: &Topology) -> Vec<u32> {
 impl Runner {
     /// `vm up`: boots the pair detached, with the Control service on and no
     /// token (VMs to explore and script by hand), and writes their state
-    /// into `dir`; `hint` is the `--state-dir` flag for advice.
+    /// into `dir`; `hint` is the `--state-dir` flag for advice. With
+    /// `from_state`, the target's data disk is a copy of the disk that
+    /// `vm run --keep-state` kept there.
     pub async fn up(
         &self,
         dir: &RunDir,
         grpc_port: Option<u16>,
+        from_state: Option<&Path>,
         hint: &str,
     ) -> Result<Up, RunnerError> {
         let invalid = |e: VmError| RunnerError::Invalid(e.to_string());
+        let kept = from_state.map(KeptState::load).transpose()?;
         hostfs::private_dir(dir.path()).map_err(invalid)?;
         if let Some(old) = UpState::load(dir).map_err(invalid)? {
             if old.vms.iter().any(|v| is_our_qemu(v.pid, &v.files)) {
@@ -134,7 +142,8 @@ impl Runner {
             Some(p) => p,
             None => free_port().map_err(invalid)?,
         };
-        let cfg = self.boot_config(&prepared, port, Lifetime::Detached, AgentSetup::Faults)?;
+        let mut cfg = self.boot_config(&prepared, port, Lifetime::Detached, AgentSetup::Faults)?;
+        cfg.data_from = kept.as_ref().map(|k| k.disk.clone());
         let cluster = self.boot(&cfg, &topology, dir).await?;
         let rss_mib = cluster
             .vms
@@ -149,6 +158,7 @@ impl Runner {
             out: dir.out().to_path_buf(),
             rss_mib,
             strays_killed,
+            data_set: kept.and_then(|k| k.report.state),
         })
     }
 }

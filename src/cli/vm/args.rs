@@ -98,6 +98,20 @@ pub struct RunArgs {
     /// Keep one host core busy throughout, as a loaded CI host would.
     #[arg(long)]
     pub(super) busy_core: bool,
+    /// After the VMs are powered off, copy the target's data disk (sparse)
+    /// and the report into DIR, for `--from-state DIR`: the boot must end
+    /// with basic, whose last case leaves a data set on the disk.
+    #[arg(long, value_name = "DIR")]
+    pub(super) keep_state: Option<PathBuf>,
+    /// Boot the first target on a copy of the data disk that
+    /// `--keep-state DIR` kept, with its report vouching for the categories
+    /// it passed (io's first case reads basic's data set back).
+    #[arg(long, value_name = "DIR", conflicts_with = "require_passed")]
+    pub(super) from_state: Option<PathBuf>,
+    /// A report.json whose passed categories stand for the dependencies not
+    /// run now (on blank disks; see --from-state).
+    #[arg(long, value_name = "REPORT")]
+    pub(super) require_passed: Option<PathBuf>,
     #[command(flatten)]
     pub(super) boot: BootArgs,
 }
@@ -148,6 +162,10 @@ pub struct UpArgs {
     /// free one).
     #[arg(long)]
     pub(super) grpc_port: Option<u16>,
+    /// Boot the target on a copy of the data disk that `vm run
+    /// --keep-state DIR` kept, to look at what a run left.
+    #[arg(long, value_name = "DIR")]
+    pub(super) from_state: Option<PathBuf>,
     #[command(flatten)]
     pub(super) boot: BootArgs,
 }

@@ -78,6 +78,9 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         out: args.out.clone(),
         filter: args.filter.clone(),
         timeout: Duration::from_secs(args.timeout),
+        keep_state: args.keep_state.clone(),
+        from_state: args.from_state.clone(),
+        require_passed: args.require_passed.clone(),
     };
     if args.repeat == 1 {
         let outcome = runner.run(&opts, &print_output).await?;
@@ -119,6 +122,9 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         out: args.out.clone(),
         filter: None,
         timeout: Duration::from_secs(DEFAULT_CHECKS_TIMEOUT_SECS),
+        keep_state: None,
+        from_state: None,
+        require_passed: None,
     };
     let samples = args
         .boot
@@ -131,7 +137,11 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
 
 async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     let (dir, flag) = args.state.run_dir()?;
-    let up = args.boot.runner().up(&dir, args.grpc_port, &flag).await?;
+    let up = args
+        .boot
+        .runner()
+        .up(&dir, args.grpc_port, args.from_state.as_deref(), &flag)
+        .await?;
     for pid in &up.strays_killed {
         eprintln!("killed QEMU {pid}, left behind by an interrupted `vm up`");
     }
@@ -148,9 +158,22 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     outln!("The target and initiator VMs are up ({}).", up.accel.name());
     outln!("  target gRPC (BdevRpc) from this host: 127.0.0.1:{port}");
     outln!("    nvmfcheck bdev list --target 127.0.0.1:{port}");
-    outln!(
-        "  inside the VMs the target is {TARGET_IP}:{AGENT_PORT}; /dev/vdb is its blank {DATA_DISK_MIB} MiB disk"
-    );
+    outln!("  inside the VMs the target is {TARGET_IP}:{AGENT_PORT}");
+    match (&up.data_set, &args.from_state) {
+        (Some(set), Some(from)) => outln!(
+            "  /dev/vdb is a copy of the {DATA_DISK_MIB} MiB disk kept in {}, holding a data set: \
+             {} bytes at {}, written by fio {} bs={} iodepth={} verify={}, sha256 {}",
+            from.display(),
+            set.size,
+            set.offset,
+            set.job.rw,
+            set.job.bs,
+            set.job.iodepth,
+            set.job.verify,
+            set.sha256
+        ),
+        _ => outln!("  /dev/vdb is its blank {DATA_DISK_MIB} MiB disk"),
+    }
     outln!("  run a command:  nvmfcheck vm exec{flag} initiator -- nvme list");
     outln!("  stop them:      nvmfcheck vm down{flag}");
     outln!(

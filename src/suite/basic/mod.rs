@@ -7,6 +7,7 @@ use super::steps::ensure;
 use super::{bad_input, fabric, AgentSetup, Case, CaseFuture, Category, CheckError, Env, Steps};
 
 mod clients;
+mod data_set;
 
 pub(super) fn category() -> Category {
     Category {
@@ -14,6 +15,7 @@ pub(super) fn category() -> Category {
         about: "a target exports a bdev that an initiator discovers, connects and verifies",
         depends_on: &[],
         setup: AgentSetup::Faults,
+        leaves_state: true,
         cases: vec![
             Case {
                 name: "share-connect-verify",
@@ -23,6 +25,8 @@ pub(super) fn category() -> Category {
             },
             bad_input::case(),
             clients::case(),
+            // Last: nothing in basic writes to the disk after it.
+            data_set::case(),
         ],
     }
 }

@@ -7,8 +7,9 @@ use std::path::Path;
 use crate::fio::{FioJob, Rw, Verify};
 use crate::nvme::Namespace;
 
-use super::{block, cleanup, fabric, size_name, Session};
+use super::{cleanup, size_name, Session};
 use crate::suite::steps::ensure;
+use crate::suite::{block, fabric};
 use crate::suite::{Case, CaseFuture, CheckError, Env, Steps};
 
 /// Length of each range: before, middle (discarded and zeroed), after.

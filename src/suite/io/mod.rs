@@ -20,8 +20,8 @@ use crate::proto::mayastor::Bdev;
 use super::fabric;
 use super::{AgentSetup, CaseFuture, Category, CheckError, Env, Steps};
 
-mod block;
 mod discard;
+mod from_basic;
 mod link;
 mod matrix;
 mod multipath;
@@ -46,7 +46,10 @@ pub(super) fn category() -> Category {
                 multipath, resets, restarts, teardown and link loss",
         depends_on: &["basic"],
         setup: AgentSetup::Faults,
+        leaves_state: false,
         cases: vec![
+            // First: before any other case writes over basic's data set.
+            from_basic::case(),
             matrix::case(),
             persistence::case(),
             whole::case(),
@@ -194,5 +197,9 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), count, "case names are unique");
         assert!(reg[io].cases.iter().all(|c| c.cleanup.is_some()));
+        // basic leaves its data set last, io reads it first.
+        assert_eq!(reg[basic].cases.last().map(|c| c.name), Some("data-set"));
+        assert!(reg[basic].leaves_state && !reg[io].leaves_state);
+        assert_eq!(reg[io].cases[0].name, "state-from-basic");
     }
 }

@@ -5,11 +5,14 @@
 //! zeroes a control range and checks that the same verify-only job, moved
 //! onto it, reports verify errors.
 
-use crate::fio::{FioError, FioJob, Rw, Verify, EILSEQ};
-use crate::nvme;
+use std::path::Path;
 
-use super::{block, cleanup, fabric, Session};
+use crate::fio::{FioError, FioJob, EILSEQ};
+
+use super::{cleanup, Session};
+use crate::suite::state::JobParams;
 use crate::suite::steps::{ensure, fio_summary};
+use crate::suite::{block, fabric};
 use crate::suite::{Case, CaseFuture, CheckError, Env, Steps};
 
 /// Bytes of the data set.
@@ -30,11 +33,7 @@ pub(super) fn case() -> Case {
 
 /// The job that writes the data set; `verify_only` replays it to check.
 fn data_set(device: &std::path::Path) -> FioJob {
-    FioJob::new(device, Rw::RandWrite, DATA)
-        .name("dataset")
-        .bs(4096)
-        .iodepth(8)
-        .verify(Verify::Crc32c)
+    JobParams::data_set().job(device, 0, DATA)
 }
 
 fn run<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
@@ -43,22 +42,13 @@ fn run<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
         let opts = fabric::connect_options(env);
         let Session { bdev, share, ns } = Session::open(env, steps, &opts).await?;
         steps
-            .run("should zero a control range (blkdiscard -z)", async {
-                block::zero(&ns.device, CONTROL.0, CONTROL.1).await
-            })
-            .await?;
-        steps
             .fio(
                 "should write a 16 MiB data set with crc32c and verify it",
                 &[data_set(&ns.device)],
                 s.fio_timeout,
             )
             .await?;
-        steps
-            .run("should flush the namespace (nvme flush)", async {
-                Ok(nvme::flush(&ns.device, s.nvme_timeout).await?)
-            })
-            .await?;
+        fabric::flush(env, steps, &ns.device).await?;
         fabric::disconnect(env, steps, &share.nqn).await?;
         let ns = fabric::connect(steps, &bdev, &share, &opts).await?;
         steps
@@ -68,23 +58,41 @@ fn run<'a>(env: &'a Env, steps: &'a mut Steps) -> CaseFuture<'a> {
                 s.fio_timeout,
             )
             .await?;
-        let control = FioJob {
-            size: CONTROL.1,
-            ..data_set(&ns.device).offset(CONTROL.0).verify_only(true)
-        };
-        steps
-            .run_fio(
-                "should find verify errors when the same check reads the zeroed range",
-                async {
-                    let result = crate::fio::run(&[control], s.fio_timeout).await;
-                    let summary = fio_summary(&result);
-                    (expect_verify_failure(result), summary)
-                },
-            )
-            .await?;
+        can_fail(env, steps, &ns.device, &data_set(&ns.device), CONTROL).await?;
         fabric::disconnect(env, steps, &share.nqn).await?;
         fabric::unshare(env, steps, &bdev.name).await
     })
+}
+
+/// Proves that the verify-only replay of `job` can fail: zeroes the
+/// `control` range (offset, length) of `device` and runs the replay moved
+/// onto it, which must report verify errors.
+pub(super) async fn can_fail(
+    env: &Env,
+    steps: &mut Steps,
+    device: &Path,
+    job: &FioJob,
+    control: (u64, u64),
+) -> Result<(), CheckError> {
+    steps
+        .run("should zero a control range (blkdiscard -z)", async {
+            block::zero(device, control.0, control.1).await
+        })
+        .await?;
+    let moved = FioJob {
+        size: control.1,
+        ..job.clone().offset(control.0).verify_only(true)
+    };
+    steps
+        .run_fio(
+            "should find verify errors when the same check reads the zeroed range",
+            async {
+                let result = crate::fio::run(&[moved], env.settings.fio_timeout).await;
+                let summary = fio_summary(&result);
+                (expect_verify_failure(result), summary)
+            },
+        )
+        .await
 }
 
 /// Passes only if fio failed because of a verify error.
@@ -93,16 +101,17 @@ fn expect_verify_failure<T>(result: Result<T, FioError>) -> Result<(), CheckErro
         Ok(_) => Err(CheckError::Failed(
             "verify-only passed over zeroes, so it checks nothing".into(),
         )),
-        Err(e) => {
-            let verify = e
-                .summary()
-                .is_some_and(|s| s.jobs.iter().any(|j| j.error == EILSEQ))
-                || matches!(&e, FioError::Failed { reason, .. } if reason.starts_with("verify error"));
-            ensure(verify, || {
-                format!("fio failed, but not with a verify error: {e}")
-            })
-        }
+        Err(e) => ensure(is_verify_error(&e), || {
+            format!("fio failed, but not with a verify error: {e}")
+        }),
     }
+}
+
+/// Whether fio failed because a block did not verify.
+pub(super) fn is_verify_error(e: &FioError) -> bool {
+    e.summary()
+        .is_some_and(|s| s.jobs.iter().any(|j| j.error == EILSEQ))
+        || matches!(e, FioError::Failed { reason, .. } if reason.starts_with("verify error"))
 }
 
 #[cfg(test)]
@@ -131,7 +140,7 @@ mod tests {
 
     #[test]
     fn the_control_range_lies_beyond_the_data_set() {
-        let dev = std::path::Path::new("/dev/nvme0n1");
+        let dev = Path::new("/dev/nvme0n1");
         let job = data_set(dev);
         job.validate().unwrap();
         assert!(CONTROL.0 >= job.offset + job.size);

@@ -14,13 +14,13 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::client::{ChildOf, Control, Mayastor};
-use crate::cmd::Cmd;
-use crate::fio::{FioJob, Rw, Verify};
+use crate::fio::FioJob;
 use crate::nvme::{self, ConnectOptions, ShareUri};
 use crate::proto::mayastor::{ChildState, Nexus, NexusState};
 
-use super::fabric;
+use super::state::JobParams;
 use super::steps::ensure;
+use super::{block, fabric};
 use super::{AgentSetup, Case, CaseFuture, Category, CheckError, Env, Steps};
 
 mod faults;
@@ -58,6 +58,7 @@ pub(super) fn category() -> Category {
                 offline children and a lost link",
         depends_on: &["basic"],
         setup: AgentSetup::Replication,
+        leaves_state: false,
         cases: vec![
             pools(),
             mirror::remote(),
@@ -410,30 +411,7 @@ async fn detach(env: &Env, steps: &mut Steps, a: Attached) -> Result<(), CheckEr
 /// The fio job that writes the case's data set through `device` and
 /// verifies it; `verify_only` replays it to check.
 fn data_set(device: &std::path::Path) -> FioJob {
-    FioJob::new(device, Rw::RandWrite, DATA)
-        .name("dataset")
-        .bs(4096)
-        .iodepth(8)
-        .verify(Verify::Crc32c)
-}
-
-/// The sha256 of the first [`NEXUS`] bytes of `device`, read with
-/// O_DIRECT so that no page cache stands in for the disk.
-async fn checksum(env: &Env, device: &std::path::Path) -> Result<String, CheckError> {
-    let script = format!(
-        "dd if={} iflag=direct,count_bytes bs=1M count={NEXUS} status=none | sha256sum",
-        device.display()
-    );
-    let out = Cmd::new("sh")
-        .args(["-c", &script])
-        .timeout(env.settings.fio_timeout)
-        .run()
-        .await?;
-    let sum = out.stdout.split_whitespace().next().unwrap_or_default();
-    ensure(sum.len() == 64, || {
-        format!("sha256sum printed {:?}", out.stdout)
-    })?;
-    Ok(sum.to_string())
+    JobParams::data_set().job(device, 0, DATA)
 }
 
 /// Shares both replicas of a mirror over NVMe/TCP, reads each from the
@@ -457,7 +435,10 @@ async fn same_data(
     ] {
         let a = attach(env, steps, uri, what).await?;
         let sum = steps
-            .run(&format!("should read {what}"), checksum(env, &a.device))
+            .run(
+                &format!("should read {what}"),
+                block::checksum(&a.device, 0, NEXUS, env.settings.fio_timeout),
+            )
             .await?;
         detach(env, steps, a).await?;
         sums.push(sum);

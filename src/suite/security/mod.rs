@@ -33,6 +33,7 @@ pub fn category() -> Category {
         about: "a hardened agent exposes nothing it should not, and shares admit only the hosts they name, by NQN and DH-HMAC-CHAP key",
         depends_on: &["basic"],
         setup: AgentSetup::Hardened,
+        leaves_state: false,
         cases: vec![
             Case {
                 name: "exposure",

@@ -1,6 +1,7 @@
-//! Block-device operations the io cases need beside fio: zeroing and
+//! Block-device operations the cases need beside fio: zeroing and
 //! discarding ranges (util-linux `blkdiscard`), reading without the page
-//! cache, and the queue limits the kernel shows in sysfs.
+//! cache, checksums of a range, and the queue limits the kernel shows in
+//! sysfs.
 
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -16,16 +17,19 @@ const BLKDISCARD_TIMEOUT: Duration = Duration::from_secs(60);
 /// block size.
 const DIRECT_ALIGN: usize = 4096;
 
+/// Bytes [`checksum`] reads at a time.
+const CHECKSUM_CHUNK: u64 = 1 << 20;
+
 /// Writes zeroes over `len` bytes at `offset` (`blkdiscard -z`, which the
 /// host sends as NVMe Write Zeroes): afterwards they must read as zeroes.
-pub(super) async fn zero(device: &Path, offset: u64, len: u64) -> Result<(), CheckError> {
+pub(crate) async fn zero(device: &Path, offset: u64, len: u64) -> Result<(), CheckError> {
     blkdiscard(device, offset, len, true).await
 }
 
 /// Discards `len` bytes at `offset` (`blkdiscard`, which the host sends as
 /// NVMe Dataset Management, deallocate). What they read afterwards is up
 /// to the target.
-pub(super) async fn discard(device: &Path, offset: u64, len: u64) -> Result<(), CheckError> {
+pub(crate) async fn discard(device: &Path, offset: u64, len: u64) -> Result<(), CheckError> {
     blkdiscard(device, offset, len, false).await
 }
 
@@ -42,15 +46,59 @@ async fn blkdiscard(device: &Path, offset: u64, len: u64, zero: bool) -> Result<
 
 /// Reads `len` bytes at `offset` with `O_DIRECT`, so that what the target
 /// holds is read rather than the host's page cache.
-pub(super) async fn read_direct(
+pub(crate) async fn read_direct(
     device: &Path,
     offset: u64,
     len: usize,
     timeout: Duration,
 ) -> Result<Vec<u8>, CheckError> {
+    off_thread(device, offset, len as u64, timeout, move |path| {
+        read_direct_blocking(path, offset, len)
+    })
+    .await
+}
+
+fn read_direct_blocking(path: &Path, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_DIRECT.bits())
+        .open(path)?;
+    // O_DIRECT needs an aligned buffer: take an aligned window of a larger one.
+    let mut buf = vec![0u8; len + DIRECT_ALIGN];
+    let start = buf.as_ptr().align_offset(DIRECT_ALIGN);
+    let window = buf
+        .get_mut(start..start + len)
+        .ok_or_else(|| std::io::Error::other("cannot align the read buffer"))?;
+    file.read_exact_at(window, offset)?;
+    Ok(window.to_vec())
+}
+
+/// The sha256, in hex, of `len` bytes of `device` at `offset`, read with
+/// O_DIRECT so that no page cache stands in for the disk.
+pub(crate) async fn checksum(
+    device: &Path,
+    offset: u64,
+    len: u64,
+    timeout: Duration,
+) -> Result<String, CheckError> {
+    off_thread(device, offset, len, timeout, move |path| {
+        checksum_blocking(path, offset, len)
+    })
+    .await
+}
+
+/// Runs `read`, which reads `len` bytes of `device` at `offset`, on a
+/// blocking thread within `timeout`; its errors name the range.
+async fn off_thread<T: Send + 'static>(
+    device: &Path,
+    offset: u64,
+    len: u64,
+    timeout: Duration,
+    read: impl FnOnce(&Path) -> std::io::Result<T> + Send + 'static,
+) -> Result<T, CheckError> {
     let path = device.to_path_buf();
-    let read = tokio::task::spawn_blocking(move || read_direct_blocking(&path, offset, len));
-    match tokio::time::timeout(timeout, read).await {
+    let task = tokio::task::spawn_blocking(move || read(&path));
+    match tokio::time::timeout(timeout, task).await {
         Ok(Ok(result)) => result.map_err(|e| {
             CheckError::Failed(format!(
                 "cannot read {len} bytes at {offset} of {}: {e}",
@@ -69,23 +117,25 @@ pub(super) async fn read_direct(
     }
 }
 
-fn read_direct_blocking(path: &Path, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::fcntl::OFlag::O_DIRECT.bits())
-        .open(path)?;
-    // O_DIRECT needs an aligned buffer: take an aligned window of a larger one.
-    let mut buf = vec![0u8; len + DIRECT_ALIGN];
-    let start = buf.as_ptr().align_offset(DIRECT_ALIGN);
-    let window = buf
-        .get_mut(start..start + len)
-        .ok_or_else(|| std::io::Error::other("cannot align the read buffer"))?;
-    file.read_exact_at(window, offset)?;
-    Ok(window.to_vec())
+fn checksum_blocking(path: &Path, offset: u64, len: u64) -> std::io::Result<String> {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    let mut done = 0;
+    while done < len {
+        let chunk = (len - done).min(CHECKSUM_CHUNK);
+        // At most CHECKSUM_CHUNK, which fits.
+        hasher.update(read_direct_blocking(path, offset + done, chunk as usize)?);
+        done += chunk;
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 /// A queue limit of a block device, `/sys/block/<name>/queue/<attr>`.
-pub(super) fn queue_attr(device: &Path, attr: &str) -> Result<String, CheckError> {
+pub(crate) fn queue_attr(device: &Path, attr: &str) -> Result<String, CheckError> {
     let name = device
         .file_name()
         .ok_or_else(|| CheckError::Failed(format!("{} names no device", device.display())))?;
