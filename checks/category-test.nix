@@ -22,6 +22,14 @@
   # and a token) or "replication" (two nodes as "faults", with a nexus port
   # and a rebuild rate).
   setup ? "faults",
+  # Whether the check's output keeps the first target's data disk as the
+  # passed run left it (basic, whose last case leaves a data set there),
+  # after that target is powered off: $out/${diskFile}.
+  keepDisk ? false,
+  # A disk kept so (`"${basic}/${diskFile}"`) that the check's first target
+  # boots on, a writable copy, instead of a blank disk (io, whose first case
+  # reads basic's data set back).
+  fromDisk ? null,
 }:
 let
   pair = builtins.fromJSON (builtins.readFile ../src/suite/setups.json);
@@ -51,6 +59,12 @@ let
   # another port it takes a `--listen` of its own.
   linkOnGrpcPort = linkPort == grpcPort;
   reportDir = "/tmp/nvmfcheck";
+  # The kept data disk in a check's output: the driver's qcow2 image of the
+  # target's first empty disk (/dev/vdb), gzipped.
+  diskFile = "target-vdb.qcow2.gz";
+  # What the kept disk may take in the output; basic writes about 32 MiB of
+  # random data to the disk, which does not compress.
+  maxDiskMiB = 64;
   # A test VM's token: in the store, which is fine for a throwaway VM and
   # nothing else.
   tokenFile = "/etc/nvmfcheck/token";
@@ -79,31 +93,71 @@ let
     )
   );
 
-  # The run's stdout goes to stderr, which the test instrumentation sends to
-  # the serial console: the driver logs each step line as it is printed.
-  # The reports are copied out before a failed run fails the test.
-  script = categories: extraArgs: ''
-    ${startTargets}
-    start_all()
-    ${waitForAgents}
-    # The file basic/mayastor-clients exports as an aio bdev (`--aio-file`).
-    ${first}.succeed("truncate -s 64M /tmp/aio-file.img")
-    initiator.wait_for_unit("network-online.target")
+  # The first target's disk is the driver's `empty0.qcow2` in its state dir:
+  # the VM's start script makes it only if it is missing, so a copy put
+  # there first is what the target boots on.
+  bootOnDisk = ''
+    import gzip
+    import shutil
 
-    status, _ = initiator.execute(
-        "nvmfcheck run ${categories} ${runArgs}${extraArgs} >&2",
-        timeout=${toString runTimeout},
-    )
+    with gzip.open("${fromDisk}", "rb") as packed, open(
+        ${first}.state_dir / "empty0.qcow2", "wb"
+    ) as disk:
+        shutil.copyfileobj(packed, disk)
+  '';
+  # After a passed run: the first target powered off (what it flushed is
+  # what stays), its disk gzipped into the output.
+  keepTheDisk = ''
+    import gzip
+    import shutil
 
-    for report in ["report.json", "junit.xml"]:
-        if initiator.execute(f"test -f ${reportDir}/{report}")[0] == 0:
-            initiator.copy_from_vm(f"${reportDir}/{report}")
-
-    if status != 0:
+    ${first}.shutdown()
+    kept = driver.out_dir / "${diskFile}"
+    with open(${first}.state_dir / "empty0.qcow2", "rb") as disk, gzip.open(
+        kept, "wb"
+    ) as packed:
+        shutil.copyfileobj(disk, packed)
+    if kept.stat().st_size > ${toString maxDiskMiB} << 20:
         raise Exception(
-            f"nvmfcheck run ${categories} exited with {status}; its steps are above"
+            f"{kept} has {kept.stat().st_size} bytes, more than ${toString maxDiskMiB} MiB"
         )
   '';
+
+  # The run's stdout goes to stderr, which the test instrumentation sends to
+  # the serial console: the driver logs each step line as it is printed.
+  # The reports are copied out before a failed run fails the test. `before`
+  # runs before the VMs start, `after` once the run passed.
+  script =
+    {
+      categories,
+      extraArgs ? "",
+      before ? "",
+      after ? "",
+    }:
+    ''
+      ${before}
+      ${startTargets}
+      start_all()
+      ${waitForAgents}
+      # The file basic/mayastor-clients exports as an aio bdev (`--aio-file`).
+      ${first}.succeed("truncate -s 64M /tmp/aio-file.img")
+      initiator.wait_for_unit("network-online.target")
+
+      status, _ = initiator.execute(
+          "nvmfcheck run ${categories} ${runArgs}${extraArgs} >&2",
+          timeout=${toString runTimeout},
+      )
+
+      for report in ["report.json", "junit.xml"]:
+          if initiator.execute(f"test -f ${reportDir}/{report}")[0] == 0:
+              initiator.copy_from_vm(f"${reportDir}/{report}")
+
+      if status != 0:
+          raise Exception(
+              f"nvmfcheck run ${categories} exited with {status}; its steps are above"
+          )
+      ${after}
+    '';
   # A target VM: the agent, set up as the category's setup says, on a
   # blank disk.
   targetNode = address: {
@@ -169,8 +223,16 @@ pkgs.testers.runNixOSTest {
       };
     };
 
-  testScript = script category extraRunArgs;
+  testScript = script {
+    categories = category;
+    extraArgs = extraRunArgs;
+    before = if fromDisk == null then "" else bootOnDisk;
+    after = if keepDisk then keepTheDisk else "";
+  };
   # The interactive driver runs whatever other checks' results are, so its
-  # script names no other check's output and runs the dependencies itself.
-  interactive.testScript = pkgs.lib.mkForce (script interactiveCategories "");
+  # script names no other check's output and runs the dependencies itself,
+  # on a blank disk, and keeps nothing.
+  interactive.testScript = pkgs.lib.mkForce (script {
+    categories = interactiveCategories;
+  });
 }

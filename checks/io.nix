@@ -9,6 +9,9 @@
 import ./category-test.nix { inherit pkgs nvmfcheck; } {
   category = "io";
   extraRunArgs = " --require-passed ${basic}/report.json";
+  # The disk basic's target left: io's first case reads basic's data set
+  # back from it, as the report's `state` describes it.
+  fromDisk = "${basic}/target-vdb.qcow2.gz";
   interactiveCategories = "basic io";
   runTimeout = 1800;
 }

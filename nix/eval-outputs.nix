@@ -396,6 +396,38 @@ let
       )
     ]
     [
+      "basic's check keeps its target's disk once the run passed, after powering the target off; io's target boots on a copy of it; no other script, and no interactive driver, touches a disk"
+      (
+        let
+          # A regular expression may not refer to a store path; needsBasic
+          # checks the context.
+          kept = builtins.unsafeDiscardStringContext "${checks.basic}/target-vdb.qcow2.gz";
+          keeps =
+            builtins.match (
+              ".*raise Exception[(]\n *f\"nvmfcheck run basic exited.*"
+              + "\ntarget[.]shutdown[(][)]\nkept = driver[.]out_dir / \"target-vdb[.]qcow2[.]gz\"\n"
+              + "with open[(]target[.]state_dir / \"empty0[.]qcow2\", \"rb\"[)].*"
+            ) (scriptOf "basic") != null;
+          bootsOn =
+            builtins.match (
+              ".*with gzip[.]open[(]\"${kept}\", \"rb\"[)] as packed, open[(]\n"
+              + " *target[.]state_dir / \"empty0[.]qcow2\", \"wb\"\n.*start_all[(][)].*"
+            ) (scriptOf "io") != null;
+          touchesNoDisk = script: builtins.match ".*empty0.*" script == null;
+        in
+        keeps
+        && bootsOn
+        && needsBasic (scriptOf "io")
+        && all touchesNoDisk (
+          [
+            (scriptOf "security")
+            (scriptOf "replication")
+          ]
+          ++ map interactiveScriptOf categories
+        )
+      )
+    ]
+    [
       "each check's run reaches its agent: a --listen address on the link, open, waited for, with the agent's token"
       (all reachesAgent categories)
     ]
