@@ -60,7 +60,8 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Each cause once, though many messages show their source.
+            eprintln!("error: {}", nvmfcheck::error_chain::chain(e.as_ref()));
             ExitCode::FAILURE
         }
     }
