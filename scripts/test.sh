@@ -3,9 +3,10 @@
 # lacks, then lint, the unit and integration tests in just the flake's
 # source set as its `nextest` check runs them (and again as root), the Nix layer's
 # checks, the QEMU runner's smoke test (which also calls the target's gRPC
-# from the host) and the end-to-end run of the `basic`, `io`, `security` and
+# from the host) and the end-to-end runs of the `basic`, `io`, `security` and
 # `replication` categories in QEMU VMs (two; three for `replication`) with the
-# release binary, the one users run.
+# release binary, the one users run: io on the disk basic left, and once on
+# a blank disk, where its first case must fail.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
@@ -37,6 +38,26 @@ phase "QEMU runner: vm up / exec / down, a killed vm run leaves no QEMU"
 # built (0.2 s), while the run's `cargo build --release` below still builds
 # the repository's own binary (3.5 min).
 cargo test --release --locked --test vm_smoke -- --ignored --test-threads=1
-phase "basic and io (faults setup), security (hardened setup) and replication (node1, node2 and the initiator) in QEMU VMs, with the release binary (what users run)"
+# The categories run with the release binary, the one users run, as the
+# Nix checks chain them: basic keeps the disk it leaves its data set on,
+# and io boots a fresh target on a copy of it.
+out=target/nvmfcheck-out
+rm -rf "$out"
+phase "basic in QEMU VMs, keeping the target's disk with the data set it leaves"
 cargo build --release --locked
-target/release/nvmfcheck vm run basic io security replication --out target/nvmfcheck-out
+target/release/nvmfcheck vm run basic --out "$out/basic" --keep-state "$out/state"
+phase "io (faults setup) on a target booted from that disk, security (hardened setup), replication (node1, node2 and the initiator)"
+target/release/nvmfcheck vm run io security replication --from-state "$out/state" --out "$out/rest"
+phase "io/state-from-basic on a blank disk must fail, naming the fix"
+if target/release/nvmfcheck vm run io --require-passed "$out/state/report.json" \
+  --filter state-from-basic --out "$out/blank" >"$out/blank.log" 2>&1; then
+  cat "$out/blank.log"
+  echo "io/state-from-basic passed on a blank disk" >&2
+  exit 1
+fi
+if ! grep -q "the disk does not hold the data set basic left" "$out/blank/report.json"; then
+  cat "$out/blank.log"
+  echo "io/state-from-basic failed on a blank disk, but not saying the disk lacks the data set" >&2
+  exit 1
+fi
+echo "io/state-from-basic failed on a blank disk, as it must (log: $out/blank.log)"
