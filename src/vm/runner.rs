@@ -304,8 +304,12 @@ impl Runner {
     /// `vm run`: checks the plan, prepares, then boots once per agent setup
     /// the categories need, runs them in the initiator with the output
     /// going to `output`, and tears down. With several boots each writes
-    /// its report into `<out>/<k>-<setup>/`, merged into `<out>`; a later
-    /// boot's categories depend on the earlier boots' report.
+    /// its report into `<out>/<k>-<setup>/`, merged into `<out>`. A boot's
+    /// dependencies are vouched for by the given report (`from_state`'s or
+    /// `require_passed`) and the earlier boots', merged into
+    /// `<out>/prior/`. With `from_state` the first target boots on a copy
+    /// of the kept disk; with `keep_state` the disk of the boot that leaves
+    /// a data set is kept, after its VMs are stopped.
     pub async fn run(
         &self,
         opts: &RunOptions,
