@@ -59,10 +59,19 @@ pub(crate) async fn read_direct(
 }
 
 fn read_direct_blocking(path: &Path, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
-    let file = std::fs::OpenOptions::new()
+    read_at(&open_direct(path)?, offset, len)
+}
+
+/// `path` opened for reading with `O_DIRECT`.
+fn open_direct(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(nix::fcntl::OFlag::O_DIRECT.bits())
-        .open(path)?;
+        .open(path)
+}
+
+/// `len` bytes of `file` (opened with `O_DIRECT`) at `offset`.
+fn read_at(file: &std::fs::File, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
     // O_DIRECT needs an aligned buffer: take an aligned window of a larger one.
     let mut buf = vec![0u8; len + DIRECT_ALIGN];
     let start = buf.as_ptr().align_offset(DIRECT_ALIGN);
@@ -119,12 +128,13 @@ async fn off_thread<T: Send + 'static>(
 
 fn checksum_blocking(path: &Path, offset: u64, len: u64) -> std::io::Result<String> {
     use sha2::Digest;
+    let file = open_direct(path)?;
     let mut hasher = sha2::Sha256::new();
     let mut done = 0;
     while done < len {
         let chunk = (len - done).min(CHECKSUM_CHUNK);
         // At most CHECKSUM_CHUNK, which fits.
-        hasher.update(read_direct_blocking(path, offset + done, chunk as usize)?);
+        hasher.update(read_at(&file, offset + done, chunk as usize)?);
         done += chunk;
     }
     Ok(hasher
@@ -172,6 +182,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("at 16384") && err.contains("disk"), "{err}");
+        // More than one chunk: the sha256 of the range, as sha256sum gives it.
+        let big: Vec<u8> = (0..(3 << 20) as u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&file, &big).unwrap();
+        let sum = checksum(&file, 4096, (2 << 20) + 8192, Duration::from_secs(10))
+            .await
+            .unwrap();
+        use sha2::Digest;
+        let want = sha2::Sha256::digest(&big[4096..4096 + (2 << 20) + 8192]);
+        let want: String = want.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(sum, want);
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! Case `persistence`: data written and flushed in one session reads back
 //! intact in the next.
 //!
-//! A verify-only run proves something only if it can fail: the case first
-//! zeroes a control range and checks that the same verify-only job, moved
-//! onto it, reports verify errors.
+//! A verify-only run proves something only if it can fail: after the
+//! read-back the case zeroes a control range and checks that the same
+//! verify-only job, moved onto it, reports verify errors ([`can_fail`],
+//! which `state-from-basic` shares).
 
 use std::path::Path;
 
