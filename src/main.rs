@@ -25,6 +25,10 @@ enum Command {
     /// Initiator side: discover, connect and disconnect with nvme-cli.
     #[command(subcommand)]
     Nvme(cli::nvme::Command),
+    /// Measure a target: data path, control path, scale (JSON figures;
+    /// `vm bench` runs these in its VMs).
+    #[command(subcommand)]
+    Bench(cli::bench::Command),
     /// Run one fio job and print its parsed summary.
     Fio(cli::fio::Args),
     /// Run check categories against a target and write reports.
@@ -51,6 +55,7 @@ fn main() -> ExitCode {
             Command::Agent(args) => cli::agent::main(args).await,
             Command::Bdev(cmd) => cli::bdev::main(cmd).await,
             Command::Nvme(cmd) => cli::nvme::main(cmd).await,
+            Command::Bench(cmd) => cli::bench::main(cmd).await,
             Command::Fio(args) => cli::fio::main(args).await,
             Command::Run(args) => cli::run::main(args).await,
             Command::List(args) => cli::run::list(args),

@@ -42,6 +42,26 @@ fn qemus_with(needle: &str) -> Vec<u32> {
         .collect()
 }
 
+/// `vm exec` in VM `vm` of the pair in `state`, with a 600 s deadline.
+fn exec_in(state: &str, vm: &str, cmd: &[&str]) -> Output {
+    let mut args = vec![
+        "vm",
+        "exec",
+        "--state-dir",
+        state,
+        "--timeout",
+        "600",
+        vm,
+        "--",
+    ];
+    args.extend_from_slice(cmd);
+    run(&args)
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 /// Stops the pair even when an assertion failed.
 struct Down<'a>(&'a str);
 
@@ -57,21 +77,7 @@ fn up_exec_down() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("vm");
     let state = state.to_str().unwrap();
-    let exec = |vm: &str, cmd: &[&str]| {
-        let mut args = vec![
-            "vm",
-            "exec",
-            "--state-dir",
-            state,
-            "--timeout",
-            "60",
-            vm,
-            "--",
-        ];
-        args.extend_from_slice(cmd);
-        run(&args)
-    };
-    let stdout = |o: &Output| String::from_utf8_lossy(&o.stdout).into_owned();
+    let exec = |vm: &str, cmd: &[&str]| exec_in(state, vm, cmd);
 
     let up = run(&["vm", "up", "--state-dir", state]);
     let _down = Down(state);
@@ -186,6 +192,128 @@ fn up_exec_down() {
     assert!(run(&["vm", "down", "--state-dir", state]).status.success());
     assert!(qemus_with(state).is_empty(), "QEMU left after vm down");
     assert!(Path::new(state).join("out/target.console.log").exists());
+}
+
+/// The guest halves of `vm bench` on a real pair: each prints its figures,
+/// leaves the target as it found it, and the scale bench refuses a target
+/// that shares something else.
+#[test]
+#[ignore = "boots QEMU VMs; run with --ignored"]
+fn bench_guest_halves() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("vm");
+    let state = state.to_str().unwrap();
+    assert!(run(&["vm", "up", "--state-dir", state]).status.success());
+    let _down = Down(state);
+    let exe = env!("CARGO_BIN_EXE_nvmfcheck");
+    let target = ["--target", "192.168.1.2:10124"];
+    let bench = |vm: &str, args: &[&str]| -> serde_json::Value {
+        let mut cmd = vec![exe, "bench"];
+        cmd.extend_from_slice(args);
+        let o = exec_in(state, vm, &cmd);
+        assert!(o.status.success(), "nvmfcheck bench {args:?} failed");
+        serde_json::from_str(&stdout(&o)).unwrap()
+    };
+    let bdevs = || {
+        let o = exec_in(
+            state,
+            "initiator",
+            &[exe, "bdev", "list", target[0], target[1]],
+        );
+        stdout(&o)
+    };
+    let short = ["--secs", "1", "--size-mib", "16"];
+
+    let local = bench(
+        "target",
+        &[&["data-path", "--device", "/dev/vdb"][..], &short].concat(),
+    );
+    let fabric = bench(
+        "initiator",
+        &[
+            &["data-path", "--over-fabric", "aio:///dev/vdb"][..],
+            &short,
+            &target,
+        ]
+        .concat(),
+    );
+    for figures in [&local, &fabric] {
+        let jobs = figures.as_array().unwrap();
+        assert_eq!(jobs.len(), 4, "{figures}");
+        assert!(
+            jobs.iter().all(|j| j["iops"].as_f64().unwrap() > 0.0),
+            "{figures}"
+        );
+    }
+    assert!(
+        !bdevs().contains("aio:///dev/vdb"),
+        "data-path left its bdev"
+    );
+
+    let control = bench(
+        "initiator",
+        &[&["control", "--calls", "20"][..], &target].concat(),
+    );
+    for call in ["list", "create_share", "unshare_destroy"] {
+        assert_eq!(control[call]["calls"], 20, "{control}");
+        assert!(control[call]["p50_ms"].as_f64().unwrap() > 0.0, "{control}");
+    }
+
+    let up = bench(
+        "initiator",
+        &[&["scale", "up", "--bdevs", "8"][..], &target].concat(),
+    );
+    assert_eq!(up["discovered"], 8, "{up}");
+    let o = exec_in(
+        state,
+        "initiator",
+        &["sh", "-c", "ls /sys/class/nvme | wc -l"],
+    );
+    assert_eq!(stdout(&o).trim(), "8", "a controller per bdev");
+    let o = exec_in(state, "target", &["cat", "/run/nvmfcheck/agent.pid"]);
+    assert!(stdout(&o).trim().parse::<u32>().is_ok(), "no agent pid");
+    let down = bench(
+        "initiator",
+        &[&["scale", "down", "--bdevs", "8"][..], &target].concat(),
+    );
+    assert_eq!(down["bdevs"], 8, "{down}");
+    assert!(!bdevs().contains("bench-scale-"), "scale down left bdevs");
+    let o = exec_in(
+        state,
+        "initiator",
+        &["sh", "-c", "ls /sys/class/nvme | wc -l"],
+    );
+    assert_eq!(stdout(&o).trim(), "0", "scale down left controllers");
+
+    // With another bdev shared, connect-all would reach it too: refused
+    // before anything is made.
+    let o = exec_in(
+        state,
+        "initiator",
+        &[
+            "sh",
+            "-ec",
+            &format!(
+                "{exe} bdev create malloc:///other?size_mb=1 {t}; {exe} bdev share other {t}",
+                t = target.join(" ")
+            ),
+        ],
+    );
+    assert!(o.status.success());
+    let o = exec_in(
+        state,
+        "initiator",
+        &[&[exe, "bench", "scale", "up", "--bdevs", "4"][..], &target].concat(),
+    );
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("the target shares bdev other already"),
+        "no reason given"
+    );
+    assert!(
+        !bdevs().contains("bench-scale-"),
+        "a refused scale up made bdevs"
+    );
 }
 
 #[test]

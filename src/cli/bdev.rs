@@ -102,13 +102,13 @@ pub async fn main(cmd: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn connect(conn: &Conn) -> anyhow::Result<Target> {
+pub(super) async fn connect(conn: &Conn) -> anyhow::Result<Target> {
     let token = conn.token_file.as_deref().map(Token::read).transpose()?;
     let timeout = Duration::from_secs_f64(conn.timeout);
     Ok(Target::connect_with_token(&conn.target, timeout, token).await?)
 }
 
-fn print(reply: &impl Serialize) -> anyhow::Result<ExitCode> {
+pub(super) fn print(reply: &impl Serialize) -> anyhow::Result<ExitCode> {
     println!("{}", serde_json::to_string_pretty(reply)?);
     Ok(ExitCode::SUCCESS)
 }

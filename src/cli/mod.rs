@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod bdev;
+pub mod bench;
 pub mod fio;
 pub mod nvme;
 pub mod progress;

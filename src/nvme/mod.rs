@@ -153,6 +153,18 @@ pub enum NvmeError {
         /// Namespace devices seen and why each was not usable.
         seen: String,
     },
+    /// `nvme connect-all` returned, but subsystems have no usable namespace.
+    #[error(
+        "`nvme connect-all` returned, but {subnqn} had no usable namespace after {}s; their \
+         controllers were disconnected again",
+        .after.as_secs_f64()
+    )]
+    ConnectIncomplete {
+        /// The subsystems still waited for.
+        subnqn: String,
+        /// How long it was given.
+        after: Duration,
+    },
     /// nvme-cli returned but controllers of the subsystem are still there.
     #[error(
         "`nvme disconnect -n {subnqn}` returned, but controllers {} are still present after {}s",
@@ -380,6 +392,115 @@ pub async fn disconnect(subnqn: &str, timeout: Duration) -> Result<u32, NvmeErro
             });
         }
         tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Connects to every subsystem in the discovery log at `t` in one nvme-cli
+/// run (`nvme connect-all`), and waits (polling, within `timeout`) until
+/// each of `subnqns` has a usable namespace. On failure every controller
+/// of `subnqns` is disconnected again. The caller checks that the log
+/// lists no other subsystem, which this would connect too.
+pub async fn connect_all(
+    t: &Transport,
+    subnqns: &[String],
+    timeout: Duration,
+) -> Result<(), NvmeError> {
+    t.validate()?;
+    for nqn in subnqns {
+        validate_nqn("subsystem NQN", nqn)?;
+    }
+    let deadline = Instant::now() + timeout;
+    let cmd = Cmd::new("nvme")
+        .args(["connect-all", "-t", "tcp", "-a", &t.traddr, "-s"])
+        .arg(t.trsvcid.to_string())
+        .timeout(timeout);
+    let result = match run(&cmd, Some(t)).await {
+        Ok(_) => wait_all(subnqns, deadline, timeout, |c| {
+            c.is_some_and(|c| !c.namespaces.is_empty())
+        })
+        .await
+        .map_err(|waiting| NvmeError::ConnectIncomplete {
+            subnqn: count_of(&waiting),
+            after: timeout,
+        }),
+        Err(e) => Err(e),
+    };
+    if result.is_err() {
+        if let Err(undo) = disconnect_many(subnqns, ROLLBACK_TIMEOUT).await {
+            tracing::warn!("could not undo nvme connect-all: {undo}");
+        }
+    }
+    result
+}
+
+/// Disconnects every controller of each of `subnqns` in one nvme-cli run
+/// (`nvme disconnect -n <nqn>,<nqn>,...`) and checks in sysfs that they
+/// are gone.
+pub async fn disconnect_many(subnqns: &[String], timeout: Duration) -> Result<(), NvmeError> {
+    for nqn in subnqns {
+        validate_nqn("subsystem NQN", nqn)?;
+    }
+    if subnqns.is_empty() {
+        return Ok(());
+    }
+    let deadline = Instant::now() + timeout;
+    let cmd = Cmd::new("nvme")
+        .args(["disconnect", "-n", &subnqns.join(",")])
+        .timeout(timeout);
+    run(&cmd, None).await?;
+    wait_all(subnqns, deadline, timeout, |c| c.is_none())
+        .await
+        .map_err(|waiting| NvmeError::DisconnectIncomplete {
+            subnqn: count_of(&waiting),
+            remaining: vec![format!("of {} subsystems", waiting.len())],
+            after: timeout,
+        })
+}
+
+/// Polls sysfs until `done` holds for the connection of each of `subnqns`;
+/// on the deadline, the NQNs still waited for.
+async fn wait_all(
+    subnqns: &[String],
+    deadline: Instant,
+    timeout: Duration,
+    done: fn(Option<&Connection>) -> bool,
+) -> Result<(), Vec<String>> {
+    let mut waiting: Vec<String> = subnqns.to_vec();
+    loop {
+        let remaining = std::mem::take(&mut waiting);
+        let checked = read_sysfs(timeout, move |sys| {
+            let mut left = Vec::new();
+            for nqn in remaining {
+                if !done(sys.connection(&nqn)?.as_ref()) {
+                    left.push(nqn);
+                }
+            }
+            Ok(left)
+        })
+        .await;
+        waiting = match checked {
+            Ok(left) => left,
+            Err(e) => {
+                tracing::warn!("{e}");
+                subnqns.to_vec()
+            }
+        };
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(waiting);
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// `nqn` or `nqn (and N more)`, for messages about many subsystems.
+fn count_of(nqns: &[String]) -> String {
+    match nqns {
+        [] => "none".into(),
+        [one] => one.clone(),
+        [first, rest @ ..] => format!("{first} (and {} more)", rest.len()),
     }
 }
 

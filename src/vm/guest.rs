@@ -179,6 +179,15 @@ fn start_agent(name: &str, setup: AgentSetup, address: &str, forward: bool) {
         Ok(c) => c,
         Err(e) => return say(&format!("cannot start the agent: {e}")),
     };
+    // For `vm bench`, which reads the agent's memory from /proc.
+    if let Some(pid) = child.id() {
+        if let Err(e) = std::fs::write(super::workload::AGENT_PID_FILE, pid.to_string()) {
+            say(&format!(
+                "cannot write {}: {e}",
+                super::workload::AGENT_PID_FILE
+            ));
+        }
+    }
     let say = Arc::new(say);
     let mut pumps = tokio::task::JoinSet::new();
     for stream in [

@@ -44,6 +44,7 @@ pub(crate) mod spec;
 pub mod topology;
 pub mod up;
 pub(crate) mod up_state;
+pub mod workload;
 
 pub use channel::Event;
 pub use guest_kernel::default_cache_dir;

@@ -1,11 +1,14 @@
 //! `vm run` again and again: a soak (every run's cases tallied) and a
-//! benchmark (each run's times sampled).
+//! benchmark (each run's times sampled, then one boot for the data path,
+//! control path and scale, see [`super::workload`]).
 
-use crate::bench::Sample;
+use crate::bench::{BenchRecord, Medians, Sample};
 use crate::soak::Soak;
 use crate::suite::report::Report;
 
-use super::runner::{clock_check, OutputSink, RunOptions, Runner, RunnerError};
+use super::run_dir::RunDir;
+use super::runner::{absolute, clock_check, OutputSink, RunOptions, Runner, RunnerError};
+use super::workload::WorkloadParams;
 
 /// What a soak found.
 #[derive(Debug)]
@@ -52,18 +55,21 @@ impl Runner {
         })
     }
 
-    /// `vm bench`: `runs` runs of `basic`, each sampled; a failed run, or
-    /// one whose guest clock ran fast, ends the benchmark (it measures
-    /// nothing).
+    /// `vm bench`: `runs` runs of `basic`, each sampled, then one boot
+    /// for the guest halves; a failed run, or one whose guest clock ran
+    /// fast, ends the benchmark (it measures nothing). Writes `bench.json`
+    /// into `opts.out`.
     pub async fn bench(
         &self,
         opts: &RunOptions,
         runs: u32,
+        params: WorkloadParams,
         output: OutputSink<'_>,
-    ) -> Result<Vec<Sample>, RunnerError> {
+    ) -> Result<BenchRecord, RunnerError> {
         let mut samples = Vec::new();
         for i in 1..=runs {
-            self.progress.say(format!("bench: run {i} of {runs}"));
+            self.progress
+                .say(format!("bench: run {i} of {runs} of basic"));
             let run = RunOptions {
                 categories: vec!["basic".into()],
                 out: opts.out.join(format!("run-{i}")),
@@ -84,7 +90,8 @@ impl Runner {
                 return Err(RunnerError::Invalid(format!("run {i}: {warning}")));
             }
             let rss = (outcome.rss_of("target"), outcome.rss_of("initiator"));
-            let sample = Sample::new(&report, "basic", outcome.ready, rss).ok_or_else(|| {
+            let ready = outcome.ready.as_secs_f64();
+            let sample = Sample::new(&report, "basic", ready, rss).ok_or_else(|| {
                 RunnerError::Invalid(format!(
                     "{} has no basic category with a fio step",
                     path.display()
@@ -92,6 +99,28 @@ impl Runner {
             })?;
             samples.push(sample);
         }
-        Ok(samples)
+        self.progress
+            .say("bench: one boot for the data path, control path and scale");
+        let prepared = self.prepare().await?;
+        let out = absolute(&opts.out)?;
+        let dir = RunDir::fresh(out.join("workload")).map_err(|source| RunnerError::Phase {
+            phase: "boot",
+            source,
+        })?;
+        let w = self.workload(&prepared, &dir, params).await?;
+        let record = BenchRecord {
+            schema: crate::bench::record::SCHEMA,
+            profile: crate::BUILD_PROFILE.into(),
+            accel: prepared.accel.name().into(),
+            medians: Medians::of(&samples),
+            runs: samples,
+            data_path: w.data_path,
+            control: w.control,
+            scale: w.scale,
+        };
+        record
+            .write(&out)
+            .map_err(|e| RunnerError::Invalid(e.to_string()))?;
+        Ok(record)
     }
 }

@@ -119,12 +119,28 @@ pub struct RunArgs {
 /// Arguments of `vm bench`.
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    /// How many runs of `vm run basic`, one after another.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    /// How many runs of `vm run basic`, one after another (their medians
+    /// are the boot and overhead figures).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=20))]
     pub(super) runs: u32,
-    /// Where each run's reports and logs go (`run-1`, `run-2`, ...).
+    /// Where each run's reports and logs go (`run-1`, `run-2`, ...,
+    /// `workload`), and `bench.json`.
     #[arg(long, default_value = "./nvmfcheck-bench")]
     pub(super) out: PathBuf,
+    /// Seconds each data-path fio job runs, in the target and over the
+    /// fabric.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub(super) job_secs: u64,
+    /// Calls of each kind in the control path.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub(super) calls: u32,
+    /// Bdevs the scale bench shares and connects.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub(super) bdevs: u32,
+    /// A bench.json of an earlier `vm bench`: print each figure's ratio
+    /// against it (read before anything boots).
+    #[arg(long, value_name = "BENCH_JSON")]
+    pub(super) compare: Option<PathBuf>,
     #[command(flatten)]
     pub(super) boot: BootArgs,
 }

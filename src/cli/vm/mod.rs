@@ -5,12 +5,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use nvmfcheck::bench::table;
+use nvmfcheck::bench::record::compare;
+use nvmfcheck::bench::BenchRecord;
 use nvmfcheck::soak::BusyCore;
 use nvmfcheck::suite::setup::DATA_DISK_MIB;
 use nvmfcheck::vm::guest::GuestConfig;
 use nvmfcheck::vm::runner::{RunOptions, DEFAULT_CHECKS_TIMEOUT_SECS};
 use nvmfcheck::vm::up;
+use nvmfcheck::vm::workload::WorkloadParams;
 use nvmfcheck::vm::Event;
 use nvmfcheck::vm::{AGENT_PORT, GUEST_OUT_DIR, TARGET_IP};
 
@@ -117,6 +119,8 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    // A bad --compare file is found before anything boots.
+    let old = args.compare.as_deref().map(BenchRecord::load).transpose()?;
     let opts = RunOptions {
         categories: vec!["basic".into()],
         out: args.out.clone(),
@@ -126,12 +130,21 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         from_state: None,
         require_passed: None,
     };
-    let samples = args
+    let params = WorkloadParams {
+        job_secs: args.job_secs,
+        calls: args.calls,
+        bdevs: args.bdevs,
+    };
+    let record = args
         .boot
         .runner()
-        .bench(&opts, args.runs, &print_output)
+        .bench(&opts, args.runs, params, &print_output)
         .await?;
-    outln!("{}", table(&samples));
+    outln!("{}", record.table());
+    if let (Some(old), Some(path)) = (&old, &args.compare) {
+        outln!("against {}:\n{}", path.display(), compare(old, &record));
+    }
+    eprintln!("figures in {}", args.out.join("bench.json").display());
     Ok(ExitCode::SUCCESS)
 }
 
