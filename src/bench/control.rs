@@ -12,11 +12,16 @@ use crate::client::Target;
 /// The bdev the create/share and unshare/destroy calls work on.
 pub const BDEV: &str = "bench-control";
 
-/// Its URI: 1 MiB of RAM with 4 KiB blocks (a 512-byte block would put a
-/// loop device under it, a cost of the block size rather than the call).
+/// Its URI: 64 blocks of 4 KiB (256 KiB of RAM: small enough that the
+/// scale bench's 256 fit in the agent's RAM file system; a 512-byte block
+/// would put a loop device under it, a cost of the block size rather than
+/// the call).
 pub fn bdev_uri() -> String {
-    format!("malloc:///{BDEV}?size_mb=1&blk_size=4096")
+    format!("malloc:///{BDEV}?{}", BDEV_SIZE)
 }
+
+/// The size parameters of the bench's malloc bdevs.
+pub const BDEV_SIZE: &str = "num_blocks=64&blk_size=4096";
 
 /// Latencies of the three kinds of call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

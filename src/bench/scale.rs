@@ -22,10 +22,9 @@ fn name(i: u32) -> String {
     format!("{PREFIX}{i:04}")
 }
 
-/// Bdev `i`'s URI: 1 MiB of RAM with 4 KiB blocks (see
-/// [`super::control::bdev_uri`] for why 4 KiB).
+/// Bdev `i`'s URI, as small as [`super::control::bdev_uri`]'s.
 fn uri(i: u32) -> String {
-    format!("malloc:///{}?size_mb=1&blk_size=4096", name(i))
+    format!("malloc:///{}?{}", name(i), super::control::BDEV_SIZE)
 }
 
 /// What [`up`] measured.
@@ -225,6 +224,9 @@ mod tests {
     fn names_sort_in_creation_order() {
         assert_eq!(name(7), "bench-scale-0007");
         assert!(name(99) < name(100));
-        assert_eq!(uri(3), "malloc:///bench-scale-0003?size_mb=1&blk_size=4096");
+        assert_eq!(
+            uri(3),
+            "malloc:///bench-scale-0003?num_blocks=64&blk_size=4096"
+        );
     }
 }

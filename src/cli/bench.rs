@@ -18,7 +18,7 @@ pub enum Command {
     /// data is lost.
     DataPath(DataPathArgs),
     /// Time `List`, `Create`+`Share` and `Unshare`+`Destroy`, one call at a
-    /// time, on a 1 MiB malloc bdev.
+    /// time, on a 256 KiB malloc bdev.
     Control {
         /// Calls of each kind.
         #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
@@ -26,7 +26,7 @@ pub enum Command {
         #[command(flatten)]
         conn: Conn,
     },
-    /// `up`: create and share many 1 MiB malloc bdevs, discover them and
+    /// `up`: create and share many 256 KiB malloc bdevs, discover them and
     /// connect to all (the target must share nothing else); `down`:
     /// disconnect, unshare and destroy them.
     Scale {

@@ -383,37 +383,63 @@ fn a_restart_adopts_pools_and_replicas_and_keeps_shares() {
     assert_eq!(replicas.len(), 2);
 }
 
-#[test]
-fn without_lvm_the_pool_calls_say_so() {
-    struct NoLvm;
-    impl Lvm for NoLvm {
-        fn check_disk(&self, _: &Path) -> Result<(), String> {
-            Ok(())
-        }
-        fn volume_groups(&self) -> Result<Vec<VgRow>, lvm::LvmError> {
-            Err(lvm::LvmError::Missing("cannot start `vgs`".into()))
-        }
-        fn logical_volumes(&self) -> Result<Vec<LvRow>, lvm::LvmError> {
-            self.volume_groups().map(|_| Vec::new())
-        }
-        fn create_vg(&self, _: &str, _: &Path) -> Result<(), lvm::LvmError> {
-            Ok(())
-        }
-        fn remove_vg(&self, _: &str, _: &Path) -> Result<(), lvm::LvmError> {
-            Ok(())
-        }
-        fn create_lv(&self, _: &str, _: &str, _: u64) -> Result<(), lvm::LvmError> {
-            Ok(())
-        }
-        fn remove_lv(&self, _: &str, _: &str) -> Result<(), lvm::LvmError> {
-            Ok(())
-        }
-        fn activate(&self, _: &str) -> Result<(), lvm::LvmError> {
-            Ok(())
+/// An LVM with no volume group, or none at all (`missing`), that counts
+/// its `lvs` runs.
+#[derive(Default)]
+struct StubLvm {
+    missing: bool,
+    lv_runs: std::sync::atomic::AtomicU32,
+}
+
+impl Lvm for StubLvm {
+    fn check_disk(&self, _: &Path) -> Result<(), String> {
+        Ok(())
+    }
+    fn volume_groups(&self) -> Result<Vec<VgRow>, lvm::LvmError> {
+        match self.missing {
+            true => Err(lvm::LvmError::Missing("cannot start `vgs`".into())),
+            false => Ok(Vec::new()),
         }
     }
+    fn logical_volumes(&self) -> Result<Vec<LvRow>, lvm::LvmError> {
+        self.lv_runs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.volume_groups().map(|_| Vec::new())
+    }
+    fn create_vg(&self, _: &str, _: &Path) -> Result<(), lvm::LvmError> {
+        Ok(())
+    }
+    fn remove_vg(&self, _: &str, _: &Path) -> Result<(), lvm::LvmError> {
+        Ok(())
+    }
+    fn create_lv(&self, _: &str, _: &str, _: u64) -> Result<(), lvm::LvmError> {
+        Ok(())
+    }
+    fn remove_lv(&self, _: &str, _: &str) -> Result<(), lvm::LvmError> {
+        Ok(())
+    }
+    fn activate(&self, _: &str) -> Result<(), lvm::LvmError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn with_no_pool_a_start_runs_lvm_once() {
     let s = Setup::new();
-    let mut p = Pools::open(Arc::new(NoLvm), &s.nvmet, &[]);
+    let lvm = Arc::new(StubLvm::default());
+    let p = Pools::open(lvm.clone(), &s.nvmet, &[]);
+    assert_eq!(lvm.lv_runs.load(std::sync::atomic::Ordering::Relaxed), 0);
+    drop(p);
+}
+
+#[test]
+fn without_lvm_the_pool_calls_say_so() {
+    let s = Setup::new();
+    let lvm = StubLvm {
+        missing: true,
+        ..StubLvm::default()
+    };
+    let mut p = Pools::open(Arc::new(lvm), &s.nvmet, &[]);
     let (c, msg) = code(p.list_pools());
     assert_eq!(c, Code::FailedPrecondition);
     assert!(msg.contains("install the lvm2 package"), "{msg}");
