@@ -6,7 +6,7 @@
 # from the host) and the end-to-end runs of the `basic`, `io`, `security` and
 # `replication` categories in QEMU VMs (two; three for `replication`) with the
 # release binary, the one users run: io on the disk basic left, and once on
-# a blank disk, where its first case must fail.
+# a blank disk, where its first case must fail; then a small `vm bench`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
@@ -61,3 +61,16 @@ if ! grep -q "the disk does not hold the data set basic left" "$out/blank/report
   exit 1
 fi
 echo "io/state-from-basic failed on a blank disk, as it must (log: $out/blank.log)"
+phase "vm bench, small: one run of basic, then the data path, control path and scale in one boot"
+# The figures are not judged here (README, Benchmark); this proves the
+# bench runs end to end and writes bench.json. --compare reads its file
+# before anything boots, so a bad one is refused at once.
+target/release/nvmfcheck vm bench --runs 1 --job-secs 1 --calls 20 --bdevs 16 \
+  --out "$out/bench" >"$out/bench.log" 2>&1 || { cat "$out/bench.log"; exit 1; }
+sed -n '/^boot and overhead/,$p' "$out/bench.log"
+if target/release/nvmfcheck vm bench --compare "$out/bench.log" --out "$out/bench-bad" 2>"$out/bench-bad.log"; then
+  echo "vm bench --compare accepted a file that is not bench.json" >&2
+  exit 1
+fi
+grep -q "not JSON" "$out/bench-bad.log" || { cat "$out/bench-bad.log"; exit 1; }
+[ ! -e "$out/bench-bad" ] || { echo "vm bench --compare with a bad file made $out/bench-bad" >&2; exit 1; }

@@ -4,7 +4,7 @@
 //! The methods are synchronous; the gRPC service runs each under one mutex
 //! on a blocking thread, so calls that change state never interleave.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -367,6 +367,22 @@ pub struct BdevTable {
     pools: Pools,
     /// The nexuses, over replicas of the pools and remote ones.
     nexuses: Nexuses,
+    /// What configfs said of each bdev at the last save: whether it is
+    /// shared, and the hosts it admits. A save after a call that changed
+    /// one bdev reads configfs for that one only, so that a call costs the
+    /// same however many bdevs there are (reading all took two file
+    /// operations per bdev, twice per Create + Share: 0.2 s at 200 bdevs
+    /// under TCG).
+    seen: std::sync::Mutex<HashMap<Uuid, (bool, Vec<String>)>>,
+}
+
+/// Which bdevs a save reads from configfs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fresh {
+    /// All of them: after a (re)start, or a change that may reach several.
+    All,
+    /// This one (and any not seen before); the rest as at the last save.
+    Only(Uuid),
 }
 
 impl BdevTable {
@@ -413,6 +429,7 @@ impl BdevTable {
             unsharing: BTreeSet::new(),
             pools,
             nexuses,
+            seen: std::sync::Mutex::default(),
         };
         for record in saved.bdevs {
             target.restore(record, &found);
@@ -743,12 +760,30 @@ impl BdevTable {
     }
 
     fn save(&self) -> Result<(), StateError> {
+        self.save_fresh(Fresh::All)
+    }
+
+    /// Saves the state, reading configfs for the bdevs `fresh` names.
+    fn save_fresh(&self, fresh: Fresh) -> Result<(), StateError> {
+        let mut seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        seen.retain(|uuid, _| self.bdevs.iter().any(|b| b.uuid == *uuid));
         let bdevs = self
             .bdevs
             .iter()
             .map(|b| {
-                let shared = self.nvmet.is_shared(b.uuid);
-                let hosts = if shared { self.admitted(b) } else { Vec::new() };
+                let stale = fresh == Fresh::All || fresh == Fresh::Only(b.uuid);
+                let (shared, hosts) = match seen.get(&b.uuid) {
+                    Some(facts) if !stale => facts.clone(),
+                    _ => {
+                        let shared = self.nvmet.is_shared(b.uuid);
+                        let hosts = if shared { self.admitted(b) } else { Vec::new() };
+                        seen.insert(b.uuid, (shared, hosts.clone()));
+                        (shared, hosts)
+                    }
+                };
                 BdevRecord {
                     // Once the subsystem is gone a restart re-shares
                     // nothing: there is no Unshare left to finish.
@@ -788,8 +823,8 @@ impl BdevTable {
 
     /// Saves after a change the kernel already holds: a failure is logged,
     /// not returned, since configfs (the truth) has the change.
-    fn save_or_warn(&self) {
-        if let Err(e) = self.save() {
+    fn save_or_warn(&self, fresh: Fresh) {
+        if let Err(e) = self.save_fresh(fresh) {
             warn!("{e}");
         }
     }
@@ -892,7 +927,7 @@ impl BdevTable {
         };
         let uuid = bdev.uuid;
         self.bdevs.push(bdev);
-        if let Err(e) = self.save() {
+        if let Err(e) = self.save_fresh(Fresh::Only(uuid)) {
             if self.bdevs.pop().is_some_and(|b| b.is_malloc()) {
                 let _ = self.malloc.remove(&name);
             }
@@ -952,7 +987,7 @@ impl BdevTable {
             });
         }
         let bdev = self.bdevs.remove(index);
-        if let Err(e) = self.save() {
+        if let Err(e) = self.save_fresh(Fresh::Only(uuid)) {
             self.bdevs.insert(index, bdev);
             return Err(e.into());
         }
@@ -1009,10 +1044,10 @@ impl BdevTable {
         let missing = self.nvmet.hosts_to_make(access);
         let changed = self.export(bdev, access)?;
         let uri = self.nvmet.share_uri(bdev.uuid);
-        let name = bdev.name.clone();
+        let (name, uuid) = (bdev.name.clone(), bdev.uuid);
         // The share stands now: an Unshare that failed midway before it is
         // no longer to be finished by a restart.
-        let cancelled = self.unsharing.remove(&bdev.uuid);
+        let cancelled = self.unsharing.remove(&uuid);
         self.hosts_made.extend(missing);
         let removed = self.remove_unused_hosts();
         let who = describe(access);
@@ -1022,7 +1057,7 @@ impl BdevTable {
             info!("bdev {name} was already shared at {uri} {who}");
         }
         if changed || removed || cancelled {
-            self.save_or_warn();
+            self.save_or_warn(Fresh::Only(uuid));
         }
         Ok(uri)
     }
@@ -1046,7 +1081,7 @@ impl BdevTable {
         // finished as an unshare on restart; a failure midway leaves it
         // written down too, as a crash would.
         if self.nvmet.is_shared(uuid) && self.unsharing.insert(uuid) {
-            if let Err(e) = self.save() {
+            if let Err(e) = self.save_fresh(Fresh::Only(uuid)) {
                 self.unsharing.remove(&uuid);
                 return Err(e.into());
             }
@@ -1060,7 +1095,7 @@ impl BdevTable {
             info!("bdev {name} was not shared");
         }
         if unshared || removed || finished {
-            self.save_or_warn();
+            self.save_or_warn(Fresh::Only(uuid));
         }
         Ok(())
     }
@@ -1207,6 +1242,39 @@ mod tests {
 
     fn by_name(t: &BdevTable, name: &str) -> pb::Bdev {
         t.list().into_iter().find(|b| b.name == name).unwrap()
+    }
+
+    /// A save after one call reads configfs for that call's bdev only; the
+    /// state file must still say what a save reading every bdev says.
+    #[test]
+    fn each_call_saves_what_a_full_save_would() {
+        let s = Setup::new();
+        let mut t = s.open_populated();
+        let full = |t: &BdevTable| {
+            let after_call = std::fs::read_to_string(s.state()).unwrap();
+            t.save().unwrap();
+            assert_eq!(after_call, std::fs::read_to_string(s.state()).unwrap());
+        };
+        full(&t);
+        t.create("malloc:///m1?size_mb=1").unwrap();
+        full(&t);
+        t.share("m1", "nvmf", &hosts(&["a", "b"])).unwrap();
+        full(&t);
+        t.share("m1", "nvmf", &hosts(&["b"])).unwrap();
+        full(&t);
+        t.unshare("m0").unwrap();
+        full(&t);
+        t.destroy("malloc:///m0").unwrap();
+        full(&t);
+        t.unshare(&s.disk(0)).unwrap();
+        full(&t);
+        // A restart reads every bdev again, and agrees.
+        drop(t);
+        let t = s.open();
+        full(&t);
+        let state = std::fs::read_to_string(s.state()).unwrap();
+        assert!(state.contains("nqn.2014-08.org.example:b"), "{state}");
+        assert!(!state.contains("nqn.2014-08.org.example:a"), "{state}");
     }
 
     #[test]
