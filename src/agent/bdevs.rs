@@ -912,7 +912,13 @@ impl BdevTable {
             }
             Backend::Malloc { size, blk_size } => {
                 let blk_size = blk_size.unwrap_or(DEFAULT_BLK_SIZE);
-                self.malloc.create(&name, *size, blk_size)?;
+                let claimed = self
+                    .bdevs
+                    .iter()
+                    .filter(|b| b.is_malloc())
+                    .map(|b| b.geometry.size)
+                    .sum();
+                self.malloc.create(&name, *size, blk_size, claimed)?;
                 Geometry {
                     size: size.bytes(blk_size),
                     blk_size,

@@ -279,15 +279,23 @@ impl MallocDir {
 
     /// Creates (or empties) the file of bdev `name` with `size` in blocks
     /// of `blk_size`, refusing sizes the file system cannot hold next to the
-    /// others.
+    /// others, whose sizes add up to `claimed`.
     pub fn create(
         &self,
         name: &str,
         size: MallocSize,
         blk_size: u32,
+        claimed: u64,
     ) -> Result<PathBuf, DeviceError> {
         let bytes = size.bytes(blk_size);
-        let free = self.free_bytes()?;
+        // What is available minus every byte the others may claim is a
+        // lower bound of what is free: enough, it spares reading each file
+        // (the exact count costs a stat per bdev, which grows every Create).
+        let available = self.available_bytes()?;
+        let free = match available.saturating_sub(claimed) >= bytes {
+            true => available,
+            false => self.free_bytes(available)?,
+        };
         if bytes > free {
             return Err(DeviceError::NoRoom {
                 asked: size,
@@ -332,13 +340,17 @@ impl MallocDir {
         Ok(names)
     }
 
-    /// Free space minus what existing sparse files may still claim.
-    fn free_bytes(&self) -> Result<u64, DeviceError> {
+    /// What the file system has available.
+    fn available_bytes(&self) -> Result<u64, DeviceError> {
         let vfs = nix::sys::statvfs::statvfs(&self.dir)
             .map_err(|e| io_err("statvfs", &self.dir)(e.into()))?;
         #[allow(clippy::useless_conversion)] // the field types differ by target
-        let mut free =
-            u64::from(vfs.blocks_available()).saturating_mul(u64::from(vfs.fragment_size()));
+        Ok(u64::from(vfs.blocks_available()).saturating_mul(u64::from(vfs.fragment_size())))
+    }
+
+    /// `available` minus what existing sparse files may still claim.
+    fn free_bytes(&self, available: u64) -> Result<u64, DeviceError> {
+        let mut free = available;
         for name in self.names()? {
             let path = self.path(&name);
             if let Ok(meta) = std::fs::metadata(&path) {
@@ -486,7 +498,7 @@ mod tests {
     fn malloc_files_are_created_sized_and_removed() {
         let dir = tempfile::tempdir().unwrap();
         let m = MallocDir::open(dir.path().join("malloc")).unwrap();
-        let path = m.create("m0", MallocSize::SizeMb(2), 512).unwrap();
+        let path = m.create("m0", MallocSize::SizeMb(2), 512, 0).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 2 << 20);
         assert_eq!(m.names().unwrap(), ["m0"]);
         m.remove("m0").unwrap();
@@ -498,16 +510,20 @@ mod tests {
     fn malloc_refuses_more_than_is_free_counting_sparse_files() {
         let dir = tempfile::tempdir().unwrap();
         let m = MallocDir::open(dir.path().to_path_buf()).unwrap();
-        let free_mb = m.free_bytes().unwrap() >> 20;
+        let free_mb = m.available_bytes().unwrap() >> 20;
         // Margins are wide because other programs share the file system.
         let mb = |n| MallocSize::SizeMb(n);
-        let err = m.create("big", mb(free_mb * 2), 512).unwrap_err();
+        let err = m.create("big", mb(free_mb * 2), 512, 0).unwrap_err();
         assert!(matches!(err, DeviceError::NoRoom { .. }), "{err}");
         assert!(m.names().unwrap().is_empty());
         // A sparse file takes no space yet but its size is promised.
-        m.create("a", mb(free_mb / 2), 512).unwrap();
-        let err = m.create("b", mb(free_mb / 4 * 3), 512).unwrap_err();
+        let a = free_mb / 2;
+        m.create("a", mb(a), 512, 0).unwrap();
+        let err = m
+            .create("b", mb(free_mb / 4 * 3), 512, a << 20)
+            .unwrap_err();
         assert!(matches!(err, DeviceError::NoRoom { .. }), "{err}");
         assert_eq!(m.names().unwrap(), ["a"]);
+        m.create("c", mb(free_mb / 8), 512, a << 20).unwrap();
     }
 }
