@@ -68,6 +68,7 @@ phase "vm bench, small: one run of basic, then the data path, control path and s
 target/release/nvmfcheck vm bench --runs 1 --job-secs 1 --calls 20 --bdevs 16 \
   --out "$out/bench" >"$out/bench.log" 2>&1 || { cat "$out/bench.log"; exit 1; }
 sed -n '/^boot and overhead/,$p' "$out/bench.log"
+target/release/nvmfcheck bench compare "$out/bench/bench.json" "$out/bench/bench.json" | grep -q "^ready_secs "
 if target/release/nvmfcheck vm bench --compare "$out/bench.log" --out "$out/bench-bad" 2>"$out/bench-bad.log"; then
   echo "vm bench --compare accepted a file that is not bench.json" >&2
   exit 1

@@ -312,66 +312,73 @@ pub fn compare(old: &BenchRecord, new: &BenchRecord) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
+/// A made-up record for tests: one run whose ready time is `ready_secs`,
+/// `List` at `list_ms`, every other figure fixed.
+#[cfg(any(test, feature = "fakes"))]
+pub fn example(ready_secs: f64, list_ms: f64) -> BenchRecord {
     use std::collections::BTreeMap;
 
-    use super::*;
     use crate::bench::data_path::Figures;
     use crate::bench::Latency;
+    let sample = Sample {
+        ready_secs,
+        category_secs: 40.0,
+        fio_secs: 30.0,
+        case_overhead_secs: BTreeMap::from([("bad-input".to_string(), 5.0)]),
+        target_rss_mib: 300,
+        initiator_rss_mib: 350,
+    };
+    let latency = |ms: f64| Latency {
+        calls: 1000,
+        p50_ms: ms,
+        p99_ms: ms * 2.0,
+        max_ms: ms * 3.0,
+    };
+    let figures = |iops: f64| Figures {
+        job: "randread-4k-qd1".into(),
+        iops,
+        mib_per_sec: iops / 256.0,
+        p50_us: 1e6 / iops,
+        p99_us: 2e6 / iops,
+    };
+    BenchRecord {
+        schema: SCHEMA,
+        profile: "release".into(),
+        accel: "tcg".into(),
+        medians: Medians::of(std::slice::from_ref(&sample)),
+        runs: vec![sample],
+        data_path: crate::bench::data_path::rows(&[figures(2000.0)], &[figures(1000.0)]),
+        control: ControlPath {
+            list: latency(list_ms),
+            create_share: latency(20.0),
+            unshare_destroy: latency(15.0),
+        },
+        scale: Scale {
+            up: scale::Up {
+                bdevs: 256,
+                share_secs: 12.0,
+                per_share: latency(40.0),
+                last_first_ratio: 1.1,
+                discover_secs: 0.5,
+                discovered: 256,
+                connect_secs: 30.0,
+            },
+            agent_rss_mib: 20.0,
+            down: scale::Down {
+                bdevs: 256,
+                disconnect_secs: 5.0,
+                unshare_destroy_secs: 8.0,
+            },
+        },
+    }
+}
 
-    pub(crate) fn record(ready_secs: f64, list_ms: f64) -> BenchRecord {
-        let sample = Sample {
-            ready_secs,
-            category_secs: 40.0,
-            fio_secs: 30.0,
-            case_overhead_secs: BTreeMap::from([("bad-input".to_string(), 5.0)]),
-            target_rss_mib: 300,
-            initiator_rss_mib: 350,
-        };
-        let latency = |ms: f64| Latency {
-            calls: 1000,
-            p50_ms: ms,
-            p99_ms: ms * 2.0,
-            max_ms: ms * 3.0,
-        };
-        let figures = |iops: f64| Figures {
-            job: "randread-4k-qd1".into(),
-            iops,
-            mib_per_sec: iops / 256.0,
-            p50_us: 1e6 / iops,
-            p99_us: 2e6 / iops,
-        };
-        BenchRecord {
-            schema: SCHEMA,
-            profile: "release".into(),
-            accel: "tcg".into(),
-            medians: Medians::of(std::slice::from_ref(&sample)),
-            runs: vec![sample],
-            data_path: crate::bench::data_path::rows(&[figures(2000.0)], &[figures(1000.0)]),
-            control: ControlPath {
-                list: latency(list_ms),
-                create_share: latency(20.0),
-                unshare_destroy: latency(15.0),
-            },
-            scale: Scale {
-                up: scale::Up {
-                    bdevs: 256,
-                    share_secs: 12.0,
-                    per_share: latency(40.0),
-                    last_first_ratio: 1.1,
-                    discover_secs: 0.5,
-                    discovered: 256,
-                    connect_secs: 30.0,
-                },
-                agent_rss_mib: 20.0,
-                down: scale::Down {
-                    bdevs: 256,
-                    disconnect_secs: 5.0,
-                    unshare_destroy_secs: 8.0,
-                },
-            },
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(ready_secs: f64, list_ms: f64) -> BenchRecord {
+        example(ready_secs, list_ms)
     }
 
     #[test]

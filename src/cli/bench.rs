@@ -1,11 +1,13 @@
 //! `nvmfcheck bench`: the guest halves of `vm bench`, each printing its
-//! figures as JSON; they also measure a real target from any initiator.
+//! figures as JSON (they also measure a real target from any initiator),
+//! and the comparison of two `bench.json`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use nvmfcheck::bench::{control, data_path, scale};
+use nvmfcheck::bench::record::compare;
+use nvmfcheck::bench::{control, data_path, scale, BenchRecord};
 
 use super::bdev::{connect, print, Conn};
 
@@ -43,6 +45,14 @@ pub enum Command {
         nvme_timeout: u64,
         #[command(flatten)]
         conn: Conn,
+    },
+    /// Print each figure of one `vm bench`'s bench.json against an
+    /// earlier one's (the ratios `vm bench --compare` prints).
+    Compare {
+        /// The earlier bench.json.
+        old: PathBuf,
+        /// The later bench.json.
+        new: PathBuf,
     },
 }
 
@@ -92,6 +102,11 @@ pub async fn main(cmd: Command) -> anyhow::Result<ExitCode> {
                 (None, None) => anyhow::bail!("give --device PATH or --over-fabric URI"),
             };
             print(&figures)
+        }
+        Command::Compare { old, new } => {
+            let (old, new) = (BenchRecord::load(&old)?, BenchRecord::load(&new)?);
+            println!("{}", compare(&old, &new));
+            Ok(ExitCode::SUCCESS)
         }
         Command::Control { calls, conn } => {
             let target = connect(&conn).await?;
