@@ -130,9 +130,7 @@ pub async fn over_fabric(
     let name = target.create(uri).await.map_err(call("Create"))?;
     let result = share_and_run(target, &name, params, timeout).await;
     let destroyed = target.destroy(uri).await.map_err(call("Destroy"));
-    let figures = result?;
-    destroyed?;
-    Ok(figures)
+    first_error(result, destroyed)
 }
 
 async fn share_and_run(
@@ -148,9 +146,7 @@ async fn share_and_run(
         .map_err(call("Share"))?;
     let result = connect_and_run(&uri, params, timeout).await;
     let unshared = target.unshare(name).await.map_err(call("Unshare"));
-    let figures = result?;
-    unshared?;
-    Ok(figures)
+    first_error(result, unshared)
 }
 
 async fn connect_and_run(
@@ -179,9 +175,18 @@ async fn connect_and_run(
     let disconnected = nvme::disconnect(&share.nqn, timeout)
         .await
         .map_err(nvme_err(format!("disconnect from {}", share.nqn)));
-    let figures = result?;
-    disconnected?;
-    Ok(figures)
+    first_error(result, disconnected)
+}
+
+/// A step's result after its undo ran: the step's error first, else the
+/// undo's.
+fn first_error<T, U>(
+    result: Result<T, BenchError>,
+    undone: Result<U, BenchError>,
+) -> Result<T, BenchError> {
+    let value = result?;
+    undone?;
+    Ok(value)
 }
 
 /// One job's figures locally and over the fabric, and their ratios
