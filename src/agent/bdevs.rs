@@ -769,21 +769,22 @@ impl BdevTable {
             .seen
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        seen.retain(|uuid, _| self.bdevs.iter().any(|b| b.uuid == *uuid));
+        // Rebuilt for the bdevs there are now, so a destroyed one's facts go.
+        let mut now = HashMap::with_capacity(self.bdevs.len());
         let bdevs = self
             .bdevs
             .iter()
             .map(|b| {
                 let stale = fresh == Fresh::All || fresh == Fresh::Only(b.uuid);
-                let (shared, hosts) = match seen.get(&b.uuid) {
-                    Some(facts) if !stale => facts.clone(),
+                let (shared, hosts) = match seen.remove(&b.uuid) {
+                    Some(facts) if !stale => facts,
                     _ => {
                         let shared = self.nvmet.is_shared(b.uuid);
                         let hosts = if shared { self.admitted(b) } else { Vec::new() };
-                        seen.insert(b.uuid, (shared, hosts.clone()));
                         (shared, hosts)
                     }
                 };
+                now.insert(b.uuid, (shared, hosts.clone()));
                 BdevRecord {
                     // Once the subsystem is gone a restart re-shares
                     // nothing: there is no Unshare left to finish.
@@ -792,6 +793,7 @@ impl BdevTable {
                 }
             })
             .collect();
+        *seen = now;
         let hosts = self.hosts_made.iter().cloned().collect();
         let keyed = self.hosts_keyed.iter().cloned().collect();
         state_file::save(

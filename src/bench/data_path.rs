@@ -4,7 +4,7 @@
 //! costs; under TCG both sides are emulated, so only the ratio means much.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -163,7 +163,6 @@ async fn connect_and_run(
     let connection = nvme::connect(&share.transport, &share.nqn, &opts)
         .await
         .map_err(nvme_err(format!("connect to {}", share.nqn)))?;
-    let started = Instant::now();
     let result = match connection.namespaces.first() {
         Some(ns) => run(&ns.device, params).await,
         None => Err(BenchError::State(format!(
@@ -171,7 +170,6 @@ async fn connect_and_run(
             share.nqn
         ))),
     };
-    tracing::debug!("data path jobs took {:?}", started.elapsed());
     let disconnected = nvme::disconnect(&share.nqn, timeout)
         .await
         .map_err(nvme_err(format!("disconnect from {}", share.nqn)));
